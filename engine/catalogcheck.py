@@ -1,0 +1,130 @@
+"""Catalog checks: completeness, placeholders and required terms per locale. Reads .po/.yaml."""
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from babel.messages.extract import extract_from_file
+
+from engine.errors import Problem
+from engine.i18n import SOURCE_LOCALE, Catalogs
+from engine.yamlsource import load_located
+
+_PERCENT = re.compile(r"%\(\w+\)[sdif]|%[sdif]")
+_BRACE = re.compile(r"\{\w*\}")  # Babel's checker does not look at these
+_JINJA = re.compile(r"\{\{|\}\}|\{%|%\}")
+EXTRACT_OPTIONS = {"extensions": "jinja2.ext.i18n", "trimmed": "true"}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMessage:
+    msgid: str
+    path: Path
+    line: int
+
+
+def extract_messages(template_dirs: Iterable[Path]) -> dict[str, SourceMessage]:
+    """Every msgid marked in the templates, with where it first appears."""
+    found: dict[str, SourceMessage] = {}
+    for folder in template_dirs:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            for line, message, _comments, _context in extract_from_file(
+                "jinja2.ext:babel_extract", path, options=EXTRACT_OPTIONS
+            ):
+                msgid = message if isinstance(message, str) else message[0]
+                if msgid and msgid not in found:
+                    found[msgid] = SourceMessage(msgid, path, line)
+    return found
+
+
+def placeholders(text: str) -> list[str]:
+    return sorted(_PERCENT.findall(text) + _BRACE.findall(text))
+
+
+def check_catalog(catalogs: Catalogs, locale: str, sources: dict[str, SourceMessage],
+                  *, severity: str = "error") -> list[Problem]:
+    """Missing, fuzzy, untranslated and placeholder-mismatched messages of one locale."""
+    if locale == SOURCE_LOCALE and not catalogs.po_path(locale).exists():
+        return []
+    unreadable = catalogs.load_problem(locale)
+    if unreadable:
+        return [unreadable]
+    catalog, path = catalogs.catalog(locale), catalogs.po_path(locale)
+    out: list[Problem] = []
+
+    def problem(message: str, line: int | None, msgid: str) -> None:
+        out.append(Problem(path, message, line, None, f"msgid {_short(msgid)!r}", severity))
+
+    for msgid, source in sources.items():
+        entry = catalog.get(msgid)
+        if entry is None:
+            where = f"{source.path}:{source.line}"
+            problem(f"missing translation (the message comes from {where}; run "
+                    "pybabel extract and pybabel update)", None, msgid)
+            continue
+        strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
+        if entry.fuzzy:
+            problem("fuzzy translation: review it and remove the fuzzy flag", entry.lineno, msgid)
+        elif not all(strings):
+            problem("untranslated: msgstr is empty", entry.lineno, msgid)
+            continue
+        for text in strings:
+            if placeholders(text) != placeholders(msgid):
+                problem(f"placeholders {placeholders(text)} differ from the source's "
+                        f"{placeholders(msgid)}", entry.lineno, msgid)
+            if _JINJA.search(text):
+                problem("template syntax in a translation", entry.lineno, msgid)
+    return out
+
+
+def load_glossary(path: Path) -> tuple[dict[str, dict[str, tuple[str, ...]]], list[Problem]]:
+    """locales/glossary.yaml: source term -> locale -> accepted forms (any one suffices)."""
+    located, problems = load_located(path)
+    if located is None or not isinstance(located.data, dict):
+        return {}, problems or [Problem(path, "expected a mapping: term -> locale -> forms")]
+    terms: dict[str, dict[str, tuple[str, ...]]] = {}
+    for term, per_locale in located.data.items():
+        if not isinstance(per_locale, dict):
+            problems.append(located.problem((term,), "expected a mapping of locale -> forms"))
+            continue
+        terms[str(term).lower()] = {}
+        for locale, forms in per_locale.items():
+            forms = [forms] if isinstance(forms, str) else forms
+            if not isinstance(forms, list) or not forms or not all(
+                isinstance(f, str) and f.strip() for f in forms
+            ):
+                problems.append(located.problem((term, locale),
+                                                "expected a term or a list of accepted forms"))
+                continue
+            terms[str(term).lower()][str(locale)] = tuple(f.lower() for f in forms)
+    return terms, problems
+
+
+def check_glossary(catalogs: Catalogs, locale: str, glossary: dict[str, dict[str, tuple[str, ...]]],
+                   sources: dict[str, SourceMessage], glossary_path: Path) -> list[Problem]:
+    """Each translation of a message holding a glossary term uses the required term."""
+    if locale == SOURCE_LOCALE or catalogs.load_problem(locale):
+        return []
+    catalog, path = catalogs.catalog(locale), catalogs.po_path(locale)
+    out: list[Problem] = []
+    for term, per_locale in glossary.items():
+        forms = per_locale.get(locale)
+        if forms is None:
+            out.append(Problem(glossary_path, f"no required term for locale {locale!r}",
+                               key=term, severity="warning"))
+            continue
+        for msgid in sources:
+            entry = catalog.get(msgid)
+            if term not in msgid.lower() or entry is None or not entry.string:
+                continue
+            strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
+            if not all(any(f in s.lower() for f in forms) for s in strings):
+                out.append(Problem(path, f"drops the required term for {term!r}: expected "
+                                   f"one of {list(forms)} (see {glossary_path.name})",
+                                   entry.lineno, None, f"msgid {_short(msgid)!r}"))
+    return out
+
+
+def _short(msgid: str, limit: int = 60) -> str:
+    return msgid if len(msgid) <= limit else msgid[: limit - 1] + "…"

@@ -1,0 +1,126 @@
+"""The `herald` command line. The only module that writes to the terminal.
+
+Exit codes: 0 success, 1 input rejected (every reason on stderr), 2 usage error.
+"""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from engine.campaigns import campaign_json_schema, load_campaign, resolve_campaign_path
+from engine.errors import CampaignError, EngineError, Problem
+from engine.i18n import Catalogs
+from engine.models import Channel, LocaleChoice, LocaleSource, User
+from engine.preview import LocalePreview, write_preview
+from engine.rendering import Renderer
+from engine.validation import SAMPLE_TOKEN, validate
+
+app = typer.Typer(
+    name="herald",
+    help="Notification campaigns for compliance teams: tell every affected user, "
+    "in their language, and prove it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+def _fail(problems: list[Problem] | str) -> None:
+    for problem in [problems] if isinstance(problems, str) else problems:
+        err.print(str(problem), markup=False)
+    raise typer.Exit(1)
+
+
+@app.command("validate")
+def validate_command(
+    campaigns: Annotated[list[str], typer.Argument(
+        help="Campaign files or ids (default: every file in campaigns/).")] = [],  # noqa: B006
+) -> None:
+    """Check campaigns, templates and translations before launch."""
+    paths = [resolve_campaign_path(c) for c in campaigns] or sorted(
+        Path("campaigns").glob("*.yaml"))
+    if not paths:
+        _fail("no campaign files given and none in ./campaigns/")
+    failed = 0
+    for path in paths:
+        report = validate(path)
+        for problem in report.problems:
+            err.print(str(problem), markup=False)
+        if report.errors:
+            failed += 1
+            err.print(f"FAILED {path}: {len(report.errors)} error(s), "
+                      f"{len(report.warnings)} warning(s)", style="bold red", markup=False)
+        else:
+            out.print(f"OK {path}: {len(report.locales)} locales, {report.renders} renders "
+                      f"checked, {len(report.warnings)} warning(s)", markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("preview")
+def preview_command(
+    campaign: Annotated[str, typer.Argument(help="Campaign file or id.")],
+    locale: Annotated[list[str], typer.Option("--locale", "-l",
+                      help="Locale(s) to render (default: the sample user's choice; "
+                      "with --out, every locale).")] = [],  # noqa: B006
+    channel: Annotated[Channel | None, typer.Option(help="Only this channel.")] = None,
+    name: Annotated[str, typer.Option(help="The sample user's name.")] = "Maria Example",
+    country: Annotated[str, typer.Option(help="The sample user's country (ISO code).")] = "DE",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write HTML pages here.")] = None,
+) -> None:
+    """Render a campaign locally, to the terminal or as HTML pages side by side."""
+    try:
+        loaded = load_campaign(resolve_campaign_path(campaign))
+        c = loaded.campaign
+        catalogs = Catalogs(loaded.project.locales)
+        renderer = Renderer(loaded.project.templates, catalogs)
+        user = User("preview", "preview@example.com", name or None, country.upper(), None)
+        unknown = [loc for loc in locale if loc not in catalogs.available]
+        if unknown:
+            _fail(f"no catalog for locale(s) {', '.join(unknown)}; "
+                  f"available: {', '.join(sorted(catalogs.available))}")
+        if locale:
+            choices = [LocaleChoice(loc, LocaleSource.USER, False) for loc in locale]
+        elif out_dir is not None:
+            choices = [LocaleChoice(loc, LocaleSource.USER, False)
+                       for loc in sorted(catalogs.available)]
+        else:
+            choices = [renderer.choose(c, user)]
+        channels = [channel] if channel else [*c.channels]
+        url = c.objection.url.format(token=SAMPLE_TOKEN)
+        previews = [
+            LocalePreview(choice.locale, tuple(
+                renderer.render(c, user, ch, objection_url=url, locale=choice)
+                for ch in channels))
+            for choice in choices
+        ]
+    except CampaignError as exc:
+        _fail(exc.problems)
+    except EngineError as exc:
+        _fail(str(exc))
+    if out_dir is not None:
+        index = write_preview(out_dir, c.id, f"{name or '(no name)'}, {country}", previews)
+        out.print(f"wrote {len(previews)} locale(s) x {len(channels)} channel(s) to "
+                  f"{out_dir}; open {index}", markup=False)
+        return
+    for preview in previews:
+        for message in preview.messages:
+            how = message.locale
+            out.print(Panel(message.text.rstrip(), title=message.subject,
+                            subtitle=f"{message.channel.value} · {how.locale} ({how.source.value})",
+                            title_align="left", subtitle_align="right"), markup=False)
+
+
+@app.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of campaign files, for editors."""
+    print(campaign_json_schema())  # noqa: T201 - machine-readable output, no rich wrapping

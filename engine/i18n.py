@@ -1,0 +1,129 @@
+"""Catalogs and locales: .po files read directly, the locale choice, Babel formatting.
+
+Reads locales/<locale>/LC_MESSAGES/messages.po once per locale; otherwise pure. No .mo
+files are needed: each catalog is compiled in memory, so "forgot to compile" cannot
+happen.
+"""
+
+import datetime as dt
+import functools
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, format_datetime
+from babel.lists import format_list
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import PoFileError, read_po
+from babel.numbers import format_decimal
+from babel.support import NullTranslations, Translations
+
+from engine.errors import Problem
+from engine.models import LocaleChoice, LocaleSource
+from engine.regions import region_data
+
+SOURCE_LOCALE = "en"  # the language of the msgids in templates/
+_ALIASES = {"no": "nb"}  # Norwegian: "no" is the macrolanguage, Bokmål is what we ship
+
+
+def normalize_locale(value: str) -> str | None:
+    """'de-at' -> 'de_AT'; None if Babel does not know the locale."""
+    try:
+        return str(Locale.parse(value.strip().replace("-", "_")))
+    except (ValueError, TypeError, UnknownLocaleError):
+        return None
+
+
+class Catalogs:
+    """The catalogs under one locales/ folder."""
+
+    def __init__(self, locales_dir: Path) -> None:
+        self.dir = locales_dir
+        found = {
+            p.parent.parent.name
+            for p in locales_dir.glob("*/LC_MESSAGES/messages.po")
+        } if locales_dir.is_dir() else set()
+        self.available: frozenset[str] = frozenset(found | {SOURCE_LOCALE})
+
+    def po_path(self, locale: str) -> Path:
+        return self.dir / locale / "LC_MESSAGES" / "messages.po"
+
+    @functools.cache
+    def catalog(self, locale: str) -> Catalog:
+        """The parsed .po of `locale`. Raises PoFileError, OSError."""
+        with self.po_path(locale).open("rb") as fp:
+            return read_po(fp, locale=locale, abort_invalid=True)
+
+    def load_problem(self, locale: str) -> Problem | None:
+        """Why `locale`'s catalog cannot be read, if it cannot."""
+        if locale == SOURCE_LOCALE and not self.po_path(locale).exists():
+            return None
+        try:
+            self.catalog(locale)
+        except (PoFileError, OSError, ValueError) as exc:
+            return Problem(self.po_path(locale), f"cannot read catalog: {exc}")
+        return None
+
+    @functools.cache
+    def translations(self, locale: str) -> NullTranslations:
+        if locale == SOURCE_LOCALE and not self.po_path(locale).exists():
+            return NullTranslations()
+        buffer = io.BytesIO()
+        write_mo(buffer, self.catalog(locale), use_fuzzy=False)
+        buffer.seek(0)
+        return Translations(fp=buffer)
+
+    def choose(self, user_locale: str | None, country: str, default: str,
+               enabled: Iterable[str] | None = None) -> LocaleChoice:
+        """The locale for one user: theirs, its language, their country's, or `default`.
+
+        `de_AT` -> `de`; `no` -> `nb`; a Belgian with no locale gets the first of
+        nl, fr, de that we have. `fell_back` is set when the user stated a locale we
+        could not honour, or when nothing better than the default was found.
+        """
+        have = frozenset(enabled) if enabled is not None else self.available
+        stated = normalize_locale(user_locale) if user_locale else None
+        if stated:
+            language = stated.split("_")[0]
+            language = _ALIASES.get(language, language)
+            if stated in have:
+                return LocaleChoice(stated, LocaleSource.USER, False)
+            if language in have:
+                source = LocaleSource.USER if stated == language else LocaleSource.USER_LANGUAGE
+                return LocaleChoice(language, source, False)
+        code = region_data().country_code(country) or ""
+        for language in region_data().country(code).languages if code else ():
+            for candidate in (f"{language}_{code}", _ALIASES.get(language, language)):
+                if candidate in have:
+                    return LocaleChoice(candidate, LocaleSource.COUNTRY, bool(user_locale))
+        return LocaleChoice(default, LocaleSource.DEFAULT, True)
+
+
+def text_direction(locale: str) -> str:
+    return "rtl" if Locale.parse(locale).character_order == "right-to-left" else "ltr"
+
+
+class Formatter:
+    """Babel formatting for one locale, cached: a campaign formats the same few values."""
+
+    def __init__(self, locale: str) -> None:
+        self.locale = Locale.parse(locale)
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one Formatter per locale, kept for the run
+    def date(self, value: dt.date, format: str = "long") -> str:
+        if isinstance(value, dt.datetime):
+            return str(format_datetime(value, format, locale=self.locale))
+        return str(format_date(value, format, locale=self.locale))
+
+    def number(self, value: float) -> str:
+        return str(format_decimal(value, locale=self.locale))
+
+    def list(self, values: Iterable[str], style: str = "standard") -> str:
+        return str(format_list(list(values), style=style, locale=self.locale))  # type: ignore[arg-type]
+
+
+def read_po_file(path: Path) -> Catalog:
+    with path.open("rb") as fp:
+        return read_po(fp)

@@ -1,0 +1,157 @@
+"""Jinja2 + Babel rendering: (campaign, user, channel) -> RenderedMessage.
+
+Reads templates/ once per locale; otherwise pure. Fails closed: an undefined variable
+raises (StrictUndefined), HTML is autoescaped, and nothing a user supplied can reach a
+header or inject markup.
+"""
+
+import re
+import traceback
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup, escape
+
+from engine.campaigns import Campaign
+from engine.errors import TemplateError
+from engine.i18n import Catalogs, Formatter, text_direction
+from engine.models import Channel, LocaleChoice, RenderedMessage, User
+
+FSI, PDI = "\u2068", "\u2069"  # Unicode first-strong isolate / pop directional isolate
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def clean_field(value: str | None, limit: int = 200) -> str | None:
+    """A user-supplied one-line value, safe anywhere: no control characters or line breaks."""
+    if value is None:
+        return None
+    value = unicodedata.normalize("NFC", _CONTROL.sub(" ", value))
+    value = " ".join(value.split())[:limit]
+    return value or None
+
+
+def header_text(value: str) -> str:
+    """Rendered text made fit for a header: one line, no control characters."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+@jinja2.pass_eval_context
+def _bidi(eval_ctx: jinja2.nodes.EvalContext, value: object) -> str:
+    """Isolate user text so an RTL name cannot reorder the sentence around it."""
+    if eval_ctx.autoescape:
+        return Markup("<bdi>%s</bdi>") % escape(value)
+    return f"{FSI}{value}{PDI}"
+
+
+@dataclass(frozen=True)
+class TemplateSet:
+    """Where one campaign's templates live, as Jinja names."""
+
+    name: str
+
+    def __getitem__(self, part: str) -> str:
+        return f"{self.name}/{part}"
+
+
+class Renderer:
+    """Renders one campaign's templates in any locale the catalogs hold."""
+
+    def __init__(self, templates_dir: Path, catalogs: Catalogs) -> None:
+        self.templates_dir, self.catalogs = templates_dir, catalogs
+        self._envs: dict[str, jinja2.Environment] = {}
+
+    def render(self, campaign: Campaign, user: User, channel: Channel, *,
+               objection_url: str, locale: LocaleChoice | None = None) -> RenderedMessage:
+        """Render `channel` for `user`. Raises TemplateError naming template and line."""
+        choice = locale or self.choose(campaign, user)
+        context = build_context(campaign, user, choice.locale, objection_url)
+        names = TemplateSet(campaign.template)
+        if channel is Channel.EMAIL:
+            subject = header_text(self._render(choice.locale, names["email_subject.txt"], context))
+            text = self._render(choice.locale, names["email.txt"], context)
+            html = self._render(choice.locale, names["email.html"], {**context, "subject": subject})
+            return RenderedMessage(user.id, channel, choice, subject, _tidy(text), html)
+        title = header_text(self._render(choice.locale, names["inapp_title.txt"], context))
+        body = self._render(choice.locale, names["inapp_body.txt"], context)
+        return RenderedMessage(user.id, channel, choice, title, _tidy(body))
+
+    def choose(self, campaign: Campaign, user: User) -> LocaleChoice:
+        return self.catalogs.choose(user.locale, user.country, campaign.locales.default)
+
+    def env(self, locale: str) -> jinja2.Environment:
+        """One Environment per locale, so translations are never swapped on a shared object."""
+        if locale not in self._envs:
+            env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(self.templates_dir),
+                undefined=jinja2.StrictUndefined,
+                autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+                extensions=["jinja2.ext.i18n"],
+                keep_trailing_newline=True,
+            )
+            env.policies["ext.i18n.trimmed"] = True  # as babel.cfg extracts them
+            env.install_gettext_translations(  # type: ignore[attr-defined]  # added by the i18n extension
+                self.catalogs.translations(locale), newstyle=True
+            )
+            fmt = Formatter(locale)
+            env.filters.update(date=fmt.date, number=fmt.number, list=fmt.list, bidi=_bidi)
+            self._envs[locale] = env
+        return self._envs[locale]
+
+    def _render(self, locale: str, name: str, context: Mapping[str, Any]) -> str:
+        try:
+            return self.env(locale).get_template(name).render(context)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(exc.name or name, locale, exc.message or str(exc),
+                                exc.lineno) from exc
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(name, locale, f"template {exc.name} not found") from exc
+        except jinja2.UndefinedError as exc:
+            where, line = _template_frame(exc, name)
+            raise TemplateError(where, locale, f"undefined: {exc.message}", line) from exc
+        except (TypeError, ValueError, KeyError) as exc:  # a broken msgstr format, a bad filter arg
+            where, line = _template_frame(exc, name)
+            raise TemplateError(where, locale, f"{type(exc).__name__}: {exc}", line) from exc
+
+
+def build_context(campaign: Campaign, user: User, locale: str,
+                  objection_url: str) -> dict[str, Any]:
+    """The variables templates may use (DESIGN section 4). Unset optional values are
+    left out, so a template that needs them fails under StrictUndefined."""
+    name = clean_field(user.name)
+    policy = campaign.policy.model_dump(exclude_none=True)
+    return {
+        "user": {
+            "id": user.id,
+            "email": user.email,
+            "name": name,
+            "first_name": clean_field(str(user.attributes.get("first_name") or ""))
+            or (name.split()[0] if name else None),
+            "country": user.country,
+            "locale": user.locale,
+            "timezone": user.timezone,
+        },
+        "campaign": {"id": campaign.id, "title": campaign.title},
+        "policy": policy,
+        "objection_url": objection_url,
+        "locale": locale,
+        "dir": text_direction(locale),
+    }
+
+
+def _tidy(text: str) -> str:
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def _template_frame(exc: BaseException, fallback: str) -> tuple[str, int | None]:
+    """The innermost template file and line in `exc`'s traceback (Jinja rewrites frames)."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename and not frame.filename.endswith(".py"):
+            path = Path(frame.filename)
+            return "/".join(path.parts[-2:]), frame.lineno
+    return fallback, None
