@@ -202,8 +202,7 @@ def _explain(error: Any, located: LocatedYaml) -> Problem:
         hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         message = f"unknown key {loc[-1]!r}"
         message += f" (did you mean {hint[0]!r}?)" if hint else ""
-        return located.problem(loc, f"{message}; expected one of: {', '.join(allowed)}",
-                               key=True)
+        return located.problem(loc, f"{message}; expected one of: {', '.join(allowed)}", key=True)
     if kind == "missing":
         return located.problem(loc, f"required key {loc[-1]!r} is missing")
     got = error.get("input")
@@ -255,19 +254,29 @@ def _cross_checks(c: Campaign, located: LocatedYaml, project: Project) -> list[P
     for i, name in enumerate(c.audience.regions):
         if data.expand(name) is None:
             known = ", ".join(sorted(data.regions))
-            problem(("audience", "regions", i),
-                    f"unknown region or country {name!r}; regions are {known}, "
-                    "or use an ISO 3166-1 alpha-2 code")
+            problem(
+                ("audience", "regions", i),
+                f"unknown region or country {name!r}; regions are {known}, "
+                "or use an ISO 3166-1 alpha-2 code",
+            )
     for i, code in enumerate(c.audience.exclude_countries):
         if data.country_code(code) is None:
-            problem(("audience", "exclude_countries", i),
-                    f"unknown country code {code!r}; expected ISO 3166-1 alpha-2")
+            problem(
+                ("audience", "exclude_countries", i),
+                f"unknown country code {code!r}; expected ISO 3166-1 alpha-2",
+            )
     if c.fallback is not None and c.fallback in c.channels:
-        problem(("fallback",), f"{c.fallback.value!r} is already in channels; the fallback "
-                "must be a channel not listed there")
+        problem(
+            ("fallback",),
+            f"{c.fallback.value!r} is already in channels; the fallback "
+            "must be a channel not listed there",
+        )
     url = c.objection.url
     if url.count("{token}") != 1 or url.replace("{token}", "").count("{"):
-        problem(("objection", "url"), "must contain {token} exactly once and no other braces")
+        problem(
+            ("objection", "url"),
+            "must contain {token} exactly once and no other braces",
+        )
     if not url.startswith(("https://", "http://")):
         problem(("objection", "url"), "expected an absolute https:// URL")
     sched = c.schedule
@@ -275,14 +284,19 @@ def _cross_checks(c: Campaign, located: LocatedYaml, project: Project) -> list[P
         problem(("schedule", "deadline"), f"must be after schedule.start ({sched.start})")
     effective = dt.datetime.combine(c.policy.effective_date, dt.time(0), dt.UTC)
     if sched.deadline >= effective:
-        problem(("schedule", "deadline"),
-                f"must be before policy.effective_date ({c.policy.effective_date}): "
-                "everyone must be told before the change takes effect")
+        problem(
+            ("schedule", "deadline"),
+            f"must be before policy.effective_date ({c.policy.effective_date}): "
+            "everyone must be told before the change takes effect",
+        )
     lead = (c.policy.effective_date - sched.start.date()).days
     if lead < c.policy.min_lead_days:
-        problem(("schedule", "start"),
-                f"only {lead} days before policy.effective_date; policy.min_lead_days "
-                f"asks for {c.policy.min_lead_days}", severity="warning")
+        problem(
+            ("schedule", "start"),
+            f"only {lead} days before policy.effective_date; policy.min_lead_days "
+            f"asks for {c.policy.min_lead_days}",
+            severity="warning",
+        )
     window = sched.send_window
     if window is not None:
         if window.from_ == window.to:
@@ -296,9 +310,13 @@ def _cross_checks(c: Campaign, located: LocatedYaml, project: Project) -> list[P
         for channel in (*c.channels, *([c.fallback] if c.fallback else [])):
             for name in TEMPLATE_FILES[channel]:
                 if not (template_dir / name).is_file():
-                    problem(("template",), f"{template_dir / name} is missing; the "
-                            f"{channel.value} channel needs it")
+                    problem(
+                        ("template",),
+                        f"{template_dir / name} is missing; the {channel.value} channel needs it",
+                    )
     if c.locales.glossary and not (project.locales / c.locales.glossary).is_file():
-        problem(("locales", "glossary"),
-                f"glossary file {project.locales / c.locales.glossary} does not exist")
+        problem(
+            ("locales", "glossary"),
+            f"glossary file {project.locales / c.locales.glossary} does not exist",
+        )
     return out

@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from babel.messages.catalog import Message
 from babel.messages.extract import extract_from_file
 
 from engine.errors import Problem
@@ -42,8 +43,13 @@ def placeholders(text: str) -> list[str]:
     return sorted(_PERCENT.findall(text) + _BRACE.findall(text))
 
 
-def check_catalog(catalogs: Catalogs, locale: str, sources: dict[str, SourceMessage],
-                  *, severity: str = "error") -> list[Problem]:
+def check_catalog(
+    catalogs: Catalogs,
+    locale: str,
+    sources: dict[str, SourceMessage],
+    *,
+    severity: str = "error",
+) -> list[Problem]:
     """Missing, fuzzy, untranslated and placeholder-mismatched messages of one locale."""
     if locale == SOURCE_LOCALE and not catalogs.po_path(locale).exists():
         return []
@@ -60,25 +66,39 @@ def check_catalog(catalogs: Catalogs, locale: str, sources: dict[str, SourceMess
         entry = catalog.get(msgid)
         if entry is None:
             where = f"{source.path}:{source.line}"
-            problem(f"missing translation (the message comes from {where}; run "
-                    "pybabel extract and pybabel update)", None, msgid)
+            problem(
+                f"missing translation (the message comes from {where}; run "
+                "pybabel extract and pybabel update)",
+                None,
+                msgid,
+            )
             continue
-        strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
+        strings = _strings(entry)
         if entry.fuzzy:
-            problem("fuzzy translation: review it and remove the fuzzy flag", entry.lineno, msgid)
+            problem(
+                "fuzzy translation: review it and remove the fuzzy flag",
+                entry.lineno,
+                msgid,
+            )
         elif not all(strings):
             problem("untranslated: msgstr is empty", entry.lineno, msgid)
             continue
         for text in strings:
             if placeholders(text) != placeholders(msgid):
-                problem(f"placeholders {placeholders(text)} differ from the source's "
-                        f"{placeholders(msgid)}", entry.lineno, msgid)
+                problem(
+                    f"placeholders {placeholders(text)} differ from the source's "
+                    f"{placeholders(msgid)}",
+                    entry.lineno,
+                    msgid,
+                )
             if _JINJA.search(text):
                 problem("template syntax in a translation", entry.lineno, msgid)
     return out
 
 
-def load_glossary(path: Path) -> tuple[dict[str, dict[str, tuple[str, ...]]], list[Problem]]:
+def load_glossary(
+    path: Path,
+) -> tuple[dict[str, dict[str, tuple[str, ...]]], list[Problem]]:
     """locales/glossary.yaml: source term -> locale -> accepted forms (any one suffices)."""
     located, problems = load_located(path)
     if located is None or not isinstance(located.data, dict):
@@ -91,18 +111,26 @@ def load_glossary(path: Path) -> tuple[dict[str, dict[str, tuple[str, ...]]], li
         terms[str(term).lower()] = {}
         for locale, forms in per_locale.items():
             forms = [forms] if isinstance(forms, str) else forms
-            if not isinstance(forms, list) or not forms or not all(
-                isinstance(f, str) and f.strip() for f in forms
+            if (
+                not isinstance(forms, list)
+                or not forms
+                or not all(isinstance(f, str) and f.strip() for f in forms)
             ):
-                problems.append(located.problem((term, locale),
-                                                "expected a term or a list of accepted forms"))
+                problems.append(
+                    located.problem((term, locale), "expected a term or a list of accepted forms")
+                )
                 continue
             terms[str(term).lower()][str(locale)] = tuple(f.lower() for f in forms)
     return terms, problems
 
 
-def check_glossary(catalogs: Catalogs, locale: str, glossary: dict[str, dict[str, tuple[str, ...]]],
-                   sources: dict[str, SourceMessage], glossary_path: Path) -> list[Problem]:
+def check_glossary(
+    catalogs: Catalogs,
+    locale: str,
+    glossary: dict[str, dict[str, tuple[str, ...]]],
+    sources: dict[str, SourceMessage],
+    glossary_path: Path,
+) -> list[Problem]:
     """Each translation of a message holding a glossary term uses the required term."""
     if locale == SOURCE_LOCALE or catalogs.load_problem(locale):
         return []
@@ -111,19 +139,37 @@ def check_glossary(catalogs: Catalogs, locale: str, glossary: dict[str, dict[str
     for term, per_locale in glossary.items():
         forms = per_locale.get(locale)
         if forms is None:
-            out.append(Problem(glossary_path, f"no required term for locale {locale!r}",
-                               key=term, severity="warning"))
+            out.append(
+                Problem(
+                    glossary_path,
+                    f"no required term for locale {locale!r}",
+                    key=term,
+                    severity="warning",
+                )
+            )
             continue
         for msgid in sources:
             entry = catalog.get(msgid)
             if term not in msgid.lower() or entry is None or not entry.string:
                 continue
-            strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
-            if not all(any(f in s.lower() for f in forms) for s in strings):
-                out.append(Problem(path, f"drops the required term for {term!r}: expected "
-                                   f"one of {list(forms)} (see {glossary_path.name})",
-                                   entry.lineno, None, f"msgid {_short(msgid)!r}"))
+            if not all(any(f in s.lower() for f in forms) for s in _strings(entry)):
+                out.append(
+                    Problem(
+                        path,
+                        f"drops the required term for {term!r}: expected "
+                        f"one of {list(forms)} (see {glossary_path.name})",
+                        entry.lineno,
+                        None,
+                        f"msgid {_short(msgid)!r}",
+                    )
+                )
     return out
+
+
+def _strings(entry: Message) -> tuple[str, ...]:
+    """Every msgstr of an entry (plural forms included); '' where missing."""
+    value = entry.string
+    return tuple(value) if isinstance(value, list | tuple) else (value or "",)
 
 
 def _short(msgid: str, limit: int = 60) -> str:

@@ -26,8 +26,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def main() -> None:
@@ -42,12 +42,15 @@ def _fail(problems: list[Problem] | str) -> None:
 
 @app.command("validate")
 def validate_command(
-    campaigns: Annotated[list[str], typer.Argument(
-        help="Campaign files or ids (default: every file in campaigns/).")] = [],  # noqa: B006
+    campaigns: Annotated[
+        list[str],
+        typer.Argument(help="Campaign files or ids (default: every file in campaigns/)."),
+    ] = [],  # noqa: B006
 ) -> None:
     """Check campaigns, templates and translations before launch."""
     paths = [resolve_campaign_path(c) for c in campaigns] or sorted(
-        Path("campaigns").glob("*.yaml"))
+        Path("campaigns").glob("*.yaml")
+    )
     if not paths:
         _fail("no campaign files given and none in ./campaigns/")
     failed = 0
@@ -57,11 +60,17 @@ def validate_command(
             err.print(str(problem), markup=False)
         if report.errors:
             failed += 1
-            err.print(f"FAILED {path}: {len(report.errors)} error(s), "
-                      f"{len(report.warnings)} warning(s)", style="bold red", markup=False)
+            err.print(
+                f"FAILED {path}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)",
+                style="bold red",
+                markup=False,
+            )
         else:
-            out.print(f"OK {path}: {len(report.locales)} locales, {report.renders} renders "
-                      f"checked, {len(report.warnings)} warning(s)", markup=False)
+            out.print(
+                f"OK {path}: {len(report.locales)} locales, {report.renders} renders "
+                f"checked, {len(report.warnings)} warning(s)",
+                markup=False,
+            )
     if failed:
         raise typer.Exit(1)
 
@@ -69,9 +78,15 @@ def validate_command(
 @app.command("preview")
 def preview_command(
     campaign: Annotated[str, typer.Argument(help="Campaign file or id.")],
-    locale: Annotated[list[str], typer.Option("--locale", "-l",
-                      help="Locale(s) to render (default: the sample user's choice; "
-                      "with --out, every locale).")] = [],  # noqa: B006
+    locale: Annotated[
+        list[str],
+        typer.Option(
+            "--locale",
+            "-l",
+            help="Locale(s) to render (default: the sample user's choice; "
+            "with --out, every locale).",
+        ),
+    ] = [],  # noqa: B006
     channel: Annotated[Channel | None, typer.Option(help="Only this channel.")] = None,
     name: Annotated[str, typer.Option(help="The sample user's name.")] = "Maria Example",
     country: Annotated[str, typer.Option(help="The sample user's country (ISO code).")] = "DE",
@@ -86,21 +101,28 @@ def preview_command(
         user = User("preview", "preview@example.com", name or None, country.upper(), None)
         unknown = [loc for loc in locale if loc not in catalogs.available]
         if unknown:
-            _fail(f"no catalog for locale(s) {', '.join(unknown)}; "
-                  f"available: {', '.join(sorted(catalogs.available))}")
+            _fail(
+                f"no catalog for locale(s) {', '.join(unknown)}; "
+                f"available: {', '.join(sorted(catalogs.available))}"
+            )
         if locale:
             choices = [LocaleChoice(loc, LocaleSource.USER, False) for loc in locale]
         elif out_dir is not None:
-            choices = [LocaleChoice(loc, LocaleSource.USER, False)
-                       for loc in sorted(catalogs.available)]
+            choices = [
+                LocaleChoice(loc, LocaleSource.USER, False) for loc in sorted(catalogs.available)
+            ]
         else:
             choices = [renderer.choose(c, user)]
         channels = [channel] if channel else [*c.channels]
         url = c.objection.url.format(token=SAMPLE_TOKEN)
         previews = [
-            LocalePreview(choice.locale, tuple(
-                renderer.render(c, user, ch, objection_url=url, locale=choice)
-                for ch in channels))
+            LocalePreview(
+                choice.locale,
+                tuple(
+                    renderer.render(c, user, ch, objection_url=url, locale=choice)
+                    for ch in channels
+                ),
+            )
             for choice in choices
         ]
     except CampaignError as exc:
@@ -109,15 +131,25 @@ def preview_command(
         _fail(str(exc))
     if out_dir is not None:
         index = write_preview(out_dir, c.id, f"{name or '(no name)'}, {country}", previews)
-        out.print(f"wrote {len(previews)} locale(s) x {len(channels)} channel(s) to "
-                  f"{out_dir}; open {index}", markup=False)
+        out.print(
+            f"wrote {len(previews)} locale(s) x {len(channels)} channel(s) to "
+            f"{out_dir}; open {index}",
+            markup=False,
+        )
         return
     for preview in previews:
         for message in preview.messages:
             how = message.locale
-            out.print(Panel(message.text.rstrip(), title=message.subject,
-                            subtitle=f"{message.channel.value} · {how.locale} ({how.source.value})",
-                            title_align="left", subtitle_align="right"), markup=False)
+            out.print(
+                Panel(
+                    message.text.rstrip(),
+                    title=message.subject,
+                    subtitle=f"{message.channel.value} · {how.locale} ({how.source.value})",
+                    title_align="left",
+                    subtitle_align="right",
+                ),
+                markup=False,
+            )
 
 
 @app.command("schema")

@@ -49,7 +49,12 @@ class TemplateError(EngineError):
     """A template could not be rendered for one locale and channel."""
 
     def __init__(self, template: str, locale: str, reason: str, line: int | None = None):
-        self.template, self.locale, self.reason, self.line = template, locale, reason, line
+        self.template, self.locale, self.reason, self.line = (
+            template,
+            locale,
+            reason,
+            line,
+        )
         where = f"templates/{template}" + (f":{line}" if line else "")
         super().__init__(f"{where}: [{locale}] {reason}")
 

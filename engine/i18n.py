@@ -29,9 +29,11 @@ _ALIASES = {"no": "nb"}  # Norwegian: "no" is the macrolanguage, Bokmål is what
 
 
 def normalize_locale(value: str) -> str | None:
-    """'de-at' -> 'de_AT'; None if Babel does not know the locale."""
+    """'de-at' -> 'de_AT', 'no_NO' -> 'nb_NO'; None if Babel does not know the locale."""
+    language, _, rest = value.strip().replace("-", "_").partition("_")
+    language = _ALIASES.get(language.lower(), language)
     try:
-        return str(Locale.parse(value.strip().replace("-", "_")))
+        return str(Locale.parse(f"{language}_{rest}" if rest else language))
     except (ValueError, TypeError, UnknownLocaleError):
         return None
 
@@ -41,20 +43,24 @@ class Catalogs:
 
     def __init__(self, locales_dir: Path) -> None:
         self.dir = locales_dir
-        found = {
-            p.parent.parent.name
-            for p in locales_dir.glob("*/LC_MESSAGES/messages.po")
-        } if locales_dir.is_dir() else set()
+        found = (
+            {p.parent.parent.name for p in locales_dir.glob("*/LC_MESSAGES/messages.po")}
+            if locales_dir.is_dir()
+            else set()
+        )
         self.available: frozenset[str] = frozenset(found | {SOURCE_LOCALE})
+        self._catalogs: dict[str, Catalog] = {}
+        self._translations: dict[str, NullTranslations] = {}
 
     def po_path(self, locale: str) -> Path:
         return self.dir / locale / "LC_MESSAGES" / "messages.po"
 
-    @functools.cache
     def catalog(self, locale: str) -> Catalog:
         """The parsed .po of `locale`. Raises PoFileError, OSError."""
-        with self.po_path(locale).open("rb") as fp:
-            return read_po(fp, locale=locale, abort_invalid=True)
+        if locale not in self._catalogs:
+            with self.po_path(locale).open("rb") as fp:
+                self._catalogs[locale] = read_po(fp, locale=locale, abort_invalid=True)
+        return self._catalogs[locale]
 
     def load_problem(self, locale: str) -> Problem | None:
         """Why `locale`'s catalog cannot be read, if it cannot."""
@@ -66,17 +72,25 @@ class Catalogs:
             return Problem(self.po_path(locale), f"cannot read catalog: {exc}")
         return None
 
-    @functools.cache
     def translations(self, locale: str) -> NullTranslations:
-        if locale == SOURCE_LOCALE and not self.po_path(locale).exists():
-            return NullTranslations()
-        buffer = io.BytesIO()
-        write_mo(buffer, self.catalog(locale), use_fuzzy=False)
-        buffer.seek(0)
-        return Translations(fp=buffer)
+        """Compiled in memory from the .po; fuzzy entries are never used."""
+        if locale not in self._translations:
+            if locale == SOURCE_LOCALE and not self.po_path(locale).exists():
+                self._translations[locale] = NullTranslations()
+            else:
+                buffer = io.BytesIO()
+                write_mo(buffer, self.catalog(locale), use_fuzzy=False)
+                buffer.seek(0)
+                self._translations[locale] = Translations(fp=buffer)
+        return self._translations[locale]
 
-    def choose(self, user_locale: str | None, country: str, default: str,
-               enabled: Iterable[str] | None = None) -> LocaleChoice:
+    def choose(
+        self,
+        user_locale: str | None,
+        country: str,
+        default: str,
+        enabled: Iterable[str] | None = None,
+    ) -> LocaleChoice:
         """The locale for one user: theirs, its language, their country's, or `default`.
 
         `de_AT` -> `de`; `no` -> `nb`; a Belgian with no locale gets the first of
@@ -87,7 +101,6 @@ class Catalogs:
         stated = normalize_locale(user_locale) if user_locale else None
         if stated:
             language = stated.split("_")[0]
-            language = _ALIASES.get(language, language)
             if stated in have:
                 return LocaleChoice(stated, LocaleSource.USER, False)
             if language in have:

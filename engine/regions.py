@@ -54,9 +54,7 @@ class RegionData:
 
 @functools.cache
 def region_data() -> RegionData:
-    raw = yaml.safe_load(
-        resources.files("engine").joinpath("data/regions.yaml").read_text("utf-8")
-    )
+    raw = yaml.safe_load(resources.files("engine").joinpath("data/regions.yaml").read_text("utf-8"))
     regions: dict[str, frozenset[str]] = {}
     for name, members in raw["regions"].items():  # "+EU" includes a region defined above
         codes: set[str] = set()
@@ -69,7 +67,7 @@ def region_data() -> RegionData:
     }
     known = frozenset(
         code
-        for code in Locale("en").territories
+        for code in map(str, Locale("en").territories)
         if len(code) == 2 and code.isalpha() and code not in _NOT_COUNTRIES
     )
     return RegionData(dict(raw["aliases"]), regions, countries, known)

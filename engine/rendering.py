@@ -65,8 +65,15 @@ class Renderer:
         self.templates_dir, self.catalogs = templates_dir, catalogs
         self._envs: dict[str, jinja2.Environment] = {}
 
-    def render(self, campaign: Campaign, user: User, channel: Channel, *,
-               objection_url: str, locale: LocaleChoice | None = None) -> RenderedMessage:
+    def render(
+        self,
+        campaign: Campaign,
+        user: User,
+        channel: Channel,
+        *,
+        objection_url: str,
+        locale: LocaleChoice | None = None,
+    ) -> RenderedMessage:
         """Render `channel` for `user`. Raises TemplateError naming template and line."""
         choice = locale or self.choose(campaign, user)
         context = build_context(campaign, user, choice.locale, objection_url)
@@ -106,20 +113,26 @@ class Renderer:
         try:
             return self.env(locale).get_template(name).render(context)
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(exc.name or name, locale, exc.message or str(exc),
-                                exc.lineno) from exc
+            raise TemplateError(
+                exc.name or name, locale, exc.message or str(exc), exc.lineno
+            ) from exc
         except jinja2.TemplateNotFound as exc:
             raise TemplateError(name, locale, f"template {exc.name} not found") from exc
         except jinja2.UndefinedError as exc:
             where, line = _template_frame(exc, name)
             raise TemplateError(where, locale, f"undefined: {exc.message}", line) from exc
-        except (TypeError, ValueError, KeyError) as exc:  # a broken msgstr format, a bad filter arg
+        except (
+            TypeError,
+            ValueError,
+            KeyError,
+        ) as exc:  # a broken msgstr format, a bad filter arg
             where, line = _template_frame(exc, name)
             raise TemplateError(where, locale, f"{type(exc).__name__}: {exc}", line) from exc
 
 
-def build_context(campaign: Campaign, user: User, locale: str,
-                  objection_url: str) -> dict[str, Any]:
+def build_context(
+    campaign: Campaign, user: User, locale: str, objection_url: str
+) -> dict[str, Any]:
     """The variables templates may use (DESIGN section 4). Unset optional values are
     left out, so a template that needs them fails under StrictUndefined."""
     name = clean_field(user.name)

@@ -21,7 +21,7 @@ from engine.catalogcheck import (
 )
 from engine.errors import CampaignError, Problem, TemplateError
 from engine.i18n import SOURCE_LOCALE, Catalogs, Formatter, read_po_file
-from engine.models import Channel, LocaleChoice, LocaleSource, RenderedMessage, User
+from engine.models import LocaleChoice, LocaleSource, RenderedMessage, User
 from engine.rendering import FSI, PDI, Renderer, clean_field
 
 SAMPLE_TOKEN = "SAMPLE-TOKEN"
@@ -29,8 +29,13 @@ SAMPLE_USERS = (
     User("sample-plain", "maria@example.com", "Maria Example", "DE", None),
     User("sample-no-name", "no-name@example.com", None, "FR", None),
     User("sample-rtl", "rtl@example.com", "مريم الحسيني", "SE", None),
-    User("sample-markup", "markup@example.com",
-         '<script>alert(1)</script>\r\nBcc: victim@example.com "Eve"', "NL", None),
+    User(
+        "sample-markup",
+        "markup@example.com",
+        '<script>alert(1)</script>\r\nBcc: victim@example.com "Eve"',
+        "NL",
+        None,
+    ),
 )
 _HTML_TAGS = frozenset(
     "a abbr b bdi bdo blockquote body br caption center code col colgroup dd div dl dt em "
@@ -43,6 +48,7 @@ _RESIDUE = re.compile(
     r"|\{\w+\}|\$\{\w+\}|\[\[?[A-Z_]{3,}\]?\]|%[A-Za-z_]+%"  # brace, shell, merge-tag styles
     r"|&lt;/?\w+&gt;"  # an escaped <name>
 )
+_URL = re.compile(r"https?://[^\s\"'<>]+")
 _TAG = re.compile(r"<\s*/?\s*([A-Za-z_][\w:-]*)")
 
 
@@ -85,8 +91,11 @@ def validate(path: Path) -> ValidationReport:
 def _check_translations(loaded: LoadedCampaign, catalogs: Catalogs) -> Iterator[Problem]:
     c, project = loaded.campaign, loaded.project
     if c.locales.default not in catalogs.available:
-        yield Problem(loaded.path, f"locales.default {c.locales.default!r} has no catalog in "
-                      f"{project.locales}", key="locales.default")
+        yield Problem(
+            loaded.path,
+            f"locales.default {c.locales.default!r} has no catalog in {project.locales}",
+            key="locales.default",
+        )
     sources = extract_messages([project.templates / c.template, project.templates / "layouts"])
     severity = "error" if c.locales.require_complete else "warning"
     for locale in sorted(catalogs.available):
@@ -106,8 +115,12 @@ def _check_pot(pot: Path, sources: dict[str, SourceMessage]) -> Iterator[Problem
         return
     stale = sorted(set(sources) - {m.id for m in read_po_file(pot) if m.id})
     if stale:
-        yield Problem(pot, f"out of date, {len(stale)} message(s) missing: run pybabel "
-                      "extract -F babel.cfg -o locales/messages.pot .", severity="warning")
+        yield Problem(
+            pot,
+            f"out of date, {len(stale)} message(s) missing: run pybabel "
+            "extract -F babel.cfg -o locales/messages.pot .",
+            severity="warning",
+        )
 
 
 def _check_renders(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, list[Problem]]:
@@ -125,8 +138,15 @@ def _check_renders(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, lis
                     message = renderer.render(c, user, channel, objection_url=url, locale=choice)
                 except TemplateError as exc:
                     key = f"{exc.template}:{exc.line}:{exc.reason}"
-                    seen.setdefault(key, Problem(Path("templates") / exc.template, exc.reason,
-                                                 exc.line, key=f"[{locale}]"))
+                    seen.setdefault(
+                        key,
+                        Problem(
+                            Path("templates") / exc.template,
+                            exc.reason,
+                            exc.line,
+                            key=f"[{locale}]",
+                        ),
+                    )
                     continue
                 count += 1
                 for problem in scan_output(c, message, user, url):
@@ -150,7 +170,7 @@ def scan_output(c: Campaign, message: RenderedMessage, user: User, url: str) -> 
         parts["html"] = message.html
     for part, content in parts.items():
         scrubbed = _without_name(content, name)
-        for residue in sorted(set(m.group(0) for m in _RESIDUE.finditer(scrubbed))):
+        for residue in sorted({m.group(0) for m in _RESIDUE.finditer(scrubbed)}):
             problem(f"placeholder residue {residue!r} in the {part}")
         tags = {t.lower() for t in _TAG.findall(scrubbed)}
         unknown = tags - _HTML_TAGS if part == "html" else tags
@@ -170,11 +190,14 @@ def scan_output(c: Campaign, message: RenderedMessage, user: User, url: str) -> 
         problem("the objection link is missing from the HTML (no <a href> to it)")
     date = Formatter(locale).date(c.policy.effective_date, "long")
     english = Formatter(SOURCE_LOCALE).date(c.policy.effective_date, "long")
+    iso = c.policy.effective_date.isoformat()
     for part, content in parts.items():
         if part != "subject" and date not in content:
             problem(f"the effective date is not written as {date!r} in the {part}")
         if english != date and english in content:
             problem(f"the effective date is written in English ({english!r}) in the {part}")
+        if iso != date and iso in _URL.sub("", content):
+            problem(f"the effective date is written as {iso!r}, not as {date!r}, in the {part}")
     return out
 
 

@@ -28,7 +28,9 @@ for _first, _resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
         if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int")
     ]
 _Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
 )
 _Yaml12Loader.add_implicit_resolver(
     "tag:yaml.org,2002:int",
@@ -57,8 +59,9 @@ class LocatedYaml:
             loc = loc[:-1]
         return self.values.get((), (1, 1))
 
-    def problem(self, loc: KeyPath, message: str, *, key: bool = False,
-                severity: str = "error") -> Problem:
+    def problem(
+        self, loc: KeyPath, message: str, *, key: bool = False, severity: str = "error"
+    ) -> Problem:
         line, column = self.where(loc, key=key)
         return Problem(self.path, message, line, column, dotted(loc), severity)
 
@@ -97,8 +100,13 @@ def _pos(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _build(node: yaml.Node, loc: KeyPath, out: LocatedYaml, problems: list[Problem],
-           loader: _Yaml12Loader) -> Any:
+def _build(
+    node: yaml.Node,
+    loc: KeyPath,
+    out: LocatedYaml,
+    problems: list[Problem],
+    loader: _Yaml12Loader,
+) -> Any:
     out.values[loc] = _pos(node)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
@@ -110,13 +118,19 @@ def _build(node: yaml.Node, loc: KeyPath, out: LocatedYaml, problems: list[Probl
             if key in result:
                 line, col = _pos(key_node)
                 first = out.keys[child][0]
-                problems.append(Problem(out.path, f"duplicate key (first given on line {first})",
-                                        line, col, dotted(child)))
+                problems.append(
+                    Problem(
+                        out.path,
+                        f"duplicate key (first given on line {first})",
+                        line,
+                        col,
+                        dotted(child),
+                    )
+                )
                 continue
             out.keys[child] = _pos(key_node)
             result[key] = _build(value_node, child, out, problems, loader)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*loc, i), out, problems, loader)
-                for i, item in enumerate(node.value)]
+        return [_build(item, (*loc, i), out, problems, loader) for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)

@@ -1,0 +1,99 @@
+"""The herald command line, through click's runner, from a project directory."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def in_project(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    return project
+
+
+def test_validate_ok_exits_0_with_one_line_per_campaign(in_project):
+    result = runner.invoke(app, ["validate", "campaigns/ai-training-notice.yaml"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("OK campaigns/ai-training-notice.yaml: 26 locales")
+
+
+def test_validate_without_arguments_checks_every_campaign(in_project):
+    result = runner.invoke(app, ["validate"])
+    assert result.exit_code == 0
+    assert result.stdout.count("OK ") == 1
+
+
+def test_validate_lists_every_problem_and_exits_1(in_project):
+    in_project.edit("campaigns/ai-training-notice.yaml", "schedule:\n", "shedule:\n")
+    in_project.edit("campaigns/ai-training-notice.yaml", "title: Privacy", "titel: Privacy")
+    result = runner.invoke(app, ["validate", "ai-training-notice"])
+    assert result.exit_code == 1
+    assert "ai-training-notice.yaml:4:1: titel: unknown key 'titel'" in result.stderr
+    assert "shedule: unknown key 'shedule' (did you mean 'schedule'?)" in result.stderr
+    assert "FAILED" in result.stderr
+
+
+def test_validate_missing_file_exits_1(in_project):
+    result = runner.invoke(app, ["validate", "campaigns/nope.yaml"])
+    assert result.exit_code == 1
+    assert "nope.yaml" in result.stderr
+    assert "cannot read" in result.stderr
+
+
+def test_unknown_option_is_a_usage_error_exit_2(in_project):
+    result = runner.invoke(app, ["validate", "--no-such-flag"])
+    assert result.exit_code == 2
+
+
+def test_preview_prints_subject_text_and_inapp_for_one_locale(in_project):
+    result = runner.invoke(app, ["preview", "ai-training-notice", "--locale", "pl"])
+    assert result.exit_code == 0, result.stderr
+    assert "26 czerwca 2024" in result.stdout
+    assert "email · pl (user)" in result.stdout
+    assert "inapp · pl (user)" in result.stdout
+
+
+def test_preview_country_picks_its_language(in_project):
+    result = runner.invoke(
+        app, ["preview", "ai-training-notice", "--country", "FR", "--channel", "inapp"]
+    )
+    assert result.exit_code == 0
+    assert "26 juin 2024" in result.stdout
+    assert "inapp · fr (country)" in result.stdout
+    assert "email ·" not in result.stdout
+
+
+def test_preview_unknown_locale_exits_1(in_project):
+    result = runner.invoke(app, ["preview", "ai-training-notice", "--locale", "xx"])
+    assert result.exit_code == 1
+    assert "no catalog for locale(s) xx" in result.stderr
+
+
+def test_preview_out_writes_a_page_per_locale_and_channel_and_an_index(in_project):
+    result = runner.invoke(
+        app,
+        ["preview", "ai-training-notice", "--out", "preview", "--name", "<b>Eve</b>"],
+    )
+    assert result.exit_code == 0, result.stderr
+    out = in_project.root / "preview"
+    assert len(list(out.glob("email-*.html"))) == 26
+    assert len(list(out.glob("inapp-*.html"))) == 26
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert index.count('<section class="locale"') == 26
+    assert "Privacy policy update: from June 26, 2024" in index
+    assert "<b>Eve</b>" not in index
+    assert "&lt;b&gt;Eve&lt;/b&gt;" in index
+    german = (out / "email-de.html").read_text(encoding="utf-8")
+    assert "26. Juni 2024" in german
+    assert "<bdi>&lt;b&gt;Eve&lt;/b&gt;</bdi>" in german
+
+
+def test_schema_prints_json(in_project):
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["title"] == "Herald campaign"

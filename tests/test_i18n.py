@@ -1,0 +1,51 @@
+import datetime as dt
+
+import pytest
+
+from engine.i18n import Catalogs, Formatter
+from engine.models import LocaleSource
+from tests.conftest import ROOT
+
+CATALOGS = Catalogs(ROOT / "locales")
+
+
+@pytest.mark.parametrize(
+    ("user_locale", "country", "locale", "source", "fell_back"),
+    [
+        pytest.param("de", "DE", "de", LocaleSource.USER, False, id="exact"),
+        pytest.param("de_AT", "AT", "de", LocaleSource.USER_LANGUAGE, False, id="de_AT-to-de"),
+        pytest.param("de-at", "AT", "de", LocaleSource.USER_LANGUAGE, False, id="bcp47-spelling"),
+        pytest.param("fr", "DE", "fr", LocaleSource.USER, False, id="user-beats-country"),
+        pytest.param(None, "BE", "nl", LocaleSource.COUNTRY, False, id="country-language"),
+        pytest.param(None, "EL", "el", LocaleSource.COUNTRY, False, id="eurostat-alias"),
+        pytest.param("no_NO", "NO", "nb", LocaleSource.USER_LANGUAGE, False, id="no-is-nb"),
+        pytest.param("tr", "CY", "el", LocaleSource.COUNTRY, True, id="unshipped-to-country"),
+        pytest.param("ja_JP", "JP", "en", LocaleSource.DEFAULT, True, id="default"),
+        pytest.param("not a locale", "PL", "pl", LocaleSource.COUNTRY, True, id="garbage"),
+    ],
+)
+def test_choose_follows_the_fallback_chain(user_locale, country, locale, source, fell_back):
+    choice = CATALOGS.choose(user_locale, country, "en")
+    assert (choice.locale, choice.source, choice.fell_back) == (
+        locale,
+        source,
+        fell_back,
+    )
+
+
+def test_catalogs_ship_26_locales():
+    assert len(CATALOGS.available) == 26
+    assert {"ga", "mt", "is", "nb", "en"} <= CATALOGS.available
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("de", "26. Juni 2024"),
+        ("fr", "26 juin 2024"),
+        ("pl", "26 czerwca 2024"),
+        ("en", "June 26, 2024"),
+    ],
+)
+def test_formatter_writes_dates_per_locale(locale, expected):
+    assert Formatter(locale).date(dt.date(2024, 6, 26), "long") == expected

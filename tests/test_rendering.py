@@ -1,0 +1,122 @@
+import pytest
+
+from engine.campaigns import load_campaign
+from engine.errors import TemplateError
+from engine.i18n import Catalogs
+from engine.models import Channel, LocaleSource, User
+from engine.rendering import FSI, PDI, Renderer
+from tests.conftest import ROOT, SHIPPED
+
+URL = "https://privacy.example.com/object/TOKEN123"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    campaign = load_campaign(ROOT / "campaigns" / f"{SHIPPED}.yaml").campaign
+    return campaign, Renderer(ROOT / "templates", Catalogs(ROOT / "locales"))
+
+
+def _user(name="Anna Muster", country="DE", locale=None):
+    return User("u-1", "anna@example.com", name, country, locale)
+
+
+@pytest.mark.parametrize(
+    ("locale", "date"),
+    [("de", "26. Juni 2024"), ("fr", "26 juin 2024"), ("pl", "26 czerwca 2024")],
+)
+def test_email_dates_follow_the_locale(shipped, locale, date):
+    campaign, renderer = shipped
+    message = renderer.render(campaign, _user(locale=locale), Channel.EMAIL, objection_url=URL)
+    assert message.locale.locale == locale
+    assert date in message.subject
+    assert date in message.text
+    assert date in message.html
+
+
+def test_german_user_gets_german_text_with_official_terms(shipped):
+    campaign, renderer = shipped
+    message = renderer.render(campaign, _user(locale="de_AT"), Channel.EMAIL, objection_url=URL)
+    assert message.locale.source is LocaleSource.USER_LANGUAGE
+    assert "Widerspruchsrecht" in message.text
+    assert "berechtigten Interessen" in message.text
+    assert 'lang="de"' in message.html
+
+
+def test_script_in_name_renders_inert_in_html(shipped):
+    campaign, renderer = shipped
+    user = _user(name="<script>alert(1)</script>")
+    message = renderer.render(campaign, user, Channel.EMAIL, objection_url=URL)
+    assert "<script" not in message.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in message.html
+
+
+def test_crlf_in_name_never_reaches_subject_or_breaks_lines(shipped):
+    campaign, renderer = shipped
+    user = _user(name="Eve\r\nBcc: victim@example.com")
+    for channel in Channel:
+        message = renderer.render(campaign, user, channel, objection_url=URL)
+        assert "\r" not in message.subject
+        assert "\n" not in message.subject
+        assert "\r" not in message.text
+    email = renderer.render(campaign, user, Channel.EMAIL, objection_url=URL)
+    assert f"{FSI}Eve Bcc: victim@example.com{PDI}" in email.text
+
+
+def test_rtl_name_is_isolated_inside_ltr_text(shipped):
+    campaign, renderer = shipped
+    name = "مريم الحسيني"
+    message = renderer.render(
+        campaign, _user(name=name, locale="en"), Channel.EMAIL, objection_url=URL
+    )
+    assert f"{FSI}{name}{PDI}" in message.text
+    assert f"<bdi>{name}</bdi>" in message.html
+
+
+def test_rtl_locale_sets_dir(tmp_path, shipped):
+    campaign, _ = shipped
+    locales = tmp_path / "locales"
+    (locales / "ar" / "LC_MESSAGES").mkdir(parents=True)
+    (locales / "ar" / "LC_MESSAGES" / "messages.po").write_text(
+        'msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n',
+        encoding="utf-8",
+    )
+    renderer = Renderer(ROOT / "templates", Catalogs(locales))
+    message = renderer.render(campaign, _user(locale="ar"), Channel.EMAIL, objection_url=URL)
+    assert message.html is not None
+    assert 'dir="rtl"' in message.html
+
+
+def test_missing_name_uses_a_name_free_greeting(shipped):
+    campaign, renderer = shipped
+    for name in (None, "", "  \r\n "):
+        message = renderer.render(
+            campaign, _user(name=name, locale="en"), Channel.EMAIL, objection_url=URL
+        )
+        assert message.text.startswith("Hello,\n")
+        assert "Dear" not in message.text
+
+
+def test_objection_link_is_in_every_channel(shipped):
+    campaign, renderer = shipped
+    email = renderer.render(campaign, _user(), Channel.EMAIL, objection_url=URL)
+    inapp = renderer.render(campaign, _user(), Channel.INAPP, objection_url=URL)
+    assert URL in email.text
+    assert f'href="{URL}"' in email.html
+    assert URL in inapp.text
+
+
+def test_undefined_variable_is_an_error_with_template_and_line(project):
+    project.edit(
+        "templates/ai-training-notice/email.txt",
+        "{{ objection_url }}",
+        "{{ objection_link }}",
+    )
+    loaded = load_campaign(project.campaign)
+    renderer = Renderer(project.path("templates"), Catalogs(project.path("locales")))
+    with pytest.raises(TemplateError) as info:
+        renderer.render(loaded.campaign, _user(), Channel.EMAIL, objection_url=URL)
+    assert "objection_link" in str(info.value)
+    assert info.value.template == "ai-training-notice/email.txt"
+    assert info.value.line == project.line_of(
+        "templates/ai-training-notice/email.txt", "{{ objection_link }}"
+    )

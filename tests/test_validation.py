@@ -1,0 +1,168 @@
+"""`validate` catches each broken input of the reference campaign, naming file and line."""
+
+from engine.validation import validate
+from tests.conftest import ROOT, SHIPPED
+
+DE_PO = "locales/de/LC_MESSAGES/messages.po"
+EMAIL_TXT = "templates/ai-training-notice/email.txt"
+
+
+def _errors(project):
+    report = validate(project.campaign)
+    return report.errors
+
+
+def test_shipped_campaign_validates_in_every_locale():
+    report = validate(ROOT / "campaigns" / f"{SHIPPED}.yaml")
+    assert report.errors == []
+    assert len(report.locales) == 26
+    assert report.renders == 26 * 2 * 4  # locales x channels x sample users
+
+
+def test_missing_template_file_is_caught(project):
+    project.path("templates/ai-training-notice/email.html").unlink()
+    [problem] = _errors(project)
+    assert "email.html is missing" in problem.message
+    assert problem.line == project.line_of("campaigns/ai-training-notice.yaml", "template:")
+
+
+def test_template_syntax_error_names_file_and_line(project):
+    project.edit(
+        EMAIL_TXT,
+        "{% trans %}What is changing{% endtrans %}",
+        "{% trans %}What is changing{% endtrans %",
+    )
+    problems = _errors(project)
+    assert any(p.path.name == "email.txt" or "email.txt" in str(p.path) for p in problems)
+    problem = next(p for p in problems if "email.txt" in str(p.path))
+    assert problem.line == project.line_of(EMAIL_TXT, "What is changing")
+
+
+def test_undefined_variable_is_caught_once_with_its_line(project):
+    project.edit(EMAIL_TXT, "{{ objection_url }}", "{{ user.nickname }}")
+    problems = _errors(project)
+    undefined = [p for p in problems if "nickname" in p.message]
+    assert len(undefined) == 1  # not once per locale and sample user
+    assert undefined[0].line == project.line_of(EMAIL_TXT, "user.nickname")
+    assert "email.txt" in str(undefined[0].path)
+
+
+def test_missing_translation_is_caught(project):
+    project.edit(DE_PO, 'msgid "Object now"\nmsgstr "Jetzt widersprechen"\n', "")
+    [problem] = _errors(project)
+    assert problem.path == project.path(DE_PO)
+    assert "missing translation" in problem.message
+    assert "Object now" in problem.key
+
+
+def test_fuzzy_translation_is_caught_with_its_line(project):
+    project.edit(DE_PO, 'msgid "Object now"', '#, fuzzy\nmsgid "Object now"')
+    [problem] = _errors(project)
+    assert "fuzzy" in problem.message
+    assert problem.line == project.line_of(DE_PO, "#, fuzzy") + 1
+
+
+def test_untranslated_message_is_caught(project):
+    project.edit(DE_PO, 'msgstr "Jetzt widersprechen"', 'msgstr ""')
+    [problem] = _errors(project)
+    assert "untranslated" in problem.message
+    assert problem.line == project.line_of(DE_PO, 'msgid "Object now"')
+
+
+def test_incomplete_catalog_is_a_warning_when_not_required(project):
+    project.edit(
+        "campaigns/ai-training-notice.yaml",
+        "require_complete: true",
+        "require_complete: false",
+    )
+    project.edit(DE_PO, 'msgstr "Jetzt widersprechen"', 'msgstr ""')
+    report = validate(project.campaign)
+    assert report.errors == []
+    assert any("untranslated" in w.message for w in report.warnings)
+
+
+def test_dropped_glossary_term_is_caught(project):
+    po = project.path(DE_PO).read_text(encoding="utf-8")
+    project.path(DE_PO).write_text(
+        po.replace("Widerspruchsrecht", "Einspruchsmöglichkeit"), encoding="utf-8"
+    )
+    problems = _errors(project)
+    assert problems
+    assert all("required term for 'right to object'" in p.message for p in problems)
+    assert problems[0].path == project.path(DE_PO)
+    assert problems[0].line
+
+
+def test_renamed_brace_placeholder_is_caught(project):
+    # Babel's own checker misses this: {name} -> {nom} under python-brace-format.
+    project.edit(DE_PO, 'msgstr "Jetzt widersprechen"', 'msgstr "Jetzt widersprechen {nom}"')
+    [problem] = _errors(project)
+    assert "placeholders" in problem.message
+    assert "{nom}" in problem.message
+
+
+def test_renamed_percent_placeholder_is_caught(project):
+    project.edit(DE_PO, '"%(contact)s"', '"%(kontakt)s"')
+    problems = _errors(project)
+    assert any("placeholders" in p.message and "%(kontakt)s" in p.message for p in problems)
+
+
+def test_angle_placeholder_residue_in_output_is_caught(project):
+    # The reference failure: a greeting that shipped as "hey <name>".
+    project.edit(DE_PO, 'msgstr "Guten Tag %(name)s,"', 'msgstr "Hallo <name>, %(name)s"')
+    problems = _errors(project)
+    assert any("residue '<name>'" in p.message and "[de]" in p.key for p in problems)
+
+
+def test_brace_residue_in_template_text_is_caught(project):
+    project.edit(EMAIL_TXT, "{{ objection_url }}", "{{ objection_url }} {first_name}")
+    problems = _errors(project)
+    assert any("residue '{first_name}'" in p.message for p in problems)
+
+
+def test_missing_objection_link_is_caught(project):
+    project.edit("templates/ai-training-notice/inapp_body.txt", "{{ objection_url }}", "")
+    problems = _errors(project)
+    assert any("objection link is missing" in p.message and "inapp" in p.key for p in problems)
+
+
+def test_date_not_formatted_for_the_locale_is_caught(project):
+    project.edit(
+        EMAIL_TXT,
+        'date=policy.effective_date|date("long")',
+        "date=policy.effective_date",
+        count=1,
+    )
+    problems = _errors(project)
+    assert any("written as '2024-06-26', not as '26. Juni 2024'" in p.message for p in problems)
+
+
+def test_unescaped_name_in_html_is_caught(project):
+    project.edit(
+        "templates/ai-training-notice/_greeting.html",
+        "user.name|bidi",
+        "user.name|bidi|safe",
+    )
+    project.edit(
+        "templates/ai-training-notice/_greeting.html",
+        "{% trans name=",
+        "{% autoescape false %}{% trans name=",
+    )
+    project.edit(
+        "templates/ai-training-notice/_greeting.html",
+        "{% endtrans %}{% else %}",
+        "{% endtrans %}{% endautoescape %}{% else %}",
+    )
+    problems = _errors(project)
+    assert any("markup from the user's name" in p.message for p in problems)
+
+
+def test_deadline_after_effective_date_fails_validate(project):
+    project.edit(
+        "campaigns/ai-training-notice.yaml",
+        "deadline: 2024-06-12T00:00:00Z",
+        "deadline: 2024-07-01T00:00:00Z",
+    )
+    [problem] = _errors(project)
+    assert problem.key == "schedule.deadline"
+    assert problem.line
