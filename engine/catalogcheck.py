@@ -25,18 +25,26 @@ class SourceMessage:
     line: int
 
 
-def extract_messages(template_dirs: Iterable[Path]) -> dict[str, SourceMessage]:
+def extract_messages(
+    template_dirs: Iterable[Path],
+) -> tuple[dict[str, SourceMessage], list[Problem]]:
     """Every msgid marked in the templates, with where it first appears."""
     found: dict[str, SourceMessage] = {}
+    problems: list[Problem] = []
     for folder in template_dirs:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            for line, message, _comments, _context in extract_from_file(
-                "jinja2.ext:babel_extract", path, options=EXTRACT_OPTIONS
-            ):
+            try:
+                extracted = extract_from_file(
+                    "jinja2.ext:babel_extract", path, options=EXTRACT_OPTIONS
+                )
+            except UnicodeDecodeError as exc:
+                problems.append(Problem(path, f"not UTF-8 text: {exc.reason} at byte {exc.start}"))
+                continue
+            for line, message, _comments, _context in extracted:
                 msgid = message if isinstance(message, str) else message[0]
                 if msgid and msgid not in found:
                     found[msgid] = SourceMessage(msgid, path, line)
-    return found
+    return found, problems
 
 
 def placeholders(text: str) -> list[str]:
@@ -73,7 +81,7 @@ def check_catalog(
                 msgid,
             )
             continue
-        strings = _strings(entry)
+        strings = msgstrs(entry)
         if entry.fuzzy:
             problem(
                 "fuzzy translation: review it and remove the fuzzy flag",
@@ -152,7 +160,7 @@ def check_glossary(
             entry = catalog.get(msgid)
             if term not in msgid.lower() or entry is None or not entry.string:
                 continue
-            if not all(any(f in s.lower() for f in forms) for s in _strings(entry)):
+            if not all(any(f in s.lower() for f in forms) for s in msgstrs(entry)):
                 out.append(
                     Problem(
                         path,
@@ -166,7 +174,7 @@ def check_glossary(
     return out
 
 
-def _strings(entry: Message) -> tuple[str, ...]:
+def msgstrs(entry: Message) -> tuple[str, ...]:
     """Every msgstr of an entry (plural forms included); '' where missing."""
     value = entry.string
     return tuple(value) if isinstance(value, list | tuple) else (value or "",)

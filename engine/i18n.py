@@ -8,6 +8,7 @@ happen.
 import datetime as dt
 import functools
 import io
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,6 +27,10 @@ from engine.regions import region_data
 
 SOURCE_LOCALE = "en"  # the language of the msgids in templates/
 _ALIASES = {"no": "nb"}  # Norwegian: "no" is the macrolanguage, Bokmål is what we ship
+# A .po line: a comment, or an optional keyword and one complete "quoted string".
+_PO_LINE = re.compile(
+    r'^\s*(?:#.*|(?:(?:msgctxt|msgid|msgid_plural|msgstr(?:\[\d+\])?)\s+)?"(?:[^"\\]|\\.)*"\s*)$'
+)
 
 
 def normalize_locale(value: str) -> str | None:
@@ -66,10 +71,18 @@ class Catalogs:
         """Why `locale`'s catalog cannot be read, if it cannot."""
         if locale == SOURCE_LOCALE and not self.po_path(locale).exists():
             return None
+        path = self.po_path(locale)
         try:
+            lines = path.read_text(encoding="utf-8").splitlines()
             self.catalog(locale)
-        except (PoFileError, OSError, ValueError) as exc:
-            return Problem(self.po_path(locale), f"cannot read catalog: {exc}")
+        except (PoFileError, OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            return Problem(path, f"cannot read catalog: {exc}")
+        # Babel's parser quietly accepts some broken lines (an unterminated string, say).
+        for number, line in enumerate(lines, 1):
+            if line.strip() and not _PO_LINE.match(line):
+                return Problem(
+                    path, f"cannot read catalog: malformed line {line.strip()!r}", number
+                )
         return None
 
     def translations(self, locale: str) -> NullTranslations:

@@ -17,7 +17,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from engine.campaigns import Campaign
-from engine.errors import TemplateError
+from engine.errors import CampaignError, TemplateError
 from engine.i18n import Catalogs, Formatter, text_direction
 from engine.models import Channel, LocaleChoice, RenderedMessage, User
 
@@ -74,7 +74,11 @@ class Renderer:
         objection_url: str,
         locale: LocaleChoice | None = None,
     ) -> RenderedMessage:
-        """Render `channel` for `user`. Raises TemplateError naming template and line."""
+        """Render `channel` for `user`.
+
+        Raises TemplateError naming template and line, or CampaignError for an unreadable
+        catalog.
+        """
         choice = locale or self.choose(campaign, user)
         context = build_context(campaign, user, choice.locale, objection_url)
         names = TemplateSet(campaign.template)
@@ -93,6 +97,9 @@ class Renderer:
     def env(self, locale: str) -> jinja2.Environment:
         """One Environment per locale, so translations are never swapped on a shared object."""
         if locale not in self._envs:
+            unreadable = self.catalogs.load_problem(locale)
+            if unreadable:
+                raise CampaignError([unreadable])
             env = jinja2.Environment(
                 loader=jinja2.FileSystemLoader(self.templates_dir),
                 undefined=jinja2.StrictUndefined,
@@ -118,6 +125,8 @@ class Renderer:
             ) from exc
         except jinja2.TemplateNotFound as exc:
             raise TemplateError(name, locale, f"template {exc.name} not found") from exc
+        except UnicodeDecodeError as exc:
+            raise TemplateError(name, locale, f"not UTF-8 text: {exc.reason}") from exc
         except jinja2.UndefinedError as exc:
             where, line = _template_frame(exc, name)
             raise TemplateError(where, locale, f"undefined: {exc.message}", line) from exc

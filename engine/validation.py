@@ -5,7 +5,7 @@ for sample users and scans the output. Reads files; otherwise pure.
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from engine.catalogcheck import (
     check_glossary,
     extract_messages,
     load_glossary,
+    msgstrs,
 )
 from engine.errors import CampaignError, Problem, TemplateError
 from engine.i18n import SOURCE_LOCALE, Catalogs, Formatter, read_po_file
@@ -96,7 +97,10 @@ def _check_translations(loaded: LoadedCampaign, catalogs: Catalogs) -> Iterator[
             f"locales.default {c.locales.default!r} has no catalog in {project.locales}",
             key="locales.default",
         )
-    sources = extract_messages([project.templates / c.template, project.templates / "layouts"])
+    sources, unreadable = extract_messages(
+        [project.templates / c.template, project.templates / "layouts"]
+    )
+    yield from unreadable
     severity = "error" if c.locales.require_complete else "warning"
     for locale in sorted(catalogs.available):
         yield from check_catalog(catalogs, locale, sources, severity=severity)
@@ -127,6 +131,7 @@ def _check_renders(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, lis
     c = loaded.campaign
     renderer = Renderer(loaded.project.templates, catalogs)
     url = c.objection.url.format(token=SAMPLE_TOKEN)
+    locate = _locator(catalogs, loaded.project.templates / c.template)
     channels = (*c.channels, *([c.fallback] if c.fallback else []))
     seen: dict[str, Problem] = {}
     count = 0
@@ -149,20 +154,30 @@ def _check_renders(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, lis
                     )
                     continue
                 count += 1
-                for problem in scan_output(c, message, user, url):
-                    seen.setdefault(f"{problem.message}|{problem.key}", problem)
+                for problem in scan_output(c, message, user, url, locate):
+                    # once per source line and channel, not once per locale and sample user
+                    where = f"{problem.path}:{problem.line}:{channel}:{problem.message}"
+                    seen.setdefault(where, problem)
     return count, list(seen.values())
 
 
-def scan_output(c: Campaign, message: RenderedMessage, user: User, url: str) -> list[Problem]:
-    """What a reader must never see: residue, a missing link or date, injected markup."""
+Locator = Callable[[str, str], tuple[Path, int | None]]
+
+
+def scan_output(
+    c: Campaign, message: RenderedMessage, user: User, url: str, locate: Locator | None = None
+) -> list[Problem]:
+    """What a reader must never see: residue, a missing link or date, injected markup.
+
+    `locate(token, locale)` finds the file and line a residue token came from.
+    """
     locale = message.locale.locale
-    where = Path("templates") / c.template
     key = f"[{locale}] {message.channel.value}"
     out: list[Problem] = []
 
-    def problem(text: str) -> None:
-        out.append(Problem(where, f"{text} (sample user {user.id})", key=key))
+    def problem(text: str, token: str | None = None) -> None:
+        path, line = (locate or _nowhere(c))(token or "", locale)
+        out.append(Problem(path, text, line, key=key))
 
     name = clean_field(user.name) or ""
     parts = {"subject": message.subject, "text": message.text}
@@ -170,18 +185,21 @@ def scan_output(c: Campaign, message: RenderedMessage, user: User, url: str) -> 
         parts["html"] = message.html
     for part, content in parts.items():
         scrubbed = _without_name(content, name)
-        for residue in sorted({m.group(0) for m in _RESIDUE.finditer(scrubbed)}):
-            problem(f"placeholder residue {residue!r} in the {part}")
+        residues = {m.group(0) for m in _RESIDUE.finditer(scrubbed)}
         tags = {t.lower() for t in _TAG.findall(scrubbed)}
-        unknown = tags - _HTML_TAGS if part == "html" else tags
-        for tag in sorted(unknown):
-            problem(f"placeholder residue '<{tag}>' in the {part}")
+        residues |= {f"<{tag}>" for tag in (tags - _HTML_TAGS if part == "html" else tags)}
+        for residue in sorted(residues):
+            token = residue.replace("&lt;", "<").replace("&gt;", ">")
+            problem(f"placeholder residue {residue!r} in the {part}", token)
         if name and name in content.replace(FSI, "").replace(PDI, ""):
             isolated = f"<bdi>{escape(name)}</bdi>" if part == "html" else f"{FSI}{name}{PDI}"
             if content.count(isolated) != content.count(escape(name) if part == "html" else name):
-                problem(f"the user's name is not isolated for bidirectional text in the {part}")
+                problem(
+                    f"the name of sample user {user.id} is not isolated for bidirectional "
+                    f"text in the {part}"
+                )
     if "<script" in (message.html or "").lower():
-        problem("markup from the user's name reached the HTML unescaped")
+        problem(f"markup from the name of sample user {user.id} reached the HTML unescaped")
     if "\n" in message.subject or "\r" in message.subject:
         problem("the subject spans several lines")
     if url not in message.text:
@@ -199,6 +217,28 @@ def scan_output(c: Campaign, message: RenderedMessage, user: User, url: str) -> 
         if iso != date and iso in _URL.sub("", content):
             problem(f"the effective date is written as {iso!r}, not as {date!r}, in the {part}")
     return out
+
+
+def _nowhere(c: Campaign) -> Locator:
+    return lambda token, locale: (Path("templates") / c.template, None)
+
+
+def _locator(catalogs: Catalogs, template_dir: Path) -> Locator:
+    """Where a residue token comes from: the locale's catalog first, then the templates."""
+    templates = sorted(p for p in template_dir.rglob("*") if p.is_file())
+
+    def locate(token: str, locale: str) -> tuple[Path, int | None]:
+        if token and catalogs.po_path(locale).exists():
+            for entry in catalogs.catalog(locale):
+                if entry.id and any(token in text for text in msgstrs(entry)):
+                    return catalogs.po_path(locale), entry.lineno
+        for path in templates if token else ():
+            for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+                if token in line:
+                    return path, number
+        return template_dir, None
+
+    return locate
 
 
 def _without_name(content: str, name: str) -> str:

@@ -97,3 +97,11 @@ def test_schema_prints_json(in_project):
     result = runner.invoke(app, ["schema"])
     assert result.exit_code == 0
     assert json.loads(result.stdout)["title"] == "Herald campaign"
+
+
+def test_preview_with_a_broken_catalog_exits_1_naming_it(in_project):
+    in_project.edit("locales/de/LC_MESSAGES/messages.po", 'msgid "Object now"', 'msgid "Object now')
+    result = runner.invoke(app, ["preview", "ai-training-notice", "--locale", "de"])
+    assert result.exit_code == 1
+    assert "locales/de/LC_MESSAGES/messages.po" in result.stderr
+    assert "cannot read catalog" in result.stderr

@@ -111,13 +111,18 @@ def test_angle_placeholder_residue_in_output_is_caught(project):
     # The reference failure: a greeting that shipped as "hey <name>".
     project.edit(DE_PO, 'msgstr "Guten Tag %(name)s,"', 'msgstr "Hallo <name>, %(name)s"')
     problems = _errors(project)
-    assert any("residue '<name>'" in p.message and "[de]" in p.key for p in problems)
+    residue = [p for p in problems if "residue '<name>'" in p.message]
+    assert residue, problems
+    assert {p.path for p in residue} == {project.path(DE_PO)}
+    assert residue[0].line == project.line_of(DE_PO, "Hallo <name>") - 1  # the entry's msgid line
 
 
 def test_brace_residue_in_template_text_is_caught(project):
     project.edit(EMAIL_TXT, "{{ objection_url }}", "{{ objection_url }} {first_name}")
-    problems = _errors(project)
-    assert any("residue '{first_name}'" in p.message for p in problems)
+    residue = [p for p in _errors(project) if "residue '{first_name}'" in p.message]
+    assert len(residue) == 1  # once, not once per locale and sample user
+    assert residue[0].path == project.path(EMAIL_TXT)
+    assert residue[0].line == project.line_of(EMAIL_TXT, "{first_name}")
 
 
 def test_missing_objection_link_is_caught(project):
@@ -154,7 +159,7 @@ def test_unescaped_name_in_html_is_caught(project):
         "{% endtrans %}{% endautoescape %}{% else %}",
     )
     problems = _errors(project)
-    assert any("markup from the user's name" in p.message for p in problems)
+    assert any("markup from the name of sample user sample-markup" in p.message for p in problems)
 
 
 def test_deadline_after_effective_date_fails_validate(project):
@@ -166,3 +171,18 @@ def test_deadline_after_effective_date_fails_validate(project):
     [problem] = _errors(project)
     assert problem.key == "schedule.deadline"
     assert problem.line
+
+
+def test_template_that_is_not_utf8_is_an_error_not_a_crash(project):
+    path = project.path("templates/ai-training-notice/inapp_title.txt")
+    path.write_bytes(path.read_bytes() + b"\xff")
+    problems = _errors(project)
+    assert any(p.path == path and "not UTF-8" in p.message for p in problems)
+
+
+def test_broken_po_syntax_is_an_error_naming_the_catalog(project):
+    project.edit(DE_PO, 'msgid "Object now"', 'msgid "Object now')
+    problems = _errors(project)
+    assert any(
+        p.path == project.path(DE_PO) and "cannot read catalog" in p.message for p in problems
+    )
