@@ -4,7 +4,14 @@ EngineError
 ├── CampaignError     a campaign, its templates or its catalogs are wrong → fix the files;
 │                     carries every Problem found, so all are reported together
 ├── TemplateError     a template failed to render (undefined variable, syntax) → fix templates/
-└── ConfigError       settings missing or wrong → raised at startup; stops everything
+├── ConfigError       settings missing or wrong → raised at startup; stops everything
+│   └── TransportConfigError  the server rejected *our* setup (auth, TLS) → stops the run
+└── DeliveryError     one message on one channel failed → recorded; the run goes on
+    ├── TemporaryDeliveryError   4xx, timeouts, dropped connections → retried with backoff
+    └── PermanentDeliveryError   5xx, refused recipient → final; may trigger the fallback
+
+TransportConfigError is deliberately not a DeliveryError: an expired SMTP password is
+not a fact about 10,000 recipients, and must never mark them failed.
 """
 
 from dataclasses import dataclass
@@ -61,3 +68,25 @@ class TemplateError(EngineError):
 
 class ConfigError(EngineError):
     """A setting is missing or invalid; names the variable or file."""
+
+
+class TransportConfigError(ConfigError):
+    """The transport cannot work with our settings (credentials, TLS, outbox folder)."""
+
+
+class DeliveryError(EngineError):
+    """One message could not be delivered; `reason` is kept as evidence."""
+
+    temporary: bool = False
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class TemporaryDeliveryError(DeliveryError):
+    temporary = True
+
+
+class PermanentDeliveryError(DeliveryError):
+    temporary = False

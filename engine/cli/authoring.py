@@ -1,43 +1,19 @@
-"""The `herald` command line. The only module that writes to the terminal.
-
-Exit codes: 0 success, 1 input rejected (every reason on stderr), 2 usage error.
-"""
+"""Authoring commands: validate, preview, schema. Read files; write to the terminal."""
 
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.panel import Panel
 
 from engine.campaigns import campaign_json_schema, load_campaign, resolve_campaign_path
-from engine.errors import CampaignError, EngineError, Problem
+from engine.cli.common import app, err, fail, out
+from engine.errors import CampaignError, EngineError
 from engine.i18n import Catalogs
 from engine.models import Channel, LocaleChoice, LocaleSource, User
 from engine.preview import LocalePreview, write_preview
 from engine.rendering import Renderer
 from engine.validation import SAMPLE_TOKEN, validate
-
-app = typer.Typer(
-    name="herald",
-    help="Notification campaigns for compliance teams: tell every affected user, "
-    "in their language, and prove it.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def main() -> None:
-    app()
-
-
-def _fail(problems: list[Problem] | str) -> None:
-    for problem in [problems] if isinstance(problems, str) else problems:
-        err.print(str(problem), markup=False)
-    raise typer.Exit(1)
 
 
 @app.command("validate")
@@ -52,7 +28,7 @@ def validate_command(
         Path("campaigns").glob("*.yaml")
     )
     if not paths:
-        _fail("no campaign files given and none in ./campaigns/")
+        fail("no campaign files given and none in ./campaigns/")
     failed = 0
     for path in paths:
         report = validate(path)
@@ -101,7 +77,7 @@ def preview_command(
         user = User("preview", "preview@example.com", name or None, country.upper(), None)
         unknown = [loc for loc in locale if loc not in catalogs.available]
         if unknown:
-            _fail(
+            fail(
                 f"no catalog for locale(s) {', '.join(unknown)}; "
                 f"available: {', '.join(sorted(catalogs.available))}"
             )
@@ -126,9 +102,9 @@ def preview_command(
             for choice in choices
         ]
     except CampaignError as exc:
-        _fail(exc.problems)
+        fail(exc.problems)
     except EngineError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if out_dir is not None:
         index = write_preview(out_dir, c.id, f"{name or '(no name)'}, {country}", previews)
         out.print(

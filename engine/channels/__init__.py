@@ -1,0 +1,20 @@
+"""Transports by channel, built from settings."""
+
+from engine.channels.base import Outgoing, Receipt, Transport
+from engine.channels.inapp import InAppTransport
+from engine.channels.outbox import OutboxTransport
+from engine.channels.smtp import SmtpSettings, SmtpTransport
+from engine.config import Settings
+from engine.models import Channel
+
+__all__ = ["Outgoing", "Receipt", "Transport", "build_transports"]
+
+
+def build_transports(settings: Settings, concurrency: int = 8) -> dict[Channel, Transport]:
+    """SMTP when HERALD_SMTP_URL is set, else the outbox; in-app always."""
+    email: Transport = (
+        SmtpTransport(SmtpSettings.from_url(settings.smtp_url), concurrency)
+        if settings.smtp_url
+        else OutboxTransport(settings.outbox)
+    )
+    return {Channel.EMAIL: email, Channel.INAPP: InAppTransport()}

@@ -1,0 +1,48 @@
+"""The transport contract. Pure declarations."""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from engine.models import Channel
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message ready to hand over: bytes for email, a row for in-app."""
+
+    delivery_id: int
+    user_id: str
+    channel: Channel
+    message_id: str
+    sender: str = ""  # envelope sender (email)
+    recipient: str = ""  # envelope recipient (email)
+    data: bytes = b""  # the whole message (email)
+    notification: dict[str, Any] | None = None  # the inbox row (in-app)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof of hand-over: the server's reply (with its queue id), or where it was stored."""
+
+    reply: str
+    duplicate: bool = False  # the transport saw this Message-ID before
+
+
+class Transport(ABC):
+    """Delivers one message on one channel.
+
+    `send` raises TemporaryDeliveryError (retry later: 4xx, timeouts, dropped
+    connections) or PermanentDeliveryError (5xx, refused recipient) for problems with
+    this message, TransportConfigError for problems with our own setup (credentials,
+    TLS), and nothing else on purpose. Transports never retry; the dispatcher does.
+    """
+
+    channel: ClassVar[Channel]
+
+    @abstractmethod
+    async def send(self, message: Outgoing) -> Receipt:
+        """Hand `message` over; return the receipt to keep as evidence."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections; the transport may not be used afterwards."""

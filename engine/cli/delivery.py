@@ -1,0 +1,345 @@
+"""Delivery commands: users, plan, send, report, evidence, demo. I/O: database, terminal."""
+
+import asyncio
+import json
+import multiprocessing
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine.audience import ImportFormatError, read_rows
+from engine.campaigns import LoadedCampaign, load_campaign, resolve_campaign_path, spec_hash
+from engine.channels import build_transports
+from engine.cli.common import app, err, fail, out
+from engine.cli.tables import print_plan, print_report
+from engine.config import Settings
+from engine.dispatch import Dispatcher, RunSummary, SendOptions
+from engine.errors import ConfigError, EngineError
+from engine.evidence import verify_chain
+from engine.planning import plan_campaign
+from engine.report import build_report
+from engine.statuses import FINAL
+from engine.store import deliveries, open_database
+from engine.store.campaigns import stored_spec
+from engine.store.events import chain_heads, iter_events
+from engine.store.reporting import coverage_rows
+from engine.store.users import import_users, insert_users
+from engine.synthetic import generate_users
+from engine.tokens import Keys
+from engine.validation import validate
+
+users_app = typer.Typer(help="Import or generate the audience.", no_args_is_help=True)
+evidence_app = typer.Typer(help="Check the tamper-evident record.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(evidence_app, name="evidence")
+
+
+def _open() -> tuple[Settings, Engine]:
+    try:
+        settings = Settings.from_env()
+        return settings, open_database(settings.db_url)
+    except ConfigError as exc:
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        fail(f"cannot open the database: {exc.__class__.__name__}: {exc}")
+
+
+def _launchable(campaign: str) -> LoadedCampaign:
+    """The campaign, if `herald validate` passes on it; else every reason, exit 1."""
+    path = resolve_campaign_path(campaign)
+    report = validate(path)
+    for warning in report.warnings:
+        err.print(str(warning), markup=False)
+    if report.errors:
+        fail([*map(str, report.errors), f"{path}: refused: fix the errors above"])
+    return load_campaign(path)
+
+
+@users_app.command("import")
+def users_import(
+    file: Annotated[
+        Path, typer.Argument(help="CSV or JSONL: id,email,name,country,locale,timezone")
+    ],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv or jsonl (default: by suffix)")
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Reject the whole file on any bad row.")] = False,
+) -> None:
+    """Upsert users by id; report every rejected row with its line number."""
+    _, engine = _open()
+
+    def show(rejection: Any) -> None:
+        who = f" (id {rejection.user_id})" if rejection.user_id else ""
+        err.print(f"{file}:{rejection.line}: {rejection.reason}{who}", markup=False)
+
+    try:
+        result = import_users(engine, read_rows(file, fmt), strict=strict, on_reject=show)
+    except (ImportFormatError, OSError) as exc:
+        fail(str(exc))
+    if not result.committed:
+        fail(f"{file}: {result.rejected} bad row(s); nothing imported (--strict)")
+    out.print(
+        f"imported {result.imported} user(s) from {file}, rejected {result.rejected}", markup=False
+    )
+    if result.rejected:
+        raise typer.Exit(1)
+
+
+@users_app.command("generate")
+def users_generate(
+    count: Annotated[int, typer.Option(min=1, help="How many users.")],
+    seed: Annotated[int, typer.Option(help="Same seed, same users.")] = 1,
+) -> None:
+    """Make a synthetic audience across the regions (for demos and benchmarks)."""
+    _, engine = _open()
+    out.print(
+        f"generated {insert_users(engine, generate_users(count, seed))} user(s)", markup=False
+    )
+
+
+@app.command("plan")
+def plan_command(campaign: Annotated[str, typer.Argument(help="Campaign file or id.")]) -> None:
+    """Target the audience: one delivery per user and channel. Safe to rerun."""
+    loaded = _launchable(campaign)
+    settings, engine = _open()
+    result = plan_campaign(engine, loaded, Keys(settings.secret))
+    if result.spec_changed:
+        err.print(
+            f"warning: {loaded.path} or its templates/catalogs changed since the "
+            "campaign was first planned",
+            markup=False,
+        )
+    print_plan(out, loaded.campaign.id, result)
+
+
+@app.command("send")
+def send_command(
+    campaign: Annotated[str, typer.Argument(help="Campaign file or id.")],
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="Messages in flight per worker.")] = 8,
+    max_wait: Annotated[
+        float, typer.Option(min=0, help="Stop when nothing is due within this many seconds.")
+    ] = 60.0,
+) -> None:
+    """Deliver what is due until every delivery is final (or nothing is due soon)."""
+    loaded = _launchable(campaign)
+    settings, engine = _open()
+    _check_planned(engine, loaded)
+    options = SendOptions(concurrency=concurrency, max_wait_s=max_wait, rate_share=1 / workers)
+    started = time.monotonic()
+    extra = [_spawn_worker(loaded.path, options) for _ in range(workers - 1)]
+    try:
+        summary = asyncio.run(_send(engine, loaded, settings, options))
+    except EngineError as exc:
+        _stop_workers(extra)
+        fail(str(exc))
+    for process in extra:
+        process.join()
+    _print_outcome(engine, loaded, summary, time.monotonic() - started)
+
+
+def _check_planned(engine: Engine, loaded: LoadedCampaign) -> None:
+    stored = stored_spec(engine, loaded.campaign.id)
+    if stored is None:
+        fail(
+            f"campaign {loaded.campaign.id} has not been planned: run herald plan "
+            f"{loaded.campaign.id}"
+        )
+    if stored != spec_hash(loaded):
+        fail(
+            f"{loaded.path}, its templates or its catalogs changed since the campaign was "
+            "planned; a launched campaign keeps its spec: give the corrected campaign a new id"
+        )
+
+
+async def _send(
+    engine: Engine,
+    loaded: LoadedCampaign,
+    settings: Settings,
+    options: SendOptions,
+    show_progress: bool = True,
+) -> RunSummary:
+    stop = asyncio.Event()
+    _on_signals(stop)
+    transports = build_transports(settings, options.concurrency)
+    dispatcher = Dispatcher(engine, loaded, Keys(settings.secret), transports, options)
+    watcher = asyncio.create_task(_watch(engine, loaded.campaign.id)) if show_progress else None
+    try:
+        return await dispatcher.run(stop)
+    finally:
+        if watcher:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        for transport in transports.values():
+            await transport.close()
+
+
+def _on_signals(stop: asyncio.Event) -> None:
+    """First Ctrl-C or SIGTERM: stop claiming and finish what is in flight. Second: exit now."""
+    loop = asyncio.get_running_loop()
+
+    def handle() -> None:
+        if stop.is_set():
+            raise SystemExit(130)
+        err.print("stopping: finishing messages in flight (Ctrl-C again to quit at once)")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handle)
+
+
+async def _watch(engine: Engine, campaign_id: str) -> None:
+    """Progress from the database, so it counts every worker process."""
+
+    def done(counts: dict[str, int]) -> tuple[int, int]:
+        return sum(v for k, v in counts.items() if k in FINAL), sum(counts.values())
+
+    counts = await asyncio.to_thread(deliveries.progress, engine, campaign_id)
+    if sys.stderr.isatty():
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.speed} msg/s"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task(campaign_id, total=done(counts)[1])
+            while True:
+                final, total = done(counts)
+                bar.update(task, completed=final, total=total)
+                await asyncio.sleep(0.5)
+                counts = await asyncio.to_thread(deliveries.progress, engine, campaign_id)
+    last, last_t = done(counts)[0], time.monotonic()
+    while True:
+        await asyncio.sleep(5)
+        counts = await asyncio.to_thread(deliveries.progress, engine, campaign_id)
+        final, total = done(counts)
+        now = time.monotonic()
+        rate = (final - last) / (now - last_t)
+        err.print(f"{campaign_id}: {final}/{total} final, {rate:.0f}/s", markup=False)
+        last, last_t = final, now
+
+
+def _spawn_worker(path: Path, options: SendOptions) -> multiprocessing.process.BaseProcess:
+    process = multiprocessing.get_context("spawn").Process(
+        target=_worker_main, args=(str(path), options), daemon=False
+    )
+    process.start()
+    return process
+
+
+def _worker_main(path: str, options: SendOptions) -> None:
+    """A worker process: the same dispatcher, without the terminal display."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent relays Ctrl-C as SIGTERM
+    settings = Settings.from_env()
+    engine = open_database(settings.db_url)
+    asyncio.run(_send(engine, load_campaign(Path(path)), settings, options, show_progress=False))
+
+
+def _stop_workers(processes: list[multiprocessing.process.BaseProcess]) -> None:
+    for process in processes:
+        process.terminate()
+        process.join()
+
+
+def _print_outcome(
+    engine: Engine, loaded: LoadedCampaign, summary: RunSummary, seconds: float
+) -> None:
+    done = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items())) or "nothing due"
+    out.print(f"{loaded.campaign.id}: {done} in {seconds:.1f}s", markup=False)
+    counts = deliveries.progress(engine, loaded.campaign.id)
+    open_ = {k: v for k, v in counts.items() if k not in FINAL}
+    if open_:
+        due = deliveries.next_due(engine, loaded.campaign.id)
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(due)) if due else "unknown"
+        left = ", ".join(f"{v} {k}" for k, v in sorted(open_.items()))
+        out.print(f"remaining: {left}; next due {when}; run herald send again", markup=False)
+    else:
+        out.print("every delivery is final", markup=False)
+
+
+@app.command("report")
+def report_command(
+    campaign: Annotated[str, typer.Argument(help="Campaign file or id.")],
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+) -> None:
+    """Coverage: targeted, notified, failed and pending, by channel, country and locale."""
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter("expected table or json", param_hint="--format")
+    try:
+        loaded = load_campaign(resolve_campaign_path(campaign))
+    except EngineError as exc:
+        fail(str(exc))
+    _, engine = _open()
+    report = _report(engine, loaded)
+    if fmt == "json":
+        text = json.dumps(report, indent=2, ensure_ascii=False)
+        if out_file:
+            out_file.write_text(text + "\n", encoding="utf-8")
+        else:
+            print(text)  # noqa: T201 - machine-readable output
+    else:
+        print_report(out, report)
+
+
+def _report(engine: Engine, loaded: LoadedCampaign) -> dict[str, Any]:
+    c = loaded.campaign
+    rows = coverage_rows(engine, c.id, c.schedule.deadline.timestamp())
+    return build_report(c.id, c.title, c.schedule.deadline, rows)
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    db: Annotated[bool, typer.Option("--db", help="Re-check the chain in the database.")] = False,
+) -> None:
+    """Re-check every campaign's hash chain; exit 1 naming the first broken record."""
+    if not db:
+        raise typer.BadParameter("give --db (verifying an exported directory comes later)")
+    _, engine = _open()
+    heads = chain_heads(engine)
+    broken = False
+    for campaign_id in sorted(heads):
+        problem = verify_chain(iter_events(engine, campaign_id), heads[campaign_id])
+        if problem:
+            broken = True
+            err.print(f"BROKEN {problem}", markup=False)
+        else:
+            out.print(
+                f"OK {campaign_id}: {heads[campaign_id][0]} events, chain intact", markup=False
+            )
+    if broken:
+        raise typer.Exit(1)
+
+
+@app.command("demo")
+def demo_command(
+    users: Annotated[int, typer.Option(min=1, help="Synthetic users to generate.")] = 2000,
+) -> None:
+    """Run the shipped campaign end to end on the embedded defaults (SQLite + outbox)."""
+    loaded = _launchable("ai-training-notice")
+    settings, engine = _open()
+
+    def step(text: str) -> None:
+        out.print(f"» {text}", markup=False)
+
+    step(f"database {settings.db_url}; email to the outbox {settings.outbox}/")
+    step(f"generating {users} synthetic users")
+    insert_users(engine, generate_users(users, seed=1))
+    result = plan_campaign(engine, loaded, Keys(settings.secret))
+    step(f"planned {result.new_deliveries} new deliveries for {result.targeted} targeted users")
+    started = time.monotonic()
+    summary = asyncio.run(_send(engine, loaded, settings, SendOptions(max_wait_s=0)))
+    step(
+        f"sent in {time.monotonic() - started:.1f}s: "
+        + (", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items())) or "nothing due")
+    )
+    print_report(out, _report(engine, loaded))

@@ -1,0 +1,80 @@
+"""Terminal tables for plan and report output."""
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from engine.planning import PlanResult
+
+
+def print_plan(console: Console, campaign_id: str, result: PlanResult) -> None:
+    console.print(
+        f"{campaign_id}: {result.targeted} users targeted, "
+        f"{result.new_deliveries} new deliveries planned",
+        markup=False,
+    )
+    for title, counts in (
+        ("region", result.by_region),
+        ("channel", result.by_channel),
+        ("country", result.by_country),
+    ):
+        table = Table(title=f"targeted by {title}", title_justify="left")
+        table.add_column(title)
+        table.add_column("users" if title != "channel" else "deliveries", justify="right")
+        for key, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            table.add_row(key, str(count))
+        console.print(table)
+
+
+def print_report(console: Console, report: dict[str, Any]) -> None:
+    targeted = report["targeted"]
+
+    def share(n: int) -> str:
+        return f"{n} ({100 * n / targeted:.1f}%)" if targeted else str(n)
+
+    summary = Table(
+        title=f"{report['campaign']}: coverage", title_justify="left", show_header=False
+    )
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    for label, value in (
+        ("targeted users", str(targeted)),
+        ("notified", share(report["notified"])),
+        ("failed", share(report["failed"])),
+        ("pending", share(report["pending"])),
+        ("notified before the deadline", share(report["notified_before_deadline"])),
+        ("fell back to another locale", share(report["fell_back_locale"])),
+        ("possible duplicates", str(report["possible_duplicates"])),
+        ("fallback deliveries planned", str(report["fallback_planned"])),
+    ):
+        summary.add_row(label, value)
+    holds = "holds" if report["coverage_equation_holds"] else "DOES NOT HOLD"
+    summary.caption = f"targeted = notified + failed + pending: {holds}"
+    console.print(summary)
+    channels = Table(title="by channel", title_justify="left")
+    statuses = ["pending", "sending", "deferred", "sent", "delivered", "failed"]
+    channels.add_column("channel")
+    for status in statuses:
+        channels.add_column(status, justify="right")
+    for channel, counts in sorted(report["channels"].items()):
+        channels.add_row(channel, *(str(counts.get(s, 0)) for s in statuses))
+    console.print(channels)
+    if report["failure_reasons"]:
+        reasons = Table(title="failures", title_justify="left")
+        for column in ("channel", "reason", "count"):
+            reasons.add_column(column, justify="right" if column == "count" else "left")
+        for row in report["failure_reasons"]:
+            reasons.add_row(row["channel"], row["reason"] or "", str(row["count"]))
+        console.print(reasons)
+    for key in ("by_country", "by_locale"):
+        table = Table(title=key.replace("_", " "), title_justify="left")
+        table.add_column(key.split("_")[1])
+        for column in ("targeted", "notified", "failed", "pending", "fell back"):
+            table.add_column(column, justify="right")
+        for name, row in report[key].items():
+            table.add_row(
+                name,
+                *(str(row[c]) for c in ("targeted", "notified", "failed", "pending", "fell_back")),
+            )
+        console.print(table)

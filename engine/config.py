@@ -1,0 +1,70 @@
+"""Settings from the environment, and the secret key. The only module that reads os.environ.
+
+HERALD_DB        database URL (default sqlite:///var/herald.db; postgresql+psycopg://... too)
+HERALD_SMTP_URL  smtp://user:pass@host:587?starttls=true  (unset: the outbox transport)
+HERALD_SECRET    signing key for objection links, Message-IDs and keyed hashes; unset: a
+                 key file generated once under HERALD_VAR with 0600 permissions
+HERALD_VAR       where runtime state lives (default ./var): database, outbox, key file
+"""
+
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import ConfigError
+
+SECRET_FILE = "secret.key"
+
+
+@dataclass(frozen=True)
+class Settings:
+    var: Path
+    db_url: str
+    smtp_url: str | None
+    secret: bytes
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
+        var = Path(environ.get("HERALD_VAR") or "var")
+        db_url = environ.get("HERALD_DB") or f"sqlite:///{var / 'herald.db'}"
+        smtp_url = environ.get("HERALD_SMTP_URL") or None
+        if env_secret := environ.get("HERALD_SECRET"):
+            if len(env_secret) < 16:
+                raise ConfigError("HERALD_SECRET must be at least 16 characters long")
+            secret = env_secret.encode()
+        else:
+            secret = load_or_create_key(var / SECRET_FILE)
+        return cls(var, db_url, smtp_url, secret)
+
+    @property
+    def outbox(self) -> Path:
+        return self.var / "outbox"
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """Read the key file, creating it (0600, 32 random bytes) on first use.
+
+    Refuses a key file that others can read: the key signs every objection link.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as fp:
+                fp.write(secrets.token_hex(32) + "\n")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path} has permissions {mode:o}; it must be readable by its owner only "
+            f"(chmod 600 {path})"
+        )
+    key = path.read_text(encoding="ascii").strip()
+    if len(key) < 32:
+        raise ConfigError(f"{path} holds no usable key; delete it to generate a new one")
+    return key.encode()

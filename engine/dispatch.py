@@ -1,0 +1,382 @@
+"""The dispatcher: claim due deliveries, render, hand to transports, record. I/O: via interfaces.
+
+The only module that touches every stage. It is a small pipeline inside one process:
+
+    producer: claim a batch ▶ render ▶ queue ─▶ senders (one per connection) ─▶ results
+                                                                     recorder ▶ database
+
+so that rendering and database writes overlap with messages in flight. Database calls
+run on one worker thread; everything else is on the event loop.
+"""
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+
+from engine.campaigns import LoadedCampaign
+from engine.channels.base import Outgoing, Receipt, Transport
+from engine.errors import DeliveryError, PermanentDeliveryError
+from engine.i18n import Catalogs
+from engine.mime import build_email, domain_of, encode_address, mail_date, parse_sender
+from engine.models import Channel, LocaleChoice, LocaleSource, RenderedMessage, User
+from engine.ratelimit import RateLimiter
+from engine.rendering import Renderer, clean_field
+from engine.statuses import DeliveryStatus, RetryPolicy
+from engine.store import deliveries
+from engine.store.deliveries import Fallback, Result
+from engine.store.events import iso
+from engine.tokens import Keys
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    concurrency: int = 8  # messages in flight (SMTP connections)
+    batch_size: int = 500
+    lease_s: float = 300.0
+    max_wait_s: float = 60.0  # stop when nothing is due within this long
+    rate_share: float = 1.0  # this worker's share of the campaign's rate (1/workers)
+
+
+@dataclass
+class RunSummary:
+    counts: dict[str, int] = field(default_factory=dict)  # outcomes in this run
+    stopped: bool = False  # interrupted before the work ran out
+
+    def add(self, status: DeliveryStatus) -> None:
+        self.counts[status.value] = self.counts.get(status.value, 0) + 1
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        engine: Engine,
+        loaded: LoadedCampaign,
+        keys: Keys,
+        transports: dict[Channel, Transport],
+        options: SendOptions = SendOptions(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        c = loaded.campaign
+        self.engine, self.campaign, self.keys, self.transports = engine, c, keys, transports
+        self.options, self.clock = options, clock
+        self.owner = deliveries.worker_id()
+        self.renderer = Renderer(loaded.project.templates, Catalogs(loaded.project.locales))
+        self.retry = RetryPolicy(c.delivery.retry_base_seconds, c.delivery.max_attempts)
+        rate = c.schedule.rate_per_second * options.rate_share
+        self.limiters = {ch: RateLimiter(rate) for ch in Channel}
+        sender_name, self.sender = parse_sender(c.sender.from_)
+        self.from_header = encode_address(sender_name, self.sender)
+        self.domain = domain_of(self.sender)
+        self.rng = random.Random()
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herald-db")
+
+    async def _in_db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def run(self, stop: asyncio.Event | None = None) -> RunSummary:
+        """Send until every delivery is final, nothing is due within max_wait, or `stop`.
+
+        Raises TransportConfigError or TemplateError, which stop the run; claimed work
+        that was not attempted is released first, so nothing is lost.
+        """
+        stop = stop or asyncio.Event()
+        summary = RunSummary()
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.batch_size * 2)
+        results: list[Result] = []
+        finished = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._recorder(results, summary, finished))
+                senders = [
+                    tasks.create_task(self._sender(queue, results, stop))
+                    for _ in range(self.options.concurrency)
+                ]
+                await self._producer(queue, stop)
+                for _ in senders:
+                    await queue.put(_DONE)
+                await asyncio.gather(*senders)
+                finished.set()
+        except ExceptionGroup as group:  # a sender or the recorder failed: stop the run
+            raise group.exceptions[0] from None
+        finally:
+            await self._flush(results, summary)
+            # Claimed but never attempted (a stop, or an error elsewhere): hand them back.
+            # Rows already recorded are not 'sending' any more and are left alone.
+            await self._in_db(
+                deliveries.release, self.engine, self.campaign.id, self.owner, self.clock()
+            )
+            self._db.shutdown(wait=True)
+        summary.stopped = stop.is_set()
+        return summary
+
+    async def _producer(self, queue: asyncio.Queue[Any], stop: asyncio.Event) -> None:
+        c = self.campaign
+        await self._reclaim_dead()
+        while not stop.is_set():
+            now = self.clock()
+            batch = await self._in_db(
+                deliveries.claim,
+                self.engine,
+                c.id,
+                self.owner,
+                now,
+                self.options.lease_s,
+                self.options.batch_size,
+            )
+            if not batch:
+                wake = await self._next_wake()
+                if wake is None or wake - self.clock() > self.options.max_wait_s:
+                    return
+                await _wait(stop, max(0.05, min(wake - self.clock(), 1.0)))
+                continue
+            users = await self._in_db(
+                deliveries.users_by_id, self.engine, [row["user_id"] for row in batch]
+            )
+            for i, row in enumerate(batch):
+                await queue.put((row, self._prepare(row, users.get(row["user_id"]))))
+                if i % 32 == 31:
+                    await asyncio.sleep(0)  # let senders run between renders
+
+    async def _next_wake(self) -> float | None:
+        """When there may be work again: the next due time or the next expiring lease."""
+        c = self.campaign
+        await self._reclaim_dead()
+        due = await self._in_db(deliveries.next_due, self.engine, c.id)
+        lease = await self._in_db(deliveries.lease_expiry, self.engine, c.id)
+        if lease is not None and lease <= self.clock():
+            await self._in_db(deliveries.reclaim, self.engine, c.id, self.clock(), ())
+            return self.clock()
+        times = [t for t in (due, lease) if t is not None]
+        return min(times) if times else None
+
+    async def _reclaim_dead(self) -> None:
+        """Take back at once the leases of workers on this host that no longer exist."""
+        owners = await self._in_db(deliveries.sending_owners, self.engine, self.campaign.id)
+        dead = [o for o in owners if o and o != self.owner and _is_dead_local(o)]
+        if dead:
+            count = await self._in_db(
+                deliveries.reclaim, self.engine, self.campaign.id, self.clock(), dead
+            )
+            logger.warning("took back %d deliveries from stopped workers %s", count, dead)
+
+    async def _sender(
+        self, queue: asyncio.Queue[Any], results: list[Result], stop: asyncio.Event
+    ) -> None:
+        while True:
+            item = await queue.get()
+            if item is _DONE or stop.is_set():
+                if item is not _DONE:
+                    continue  # leave it claimed; run() releases what was never attempted
+                return
+            row, prepared = item
+            results.append(await self._deliver(row, prepared))
+
+    def _prepare(
+        self, row: dict[str, Any], user_row: dict[str, Any] | None
+    ) -> tuple[RenderedMessage, Outgoing] | DeliveryError:
+        """Render and package one delivery; a problem with this user is returned, not raised."""
+        c = self.campaign
+        channel = Channel(row["channel"])
+        if user_row is None:
+            return PermanentDeliveryError("the user no longer exists")
+        user = User(
+            user_row["id"],
+            user_row["email"],
+            user_row["name"],
+            user_row["country"],
+            user_row["locale"],
+            user_row["timezone"],
+        )
+        if channel is Channel.EMAIL and not user.email:
+            return PermanentDeliveryError("no email address")
+        token = self.keys.token(row["token_id"], timed=c.objection.token_ttl_days is not None)
+        url = c.objection.url.format(token=token)
+        choice = LocaleChoice(row["locale"], LocaleSource(row["locale_source"]), row["fell_back"])
+        message = self.renderer.render(c, user, channel, objection_url=url, locale=choice)
+        message_id = self.keys.message_id(c.id, row["id"], self.domain)
+        if channel is Channel.INAPP:
+            notification = {
+                "delivery_id": row["id"],
+                "user_id": user.id,
+                "campaign_id": c.id,
+                "locale": choice.locale,
+                "title": message.subject,
+                "body": message.text,
+                "objection_url": url,
+                "created_at": self.clock(),
+            }
+            return message, Outgoing(
+                row["id"], user.id, channel, message_id, notification=notification
+            )
+        assert user.email is not None
+        assert message.html is not None
+        data = build_email(
+            from_header=self.from_header,
+            to_header=encode_address(clean_field(user.name), user.email),
+            subject=message.subject,
+            text=message.text,
+            html=message.html,
+            message_id=message_id,
+            date=mail_date(int(self.clock())),
+            language=choice.locale.replace("_", "-"),
+            reply_to=c.sender.reply_to,
+        )
+        return message, Outgoing(
+            row["id"], user.id, channel, message_id, self.sender, user.email, data
+        )
+
+    async def _deliver(
+        self, row: dict[str, Any], prepared: tuple[RenderedMessage, Outgoing] | DeliveryError
+    ) -> Result:
+        if isinstance(prepared, DeliveryError):
+            return self._failure(row, prepared, None)
+        message, outgoing = prepared
+        await self.limiters[outgoing.channel].acquire()
+        try:
+            receipt = await self.transports[outgoing.channel].send(outgoing)
+        except DeliveryError as exc:
+            return self._failure(row, exc, message)
+        return self._success(row, message, outgoing, receipt)
+
+    def _event(self, row: dict[str, Any], kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "at": iso(self.clock()),
+            "delivery_id": row["id"],
+            "user_id": row["user_id"],
+            "channel": row["channel"],
+            "data": {
+                "attempt": row["attempts"],
+                "locale": row["locale"],
+                "locale_source": row["locale_source"],
+                "fell_back": row["fell_back"],
+                **data,
+            },
+        }
+
+    def _success(
+        self, row: dict[str, Any], message: RenderedMessage, outgoing: Outgoing, receipt: Receipt
+    ) -> Result:
+        status = (
+            DeliveryStatus.DELIVERED if outgoing.channel is Channel.INAPP else DeliveryStatus.SENT
+        )
+        digest = content_sha256(message)
+        values = {
+            "status": status.value,
+            "next_attempt_at": row["next_attempt_at"],
+            "message_id": outgoing.message_id,
+            "content_sha256": digest,
+            "reply": receipt.reply,
+            "sent_at": self.clock(),
+        }
+        data: dict[str, Any] = {
+            "content_sha256": digest,
+            "message_id": outgoing.message_id,
+            "reply": receipt.reply,
+        }
+        if row["interrupted"] or receipt.duplicate:
+            data["possible_duplicate"] = True
+        return Result(
+            row["id"],
+            row["user_id"],
+            status,
+            values,
+            self._event(row, status.value, data),
+            outgoing.notification,
+        )
+
+    def _failure(
+        self, row: dict[str, Any], error: DeliveryError, message: RenderedMessage | None
+    ) -> Result:
+        now = self.clock()
+        retry_at = (
+            self.retry.next_attempt(row["attempts"], now, self.rng) if error.temporary else None
+        )
+        status = DeliveryStatus.DEFERRED if retry_at is not None else DeliveryStatus.FAILED
+        reason = error.reason
+        if error.temporary and retry_at is None:
+            reason = f"gave up after {row['attempts']} attempts: {reason}"
+        values = {
+            "status": status.value,
+            "next_attempt_at": retry_at or row["next_attempt_at"],
+            "last_error": reason,
+            "content_sha256": content_sha256(message) if message else None,
+        }
+        data: dict[str, Any] = {"error": reason}
+        if retry_at is not None:
+            data["retry_at"] = iso(retry_at)
+        return Result(
+            row["id"], row["user_id"], status, values, self._event(row, status.value, data)
+        )
+
+    async def _recorder(
+        self, results: list[Result], summary: RunSummary, finished: asyncio.Event
+    ) -> None:
+        while not finished.is_set():
+            if len(results) < self.options.batch_size:
+                await _wait(finished, 0.2)
+            await self._flush(results, summary)
+
+    async def _flush(self, results: list[Result], summary: RunSummary) -> None:
+        if not results:
+            return
+        batch = results[:]
+        del results[:]
+        fallback = None
+        if self.campaign.fallback and any(r.status is DeliveryStatus.FAILED for r in batch):
+            now = self.clock()
+            fallback = Fallback(
+                self.campaign.id,
+                [ch.value for ch in self.campaign.channels],
+                self.campaign.fallback.value,
+                now,
+                iso(now),
+            )
+        await self._in_db(
+            deliveries.record, self.engine, self.campaign.id, self.owner, batch, fallback
+        )
+        for result in batch:
+            summary.add(result.status)
+
+
+def content_sha256(message: RenderedMessage) -> str:
+    """What the user was shown: subject, text and HTML, independent of headers and dates."""
+    digest = hashlib.sha256(message.subject.encode())
+    for part in (message.text, message.html or ""):
+        digest.update(b"\0")
+        digest.update(part.encode())
+    return digest.hexdigest()
+
+
+def _is_dead_local(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass

@@ -1,0 +1,54 @@
+"""The coverage report: who was told, how, and who is left. Pure: builds from aggregates.
+
+The coverage equation holds by construction: each targeted user is in exactly one of
+notified (some channel reached them), failed (every channel failed for good) or pending.
+"""
+
+import datetime as dt
+from typing import Any
+
+from engine.statuses import DeliveryStatus
+
+_BUCKETS = ("targeted", "notified", "failed", "pending", "fell_back", "before_deadline")
+
+
+def build_report(
+    campaign_id: str, title: str, deadline: dt.datetime, rows: dict[str, Any]
+) -> dict[str, Any]:
+    """A JSON-ready report from store.reporting.coverage_rows()."""
+    total = rows["total"] or dict.fromkeys(_BUCKETS, 0)
+    channels: dict[str, dict[str, int]] = {}
+    for channel, status, count in rows["channel_status"]:
+        channels.setdefault(channel, {s.value: 0 for s in DeliveryStatus})[status] = count
+
+    def breakdown(items: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+        return {r["key"]: {k: int(r[k]) for k in _BUCKETS} for r in items}
+
+    return {
+        "campaign": campaign_id,
+        "title": title,
+        "targeted": int(total["targeted"]),
+        "notified": int(total["notified"]),
+        "failed": int(total["failed"]),
+        "pending": int(total["pending"]),
+        "coverage_equation_holds": total["targeted"]
+        == total["notified"] + total["failed"] + total["pending"],
+        "notified_before_deadline": int(total["before_deadline"]),
+        "deadline": deadline.isoformat(),
+        "fell_back_locale": int(total["fell_back"]),
+        "possible_duplicates": int(rows["duplicates"]),
+        "fallback_planned": int(rows["fallback_planned"]),
+        "next_due": _iso(rows["next_due"]),
+        "channels": channels,
+        "failure_reasons": [
+            {"channel": ch, "reason": reason, "count": n} for ch, reason, n in rows["reasons"]
+        ],
+        "by_country": breakdown(rows["by_country"]),
+        "by_locale": breakdown(rows["by_locale"]),
+    }
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")

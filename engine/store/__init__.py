@@ -1,0 +1,41 @@
+"""Database access: engine setup and schema. I/O: the database named by HERALD_DB.
+
+The store is synchronous (SQLAlchemy Core on the hot paths, SQLModel for the schema).
+Its writes are short batched transactions; the dispatcher runs them on one worker
+thread so the event loop keeps its SMTP connections busy meanwhile.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlmodel import SQLModel
+
+from engine.store import tables  # noqa: F401  (registers the tables)
+
+
+def open_database(url: str) -> Engine:
+    """Connect, create missing tables, and tune SQLite for many small concurrent writers."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # Take the write lock when a transaction starts, not at its first write: two
+        # workers that both read first and then write would otherwise deadlock.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    SQLModel.metadata.create_all(engine)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,308 @@
+"""The delivery table: planning inserts, claims under a lease, results. I/O: the database.
+
+This is the one module that knows how workers share the queue. A claim is one UPDATE
+over the (campaign_id, status, next_attempt_at) index; on PostgreSQL its inner SELECT
+takes FOR UPDATE SKIP LOCKED so that workers on several machines never wait on each
+other. Every status change commits together with the events that record it.
+"""
+
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.statuses import FINAL, DeliveryStatus
+from engine.store.events import append_events
+from engine.store.tables import DeliveryRow, InAppNotification, UserRow
+
+_delivery = DeliveryRow.__table__  # type: ignore[attr-defined]
+_user = UserRow.__table__  # type: ignore[attr-defined]
+_inapp = InAppNotification.__table__  # type: ignore[attr-defined]
+_FINAL = tuple(s.value for s in FINAL)
+_DUE = (DeliveryStatus.PENDING.value, DeliveryStatus.DEFERRED.value)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def insert_planned(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Insert deliveries that do not exist yet; returns those inserted (with their ids)."""
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    statement = (
+        dialect.insert(_delivery)
+        .on_conflict_do_nothing(index_elements=["campaign_id", "user_id", "channel"])
+        .returning(_delivery.c.id, _delivery.c.user_id, _delivery.c.channel)
+    )
+    inserted = {(r.user_id, r.channel): r.id for r in conn.execute(statement, list(rows))}
+    return [
+        {**row, "id": inserted[(row["user_id"], row["channel"])]}
+        for row in rows
+        if (row["user_id"], row["channel"]) in inserted
+    ]
+
+
+def claim(
+    engine: Engine, campaign_id: str, owner: str, now: float, lease_s: float, limit: int
+) -> list[dict[str, Any]]:
+    """Take up to `limit` due deliveries for `owner` until now + lease_s."""
+    due = (
+        select(_delivery.c.id)
+        .where(
+            _delivery.c.campaign_id == campaign_id,
+            _delivery.c.status.in_(_DUE),
+            _delivery.c.next_attempt_at <= now,
+        )
+        .order_by(_delivery.c.next_attempt_at, _delivery.c.id)
+        .limit(limit)
+    )
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        statement = (
+            update(_delivery)
+            .where(_delivery.c.id.in_(due.scalar_subquery()))
+            .values(
+                status=DeliveryStatus.SENDING.value,
+                lease_owner=owner,
+                lease_until=now + lease_s,
+                attempts=_delivery.c.attempts + 1,
+            )
+            .returning(*_delivery.c)
+        )
+        rows = [dict(r) for r in conn.execute(statement).mappings()]
+    rows.sort(key=lambda r: r["id"])
+    return rows
+
+
+def users_by_id(engine: Engine, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(_user).where(_user.c.id.in_(sorted(set(ids))))).mappings()
+        return {r["id"]: dict(r) for r in rows}
+
+
+def reclaim(engine: Engine, campaign_id: str, now: float, dead_owners: Sequence[str] = ()) -> int:
+    """Put back deliveries whose lease expired, or whose owner is known dead.
+
+    They may have reached the server before their worker died, so `interrupted` is
+    counted: a later send of the same delivery (same Message-ID) is a possible duplicate.
+    """
+    stuck = (_delivery.c.lease_until < now) | _delivery.c.lease_owner.in_(list(dead_owners))
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(_delivery)
+            .where(
+                _delivery.c.campaign_id == campaign_id,
+                _delivery.c.status == DeliveryStatus.SENDING.value,
+                stuck,
+            )
+            .values(
+                status=DeliveryStatus.DEFERRED.value,
+                lease_owner=None,
+                lease_until=None,
+                next_attempt_at=now,
+                interrupted=_delivery.c.interrupted + 1,
+            )
+        )
+        return result.rowcount
+
+
+def sending_owners(engine: Engine, campaign_id: str) -> list[str]:
+    with engine.connect() as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                select(_delivery.c.lease_owner)
+                .distinct()
+                .where(
+                    _delivery.c.campaign_id == campaign_id,
+                    _delivery.c.status == DeliveryStatus.SENDING.value,
+                )
+            )
+        ]
+
+
+def release(engine: Engine, campaign_id: str, owner: str, now: float) -> None:
+    """Hand back what `owner` claimed and never attempted (a clean stop)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(_delivery)
+            .where(
+                _delivery.c.campaign_id == campaign_id,
+                _delivery.c.lease_owner == owner,
+                _delivery.c.status == DeliveryStatus.SENDING.value,
+            )
+            .values(
+                status=DeliveryStatus.PENDING.value,
+                lease_owner=None,
+                lease_until=None,
+                attempts=_delivery.c.attempts - 1,
+                next_attempt_at=now,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What happened to one claimed delivery; `event` is its evidence record."""
+
+    delivery_id: int
+    user_id: str
+    status: DeliveryStatus
+    values: dict[str, Any]  # columns to set on the delivery row
+    event: dict[str, Any]
+    notification: dict[str, Any] | None = None  # an in-app row to store with it
+
+
+def record(
+    engine: Engine,
+    campaign_id: str,
+    owner: str,
+    results: Sequence[Result],
+    fallback: "Fallback | None" = None,
+) -> None:
+    """Commit a batch of results and their events in one transaction.
+
+    A row whose lease another worker took over meanwhile is left alone; the event is
+    still recorded, because the attempt did happen.
+    """
+    if not results:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            update(_delivery)
+            .where(_delivery.c.id == bindparam("b_id"), _delivery.c.lease_owner == owner)
+            .values({k: bindparam(k) for k in _RESULT_COLUMNS}),
+            [
+                {"b_id": r.delivery_id, **{k: r.values.get(k) for k in _RESULT_COLUMNS}}
+                for r in results
+            ],
+        )
+        notifications = [r.notification for r in results if r.notification]
+        if notifications:
+            dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+            conn.execute(
+                dialect.insert(_inapp).on_conflict_do_nothing(index_elements=["delivery_id"]),
+                notifications,
+            )
+        events = [r.event for r in results]
+        failed = [r for r in results if r.status is DeliveryStatus.FAILED]
+        if fallback and failed:
+            events += fallback.plan(conn, [r.user_id for r in failed])
+        append_events(conn, campaign_id, events)
+
+
+_RESULT_COLUMNS = (
+    "status",
+    "lease_owner",
+    "lease_until",
+    "next_attempt_at",
+    "message_id",
+    "content_sha256",
+    "reply",
+    "last_error",
+    "sent_at",
+)
+
+
+class Fallback:
+    """Plans the campaign's fallback channel for users whose listed channels all failed."""
+
+    def __init__(
+        self, campaign_id: str, channels: Sequence[str], channel: str, now: float, event_at: str
+    ) -> None:
+        self.campaign_id, self.channels, self.channel = campaign_id, tuple(channels), channel
+        self.now, self.event_at = now, event_at
+
+    def plan(self, conn: Connection, user_ids: Sequence[str]) -> list[dict[str, Any]]:
+        rows = (
+            conn.execute(
+                select(_delivery).where(
+                    _delivery.c.campaign_id == self.campaign_id,
+                    _delivery.c.user_id.in_(sorted(set(user_ids))),
+                    _delivery.c.channel.in_(self.channels),
+                )
+            )
+            .mappings()
+            .all()
+        )
+        by_user: dict[str, list[Any]] = {}
+        for row in rows:
+            by_user.setdefault(row["user_id"], []).append(row)
+        new = []
+        for user_id, deliveries in by_user.items():
+            if len(deliveries) == len(self.channels) and all(
+                d["status"] == DeliveryStatus.FAILED.value for d in deliveries
+            ):
+                template = deliveries[0]
+                new.append(
+                    {
+                        "campaign_id": self.campaign_id,
+                        "user_id": user_id,
+                        "channel": self.channel,
+                        "country": template["country"],
+                        "locale": template["locale"],
+                        "locale_source": template["locale_source"],
+                        "fell_back": template["fell_back"],
+                        "is_fallback": True,
+                        "token_id": template["token_id"],
+                        "status": DeliveryStatus.PENDING.value,
+                        "next_attempt_at": self.now,
+                    }
+                )
+        inserted = insert_planned(conn, new) if new else []
+        return [
+            {
+                "kind": "planned",
+                "at": self.event_at,
+                "delivery_id": row["id"],
+                "user_id": row["user_id"],
+                "channel": row["channel"],
+                "data": {
+                    "fallback": True,
+                    "locale": row["locale"],
+                    "locale_source": row["locale_source"],
+                    "fell_back": row["fell_back"],
+                },
+            }
+            for row in inserted
+        ]
+
+
+def progress(engine: Engine, campaign_id: str) -> dict[str, int]:
+    """Deliveries per status."""
+    with engine.connect() as conn:
+        return {
+            r[0]: r[1]
+            for r in conn.execute(
+                select(_delivery.c.status, func.count())
+                .where(_delivery.c.campaign_id == campaign_id)
+                .group_by(_delivery.c.status)
+            )
+        }
+
+
+def next_due(engine: Engine, campaign_id: str) -> float | None:
+    """When the earliest non-final, unclaimed delivery becomes due."""
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(func.min(_delivery.c.next_attempt_at)).where(
+                _delivery.c.campaign_id == campaign_id, _delivery.c.status.in_(_DUE)
+            )
+        ).scalar()
+    return None if value is None else float(value)
+
+
+def lease_expiry(engine: Engine, campaign_id: str) -> float | None:
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(func.min(_delivery.c.lease_until)).where(
+                _delivery.c.campaign_id == campaign_id,
+                _delivery.c.status == DeliveryStatus.SENDING.value,
+            )
+        ).scalar()
+    return None if value is None else float(value)

@@ -1,0 +1,107 @@
+"""SQL tables (DESIGN section 6). Declarations only.
+
+Scheduling times in `delivery` are UTC epoch seconds (float): comparable in one indexed
+range scan, and the same on SQLite and PostgreSQL. Events carry ISO 8601 UTC strings,
+because they are evidence meant to be read.
+"""
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class UserRow(SQLModel, table=True):
+    __tablename__ = "user"
+
+    id: str = Field(primary_key=True)
+    email: str | None = None
+    name: str | None = None
+    country: str = Field(index=True)
+    locale: str | None = None
+    timezone: str | None = None
+    attributes: str = "{}"  # JSON object: extra import columns, kept as given
+    updated_at: float
+
+
+class CampaignRow(SQLModel, table=True):
+    __tablename__ = "campaign"
+
+    id: str = Field(primary_key=True)
+    title: str
+    spec_hash: str  # SHA-256 over the YAML, templates and catalogs it was planned with
+    state: str  # planned | sending | done
+    created_at: float
+    planned_at: float | None = None
+
+
+class DeliveryRow(SQLModel, table=True):
+    """One user on one channel of one campaign; the unit of work and of evidence."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "user_id", "channel"),
+        Index("ix_delivery_due", "campaign_id", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str
+    user_id: str
+    channel: str
+    country: str
+    locale: str
+    locale_source: str
+    fell_back: bool
+    is_fallback: bool = False  # planned because every listed channel failed
+    token_id: str = Field(index=True)
+    status: str
+    attempts: int = 0
+    next_attempt_at: float
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    interrupted: int = 0  # claims lost to a crash; a later send may duplicate
+    message_id: str | None = None
+    content_sha256: str | None = None
+    reply: str | None = None  # the server's final reply, e.g. "250 2.0.0 queued as X"
+    last_error: str | None = None
+    sent_at: float | None = None
+
+
+class EventRow(SQLModel, table=True):
+    """Append-only, hash-chained per campaign: hash = SHA-256(prev_hash + canonical JSON)."""
+
+    __tablename__ = "event"
+    __table_args__ = (UniqueConstraint("campaign_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str
+    seq: int
+    kind: str
+    at: str
+    delivery_id: int | None = None
+    user_id: str | None = None
+    channel: str | None = None
+    data: str  # canonical JSON object
+    prev_hash: str
+    hash: str
+
+
+class ChainHead(SQLModel, table=True):
+    __tablename__ = "chain_head"
+
+    campaign_id: str = Field(primary_key=True)
+    seq: int
+    hash: str
+
+
+class InAppNotification(SQLModel, table=True):
+    __tablename__ = "inapp_notification"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(unique=True)
+    user_id: str = Field(index=True)
+    campaign_id: str
+    locale: str
+    title: str
+    body: str
+    objection_url: str
+    created_at: float
+    seen_at: float | None = None

@@ -1,0 +1,168 @@
+"""The user table: streamed upserts and reads. I/O: the database."""
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.audience import Rejection, Row
+from engine.store.tables import UserRow
+
+BATCH = 1000
+_user = UserRow.__table__  # type: ignore[attr-defined]
+_SEEN = text("SELECT id, line FROM import_seen WHERE id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
+)
+
+
+@dataclass
+class ImportResult:
+    imported: int = 0
+    rejected: int = 0
+    rejections: list[Rejection] = field(default_factory=list)  # the first few, for display
+    committed: bool = True
+
+
+def import_users(
+    engine: Engine,
+    rows: Iterable[Row | Rejection],
+    *,
+    strict: bool = False,
+    on_reject: Any = None,
+) -> ImportResult:
+    """Upsert valid rows by id in batches; report every rejection through `on_reject`.
+
+    Constant memory: ids seen in this file are tracked in a temporary table, not in
+    Python. With `strict`, any rejection rolls the whole file back.
+    """
+    result = ImportResult()
+    now = time.time()
+    with engine.connect() as conn:
+        conn.execute(
+            text(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS import_seen (id TEXT PRIMARY KEY, line INTEGER)"
+            )
+        )
+        conn.execute(text("DELETE FROM import_seen"))
+        conn.commit()
+        batch: list[Row] = []
+
+        def reject(rejection: Rejection) -> None:
+            result.rejected += 1
+            if len(result.rejections) < 1000:
+                result.rejections.append(rejection)
+            if on_reject:
+                on_reject(rejection)
+
+        def flush() -> None:
+            for rejection in _upsert(conn, batch, now, result):
+                reject(rejection)
+            batch.clear()
+            if not strict:
+                conn.commit()
+
+        for item in rows:
+            if isinstance(item, Rejection):
+                reject(item)
+                continue
+            batch.append(item)
+            if len(batch) >= BATCH:
+                flush()
+        flush()
+        if strict and result.rejected:
+            conn.rollback()
+            result.imported, result.committed = 0, False
+        else:
+            conn.commit()
+        conn.execute(text("DROP TABLE IF EXISTS import_seen"))
+        conn.commit()
+    return result
+
+
+def _upsert(
+    conn: Connection, batch: list[Row], now: float, result: ImportResult
+) -> list[Rejection]:
+    if not batch:
+        return []
+    ids = [row.values["id"] for row in batch]
+    seen: dict[str, int] = dict(conn.execute(_SEEN, {"ids": ids}).tuples().all())
+    rejections: list[Rejection] = []
+    fresh: list[dict[str, Any]] = []
+    lines: dict[str, int] = {}
+    for row in batch:
+        user_id = row.values["id"]
+        first = seen.get(user_id) or lines.get(user_id)
+        if first is not None:
+            rejections.append(
+                Rejection(row.line, f"duplicate id {user_id!r} (first on line {first})", user_id)
+            )
+            continue
+        lines[user_id] = row.line
+        fresh.append({**row.values, "updated_at": now})
+    if fresh:
+        conn.execute(
+            text("INSERT INTO import_seen (id, line) VALUES (:id, :line)"),
+            [{"id": k, "line": v} for k, v in lines.items()],
+        )
+        conn.execute(_upsert_statement(conn), fresh)
+        result.imported += len(fresh)
+    return rejections
+
+
+def _upsert_statement(conn: Connection) -> Any:
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt = dialect.insert(_user)
+    columns = ("email", "name", "country", "locale", "timezone", "attributes", "updated_at")
+    return stmt.on_conflict_do_update(
+        index_elements=["id"], set_={c: stmt.excluded[c] for c in columns}
+    )
+
+
+def insert_users(engine: Engine, users: Iterable[dict[str, Any]]) -> int:
+    """Upsert already-valid users (synthetic audiences) in batches; returns the count."""
+    now, count, batch = time.time(), 0, []
+    with engine.connect() as conn:
+        statement = _upsert_statement(conn)
+        for user in users:
+            batch.append({**user, "attributes": "{}", "updated_at": now})
+            if len(batch) >= BATCH:
+                conn.execute(statement, batch)
+                count += len(batch)
+                batch.clear()
+        if batch:
+            conn.execute(statement, batch)
+            count += len(batch)
+        conn.commit()
+    return count
+
+
+def iter_users(
+    engine: Engine, countries: Iterable[str], batch: int = BATCH
+) -> Iterator[list[dict[str, Any]]]:
+    """Users of `countries` in id order, a batch at a time (keyset pagination)."""
+    codes = sorted(countries)
+    last = ""
+    while True:
+        with engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(_user)
+                    .where(_user.c.country.in_(codes), _user.c.id > last)
+                    .order_by(_user.c.id)
+                    .limit(batch)
+                )
+                .mappings()
+                .all()
+            )
+        if not rows:
+            return
+        yield [dict(r) for r in rows]
+        last = rows[-1]["id"]
+
+
+def count_users(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text('SELECT count(*) FROM "user"')).scalar_one())

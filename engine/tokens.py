@@ -1,0 +1,48 @@
+"""Objection tokens, Message-IDs and keyed hashes, all derived from the secret. Pure.
+
+A token is opaque: an HMAC-derived id (nothing decodable about the user) signed with
+itsdangerous. The same campaign and user always get the same token, so a resent message
+carries the same link; rotating the secret revokes every token.
+"""
+
+import base64
+import hashlib
+import hmac
+
+from itsdangerous import BadSignature, Signer, TimestampSigner
+
+
+class Keys:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+        self._signer = Signer(secret, salt="herald.objection")
+        self._timed = TimestampSigner(secret, salt="herald.objection.timed")
+
+    def _mac(self, purpose: str, value: str) -> bytes:
+        return hmac.new(self._secret, f"{purpose}\0{value}".encode(), hashlib.sha256).digest()
+
+    def token_id(self, campaign_id: str, user_id: str) -> str:
+        raw = self._mac("token", f"{campaign_id}\0{user_id}")[:16]
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    def token(self, token_id: str, *, timed: bool = False) -> str:
+        signer = self._timed if timed else self._signer
+        return signer.sign(token_id).decode()
+
+    def verify_token(self, token: str, max_age_s: int | None = None) -> str | None:
+        """The token id inside a genuine token; None if tampered, foreign or expired."""
+        try:
+            if max_age_s is None:
+                return str(self._signer.unsign(token).decode())
+            return str(self._timed.unsign(token, max_age=max_age_s).decode())
+        except (BadSignature, UnicodeDecodeError):
+            return None
+
+    def message_id(self, campaign_id: str, delivery_id: int, domain: str) -> str:
+        """Deterministic per delivery, so a resend after a crash is recognisable."""
+        digest = self._mac("message-id", f"{campaign_id}\0{delivery_id}")[:15]
+        return f"<{base64.b32encode(digest).decode().lower()}@{domain}>"
+
+    def email_hash(self, email: str) -> str:
+        """Keyed hash of an address for evidence: provable on request, not reversible."""
+        return self._mac("email", email.strip().lower()).hex()
