@@ -82,6 +82,7 @@ class Dispatcher:
         self.from_header = encode_address(sender_name, self.sender)
         self.domain = domain_of(self.sender)
         self.rng = random.Random()
+        self._inflight = 0  # claimed by this worker and not yet recorded
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herald-db")
 
     async def _in_db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -137,12 +138,16 @@ class Dispatcher:
                 self.options.lease_s,
                 self.options.batch_size,
             )
+            if not batch and self._inflight:
+                await _wait(stop, 0.02)  # results still to come may make retries due
+                continue
             if not batch:
                 wake = await self._next_wake()
                 if wake is None or wake - self.clock() > self.options.max_wait_s:
                     return
                 await _wait(stop, max(0.05, min(wake - self.clock(), 1.0)))
                 continue
+            self._inflight += len(batch)
             users = await self._in_db(
                 deliveries.users_by_id, self.engine, [row["user_id"] for row in batch]
             )
@@ -349,6 +354,7 @@ class Dispatcher:
         await self._in_db(
             deliveries.record, self.engine, self.campaign.id, self.owner, batch, fallback
         )
+        self._inflight -= len(batch)
         for result in batch:
             summary.add(result.status)
 

@@ -38,3 +38,53 @@ def project(tmp_path: Path) -> ScratchProject:
     for folder in ("campaigns", "templates", "locales"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
     return ScratchProject(tmp_path)
+
+
+@dataclass
+class Herald:
+    """Runs `herald` commands in a scratch project with its own database and key."""
+
+    project: ScratchProject
+    env: dict[str, str]
+
+    def __call__(self, *args: str, smtp: str | None = None):
+        from typer.testing import CliRunner
+
+        from engine.cli import app
+
+        env = {**self.env, "HERALD_SMTP_URL": smtp or ""}
+        return CliRunner().invoke(app, list(args), env=env)
+
+    @property
+    def db_url(self) -> str:
+        return self.env["HERALD_DB"]
+
+    def database(self):
+        from engine.store import open_database
+
+        return open_database(self.db_url)
+
+    def set_campaign(self, old: str, new: str) -> None:
+        self.project.edit("campaigns/ai-training-notice.yaml", old, new)
+
+
+@pytest.fixture
+def herald(project: ScratchProject, monkeypatch: pytest.MonkeyPatch) -> Herald:
+    monkeypatch.chdir(project.root)
+    env = {
+        "HERALD_DB": f"sqlite:///{project.root / 'var' / 'herald.db'}",
+        "HERALD_VAR": str(project.root / "var"),
+        "HERALD_SECRET": "test-secret-0123456789abcdef",
+    }
+    h = Herald(project, env)
+    # Tests do not wait for rate limits or real backoff.
+    h.set_campaign("rate_per_second: 200", "rate_per_second: 100000")
+    h.set_campaign("retry_base_seconds: 60", "retry_base_seconds: 0.05")
+    return h
+
+
+@pytest.fixture
+def smtp_server():
+    from tests.smtp import serve
+
+    yield from serve()

@@ -88,7 +88,7 @@ def _upsert(
     if not batch:
         return []
     ids = [row.values["id"] for row in batch]
-    seen: dict[str, int] = dict(conn.execute(_SEEN, {"ids": ids}).tuples().all())
+    seen: dict[str, int] = {row[0]: row[1] for row in conn.execute(_SEEN, {"ids": ids})}
     rejections: list[Rejection] = []
     fresh: list[dict[str, Any]] = []
     lines: dict[str, int] = {}

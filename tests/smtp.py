@@ -1,0 +1,116 @@
+"""A real SMTP server for tests: aiosmtpd on a free loopback port, in its own thread.
+
+It answers as told (4xx, 5xx, a dropped connection, slowness), so failures are
+injected as server replies, never as patches.
+"""
+
+import asyncio
+import email
+import email.policy
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult
+
+
+@dataclass
+class Mailbox:
+    """aiosmtpd handler that keeps what it accepts and answers as told."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    rcpt_reply: str = "250 OK"
+    data_replies: list[str] = field(default_factory=list)  # consumed one per DATA, then 250
+    drop_at: set[int] = field(default_factory=set)  # DATA numbers (1-based) that hang up
+    delay_s: float = 0.0
+    datas: int = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # noqa: N802
+        if self.rcpt_reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return self.rcpt_reply
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
+        self.datas += 1
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.datas in self.drop_at:
+            server.transport.close()
+            return "421 closing"
+        reply = self.data_replies.pop(0) if self.data_replies else "250 2.0.0 OK"
+        if reply.startswith("250"):
+            self.messages.append(
+                email.message_from_bytes(envelope.content, policy=email.policy.default)
+            )
+            reply = f"250 2.0.0 OK queued as Q{len(self.messages)}"
+        return reply
+
+    def message_ids(self) -> list[str]:
+        return [str(m["Message-ID"]) for m in self.messages]
+
+
+class SmtpServer:
+    def __init__(self, mailbox: Mailbox, **smtp_options: Any) -> None:
+        self.mailbox = mailbox
+        self._options = smtp_options
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.port = 0
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def start() -> None:
+            server = await self._loop.create_server(
+                lambda: SMTP(self.mailbox, hostname="localhost", **self._options),
+                host="127.0.0.1",
+                port=0,
+            )
+            self._server = server
+            self.port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.close()
+
+    def __enter__(self) -> "SmtpServer":
+        self._thread.start()
+        assert self._ready.wait(5), "SMTP server did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.mailbox.messages) < count:
+            assert time.monotonic() < deadline, f"only {len(self.mailbox.messages)} arrived"
+            time.sleep(0.02)
+
+
+def refuse_login(server, session, envelope, mechanism, auth_data) -> AuthResult:
+    return AuthResult(success=False, handled=False)
+
+
+def serve(mailbox: Mailbox | None = None, **options: Any) -> Iterator[SmtpServer]:
+    with SmtpServer(mailbox or Mailbox(), **options) as server:
+        yield server

@@ -1,0 +1,234 @@
+"""End to end: YAML -> plan -> send through a real aiosmtpd server -> report and evidence."""
+
+import json
+
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import ROOT
+from tests.smtp import Mailbox, refuse_login, serve
+
+USERS = str(ROOT / "tests" / "users.csv")
+
+
+def _deliveries(herald) -> dict[tuple[str, str], dict]:
+    with herald.database().connect() as conn:
+        rows = conn.execute(text("SELECT * FROM delivery")).mappings()
+        return {(r["user_id"], r["channel"]): dict(r) for r in rows}
+
+
+def _report(herald) -> dict:
+    result = herald("report", "ai-training-notice", "--format", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _launch(herald, smtp: str | None = None, *send_args: str):
+    assert herald("users", "import", USERS).exit_code == 0
+    planned = herald("plan", "ai-training-notice")
+    assert planned.exit_code == 0, planned.output
+    return herald("send", "ai-training-notice", "--max-wait", "5", *send_args, smtp=smtp)
+
+
+def test_send_delivers_localized_mail_only_to_the_audience(herald, smtp_server):
+    result = _launch(herald, smtp_server.url)
+    assert result.exit_code == 0, result.output
+    mails = {m["To"].addresses[0].addr_spec: m for m in smtp_server.mailbox.messages}
+    assert set(mails) == {
+        "anna@example.com",
+        "luc@example.com",
+        "zofia@example.com",
+        "ian@example.com",
+        "eleni@example.com",
+    }  # not the US user
+    anna = mails["anna@example.com"]
+    assert anna["Subject"].startswith("Aktualisierung der Datenschutzerklärung")
+    assert "26. Juni 2024" in anna["Subject"]
+    assert anna["Content-Language"] == "de"
+    assert anna["To"].addresses[0].display_name == "Anna Müller"
+    assert anna["From"].addresses[0].addr_spec == "privacy@example.com"
+    assert anna["MIME-Version"] == "1.0" and anna["Date"] is not None
+    assert anna.get_content_type() == "multipart/alternative"
+    text_part = anna.get_body(("plain",)).get_content()
+    html_part = anna.get_body(("html",)).get_content()
+    assert "Widerspruchsrecht" in text_part and "Widerspruchsrecht" in html_part
+    assert "List-Unsubscribe" not in anna and "<img" not in html_part  # no tracking
+    assert "26 czerwca 2024" in mails["zofia@example.com"]["Subject"]
+    assert mails["ian@example.com"]["Subject"].startswith("Privacy policy update")
+    rows = _deliveries(herald)
+    assert ("us-1", "email") not in rows
+    assert {r["status"] for r in rows.values()} == {"sent", "delivered"}
+    anna_row = rows[("de-1", "email")]
+    assert anna_row["message_id"] == anna["Message-ID"]
+    assert anna_row["reply"].startswith("250 2.0.0 OK queued as Q")
+    report = _report(herald)
+    assert (report["targeted"], report["notified"], report["pending"]) == (5, 5, 0)
+    assert report["coverage_equation_holds"]
+
+
+def test_objection_link_is_personal_and_opaque(herald, smtp_server):
+    assert _launch(herald, smtp_server.url).exit_code == 0
+    links = {}
+    for mail in smtp_server.mailbox.messages:
+        body = mail.get_body(("plain",)).get_content()
+        link = next(w for w in body.split() if w.startswith("https://privacy.example.com/object/"))
+        links[mail["To"].addresses[0].addr_spec] = link
+    assert len(set(links.values())) == len(links)  # one per user
+    for address, link in links.items():
+        token = link.rsplit("/", 1)[1]
+        assert address.split("@")[0] not in token.lower()
+        for user_id in ("de-1", "fr-1", "pl-1", "gb-1", "el-1"):
+            assert user_id not in token
+    with herald.database().connect() as conn:
+        inbox = conn.execute(text("SELECT user_id, objection_url FROM inapp_notification"))
+        by_user = dict(inbox.all())
+    assert by_user["de-1"] == links["anna@example.com"]  # same link in both channels
+
+
+def test_rerun_does_not_resend(herald, smtp_server):
+    assert _launch(herald, smtp_server.url).exit_code == 0
+    assert herald("plan", "ai-training-notice").exit_code == 0
+    again = herald("send", "ai-training-notice", smtp=smtp_server.url)
+    assert again.exit_code == 0
+    assert "nothing due" in again.stdout
+    assert len(smtp_server.mailbox.messages) == 5
+
+
+def test_plan_is_idempotent_and_adds_new_matches(herald, tmp_path):
+    assert herald("users", "import", USERS).exit_code == 0
+    first = herald("plan", "ai-training-notice")
+    assert "5 users targeted, 10 new deliveries planned" in first.stdout
+    again = herald("plan", "ai-training-notice")
+    assert "5 users targeted, 0 new deliveries planned" in again.stdout
+    late = tmp_path / "late.csv"
+    late.write_text("id,email,name,country\nno-1,kari@example.com,Kari,NO\n", encoding="utf-8")
+    assert herald("users", "import", str(late)).exit_code == 0
+    third = herald("plan", "ai-training-notice")
+    assert "6 users targeted, 2 new deliveries planned" in third.stdout
+    assert _deliveries(herald)[("no-1", "email")]["locale"] == "nb"
+
+
+def test_451_is_retried_then_sent(herald):
+    mailbox = Mailbox(data_replies=["451 4.3.0 try again later"])
+    for server in serve(mailbox):
+        result = _launch(herald, server.url, "--concurrency", "1")
+        assert result.exit_code == 0, result.output
+        assert len(mailbox.messages) == 5
+    rows = _deliveries(herald)
+    retried = [r for r in rows.values() if r["attempts"] == 2]
+    assert len(retried) == 1 and retried[0]["status"] == "sent"
+    kinds = _event_kinds(herald, retried[0]["id"])
+    assert kinds == ["planned", "deferred", "sent"]
+
+
+def test_550_fails_and_the_inapp_fallback_is_delivered(herald):
+    herald.set_campaign("channels: [email, inapp]", "channels: [email]")
+    herald.set_campaign("fallback: null", "fallback: inapp")
+    mailbox = Mailbox(rcpt_reply="550 5.1.1 no such user")
+    for server in serve(mailbox):
+        result = _launch(herald, server.url)
+        assert result.exit_code == 0, result.output
+    rows = _deliveries(herald)
+    email = rows[("de-1", "email")]
+    assert email["status"] == "failed" and email["attempts"] == 1  # not retried
+    assert email["last_error"].startswith("550 5.1.1")
+    assert rows[("de-1", "inapp")]["status"] == "delivered"
+    report = _report(herald)
+    assert report["notified"] == 5 and report["fallback_planned"] == 5
+    assert report["failure_reasons"][0]["count"] == 5
+
+
+def test_dropped_connection_mid_batch_loses_nothing(herald):
+    mailbox = Mailbox(drop_at={2, 4})
+    for server in serve(mailbox):
+        result = _launch(herald, server.url, "--concurrency", "2")
+        assert result.exit_code == 0, result.output
+        assert len(set(mailbox.message_ids())) == 5
+    assert {r["status"] for r in _deliveries(herald).values()} == {"sent", "delivered"}
+
+
+def test_bad_credentials_stop_the_run_with_a_clear_message(herald):
+    for server in serve(Mailbox(), authenticator=refuse_login, auth_require_tls=False):
+        url = f"smtp://herald:wrong@127.0.0.1:{server.port}"
+        result = _launch(herald, url)
+    assert result.exit_code == 1
+    assert "rejected our setup" in result.stderr and "535" in result.stderr
+    statuses = {r["status"] for k, r in _deliveries(herald).items() if k[1] == "email"}
+    assert "failed" not in statuses  # our password is not the recipients' fault
+
+
+def test_user_without_email_fails_email_but_gets_inapp(herald, tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_text("id,email,name,country\nnomail,,Nomail,DE\n", encoding="utf-8")
+    assert herald("users", "import", str(path)).exit_code == 0
+    assert herald("plan", "ai-training-notice").exit_code == 0
+    assert herald("send", "ai-training-notice").exit_code == 0  # the outbox transport
+    rows = _deliveries(herald)
+    assert rows[("nomail", "email")]["last_error"] == "no email address"
+    assert rows[("nomail", "inapp")]["status"] == "delivered"
+
+
+def test_outbox_writes_one_eml_per_message(herald):
+    assert _launch(herald).exit_code == 0
+    files = list((herald.project.root / "var" / "outbox").glob("*.eml"))
+    assert len(files) == 5
+
+
+def test_send_refuses_a_campaign_that_changed_after_plan(herald):
+    assert herald("users", "import", USERS).exit_code == 0
+    assert herald("plan", "ai-training-notice").exit_code == 0
+    herald.project.edit("templates/ai-training-notice/email.txt", "--\n", "-- \n")
+    result = herald("send", "ai-training-notice")
+    assert result.exit_code == 1 and "changed since the campaign was planned" in result.stderr
+
+
+def test_tampered_event_fails_verify_naming_the_row(herald):
+    assert _launch(herald).exit_code == 0
+    ok = herald("evidence", "verify", "--db")
+    assert ok.exit_code == 0 and "chain intact" in ok.stdout
+    with herald.database().begin() as conn:
+        row = conn.execute(
+            text("SELECT id, seq FROM event WHERE kind = 'sent' ORDER BY seq LIMIT 1")
+        ).one()
+        conn.execute(
+            text("UPDATE event SET data = replace(data, '250', '550') WHERE id = :id"),
+            {"id": row.id},
+        )
+    broken = herald("evidence", "verify", "--db")
+    assert broken.exit_code == 1
+    assert f"event seq {row.seq} (row id {row.id})" in broken.stderr
+
+
+def test_deleted_event_fails_verify(herald):
+    assert _launch(herald).exit_code == 0
+    with herald.database().begin() as conn:
+        conn.execute(text("DELETE FROM event WHERE seq = (SELECT max(seq) FROM event)"))
+    broken = herald("evidence", "verify", "--db")
+    assert broken.exit_code == 1 and "removed" in broken.stderr
+
+
+def _event_kinds(herald, delivery_id: int) -> list[str]:
+    with herald.database().connect() as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                text("SELECT kind FROM event WHERE delivery_id = :d ORDER BY seq"),
+                {"d": delivery_id},
+            )
+        ]
+
+
+@pytest.mark.parametrize("name", ["Eve\r\nBcc: evil@example.com", "<b>Eve</b>"])
+def test_user_fields_cannot_inject_headers(herald, smtp_server, tmp_path, name):
+    path = tmp_path / "u.jsonl"
+    path.write_text(
+        json.dumps({"id": "eve", "email": "eve@example.com", "name": name, "country": "DE"}) + "\n",
+        encoding="utf-8",
+    )
+    assert herald("users", "import", str(path)).exit_code == 0
+    assert herald("plan", "ai-training-notice").exit_code == 0
+    assert herald("send", "ai-training-notice", smtp=smtp_server.url).exit_code == 0
+    [mail] = smtp_server.mailbox.messages
+    assert "Bcc" not in mail
+    assert [a.addr_spec for a in mail["To"].addresses] == ["eve@example.com"]
+    assert "<b>" not in mail.get_body(("html",)).get_content()

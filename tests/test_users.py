@@ -1,0 +1,84 @@
+"""`herald users import`: streamed, validated, every rejected row named by its line."""
+
+import json
+
+from sqlalchemy import text
+
+from tests.conftest import ROOT
+
+
+def _users(herald):
+    with herald.database().connect() as conn:
+        return {r.id: r for r in conn.execute(text('SELECT * FROM "user"'))}
+
+
+def test_import_csv_keeps_extra_columns_and_normalises(herald):
+    result = herald("users", "import", str(ROOT / "tests" / "users.csv"))
+    assert result.exit_code == 0, result.output
+    assert "imported 6 user(s)" in result.stdout
+    users = _users(herald)
+    assert users["el-1"].country == "GR"  # Eurostat alias
+    assert users["de-1"].locale == "de_AT"
+    assert json.loads(users["de-1"].attributes) == {"plan": "gold"}
+    assert users["gb-1"].name is None
+
+
+def test_import_reports_each_bad_row_and_keeps_the_good_ones(herald, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        "id,email,name,country,locale,timezone\n"
+        "ok-1,ok@example.com,Ok,DE,de,Europe/Berlin\n"
+        "bad-email,not-an-email,X,DE,,\n"
+        "bad-country,x@example.com,X,XX,,\n"
+        "bad-zone,y@example.com,X,DE,,Mars/Olympus\n"
+        "ok-1,dup@example.com,Dup,DE,,\n"
+        '"crlf-1",crlf@example.com,"Eve\r\nBcc: evil@example.com",FR,,\n'
+        "bad-locale,z@example.com,X,FR,zz_QQ,\n",
+        encoding="utf-8",
+    )
+    result = herald("users", "import", str(path))
+    assert result.exit_code == 1
+    assert f"{path}:3: bad email" in result.stderr
+    assert f"{path}:4: unknown country 'XX'" in result.stderr
+    assert f"{path}:5: unknown time zone 'Mars/Olympus'" in result.stderr
+    assert f"{path}:6: duplicate id 'ok-1' (first on line 2)" in result.stderr
+    assert "unknown locale 'zz_QQ'" in result.stderr
+    assert "imported 2 user(s)" in result.stdout
+    users = _users(herald)
+    assert set(users) == {"ok-1", "crlf-1"}
+    assert users["ok-1"].email == "ok@example.com"  # the first row wins, not the duplicate
+    assert users["crlf-1"].name == "Eve Bcc: evil@example.com"
+
+
+def test_strict_import_rejects_the_whole_file(herald, tmp_path):
+    path = tmp_path / "strict.jsonl"
+    path.write_text(
+        '{"id": "a", "email": "a@example.com", "country": "DE"}\n'
+        "{not json}\n"
+        '{"id": "b", "email": "b@example.com", "country": "FR"}\n',
+        encoding="utf-8",
+    )
+    result = herald("users", "import", str(path), "--strict")
+    assert result.exit_code == 1
+    assert f"{path}:2: not valid JSON" in result.stderr
+    assert "nothing imported" in result.stderr
+    assert _users(herald) == {}
+
+
+def test_import_upserts_by_id(herald, tmp_path):
+    path = tmp_path / "users.jsonl"
+    path.write_text('{"id": "a", "email": "a@example.com", "country": "DE"}\n', "utf-8")
+    assert herald("users", "import", str(path)).exit_code == 0
+    path.write_text('{"id": "a", "email": "new@example.com", "country": "FR"}\n', "utf-8")
+    assert herald("users", "import", str(path)).exit_code == 0
+    users = _users(herald)
+    assert len(users) == 1
+    assert (users["a"].email, users["a"].country) == ("new@example.com", "FR")
+
+
+def test_import_without_required_columns_names_the_header(herald, tmp_path):
+    path = tmp_path / "users.csv"
+    path.write_text("email,name\nx@example.com,X\n", encoding="utf-8")
+    result = herald("users", "import", str(path))
+    assert result.exit_code == 1
+    assert f"{path}:1: the header lacks id, country" in result.stderr
