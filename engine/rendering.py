@@ -20,6 +20,7 @@ from engine.campaigns import Campaign
 from engine.errors import CampaignError, TemplateError
 from engine.i18n import Catalogs, Formatter, text_direction
 from engine.models import Channel, LocaleChoice, RenderedMessage, User
+from engine.skeletons import Skeleton, build_skeleton
 
 FSI, PDI = "\u2068", "\u2069"  # Unicode first-strong isolate / pop directional isolate
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
@@ -64,6 +65,7 @@ class Renderer:
     def __init__(self, templates_dir: Path, catalogs: Catalogs) -> None:
         self.templates_dir, self.catalogs = templates_dir, catalogs
         self._envs: dict[str, jinja2.Environment] = {}
+        self._skeletons: dict[tuple[Any, ...], Skeleton | None] = {}
 
     def render(
         self,
@@ -80,6 +82,47 @@ class Renderer:
         catalog.
         """
         choice = locale or self.choose(campaign, user)
+        values = personal_values(user, objection_url)
+        present = {f: bool(v) for f, v in values.items()}
+        key = (
+            campaign.id,
+            choice.locale,
+            channel,
+            user.country,
+            user.locale,
+            user.timezone,
+            tuple(present.values()),
+        )
+        if key not in self._skeletons:
+            self._skeletons[key] = build_skeleton(
+                lambda v: self.render_full(
+                    campaign,
+                    _with_values(user, v),
+                    channel,
+                    objection_url=v["objection_url"] or "",
+                    locale=choice,
+                ),
+                present,
+            )
+        skeleton = self._skeletons[key]
+        if skeleton is None:
+            return self.render_full(
+                campaign, user, channel, objection_url=objection_url, locale=choice
+            )
+        subject, text, html = skeleton.fill(values)
+        return RenderedMessage(user.id, channel, choice, header_text(subject), text, html)
+
+    def render_full(
+        self,
+        campaign: Campaign,
+        user: User,
+        channel: Channel,
+        *,
+        objection_url: str,
+        locale: LocaleChoice,
+    ) -> RenderedMessage:
+        """Render every template for this one user (the slow, always-correct path)."""
+        choice = locale
         context = build_context(campaign, user, choice.locale, objection_url)
         names = TemplateSet(campaign.template)
         if channel is Channel.EMAIL:
@@ -144,15 +187,14 @@ def build_context(
 ) -> dict[str, Any]:
     """The variables templates may use (DESIGN section 4). Unset optional values are
     left out, so a template that needs them fails under StrictUndefined."""
-    name = clean_field(user.name)
+    values = personal_values(user, objection_url)
     policy = campaign.policy.model_dump(exclude_none=True)
     return {
         "user": {
             "id": user.id,
             "email": user.email,
-            "name": name,
-            "first_name": clean_field(str(user.attributes.get("first_name") or ""))
-            or (name.split()[0] if name else None),
+            "name": values["name"],
+            "first_name": values["first_name"],
             "country": user.country,
             "locale": user.locale,
             "timezone": user.timezone,
@@ -163,6 +205,33 @@ def build_context(
         "locale": locale,
         "dir": text_direction(locale),
     }
+
+
+def personal_values(user: User, objection_url: str) -> dict[str, str | None]:
+    """The values that differ between users of one variant (skeletons.PERSONAL)."""
+    name = clean_field(user.name)
+    first = clean_field(str(user.attributes.get("first_name") or "")) or (
+        name.split()[0] if name else None
+    )
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": name,
+        "first_name": first,
+        "objection_url": objection_url,
+    }
+
+
+def _with_values(user: User, values: Mapping[str, str | None]) -> User:
+    return User(
+        values["id"] or "",
+        values["email"],
+        values["name"],
+        user.country,
+        user.locale,
+        user.timezone,
+        {"first_name": values["first_name"]},
+    )
 
 
 def _tidy(text: str) -> str:
