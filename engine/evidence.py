@@ -33,7 +33,8 @@ class ChainBreak:
     reason: str
 
     def __str__(self) -> str:
-        return f"campaign {self.campaign_id}: event seq {self.seq} (row id {self.row_id}): {self.reason}"
+        where = f"campaign {self.campaign_id}: event seq {self.seq} (row id {self.row_id})"
+        return f"{where}: {self.reason}"
 
 
 def verify_chain(
@@ -70,6 +71,7 @@ def verify_chain(
             campaign,
             head[0],
             None,
-            f"chain ends at seq {expected_seq - 1} but the head records seq {head[0]}: events were removed",
+            f"chain ends at seq {expected_seq - 1} but the head records seq {head[0]}: "
+            "events were removed",
         )
     return None

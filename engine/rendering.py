@@ -89,8 +89,6 @@ class Renderer:
             choice.locale,
             channel,
             user.country,
-            user.locale,
-            user.timezone,
             tuple(present.values()),
         )
         if key not in self._skeletons:
@@ -218,6 +216,8 @@ def personal_values(user: User, objection_url: str) -> dict[str, str | None]:
         "email": user.email,
         "name": name,
         "first_name": first,
+        "locale": user.locale,
+        "timezone": user.timezone,
         "objection_url": objection_url,
     }
 
@@ -228,8 +228,8 @@ def _with_values(user: User, values: Mapping[str, str | None]) -> User:
         values["email"],
         values["name"],
         user.country,
-        user.locale,
-        user.timezone,
+        values["locale"],
+        values["timezone"],
         {"first_name": values["first_name"]},
     )
 

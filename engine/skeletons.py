@@ -20,7 +20,7 @@ from markupsafe import escape
 
 from engine.models import RenderedMessage
 
-PERSONAL = ("id", "email", "name", "first_name", "objection_url")
+PERSONAL = ("id", "email", "name", "first_name", "locale", "timezone", "objection_url")
 _SENTINEL = re.compile("\ue000([0-9])\ue001")
 
 

@@ -28,12 +28,12 @@ class Mailbox:
     delay_s: float = 0.0
     datas: int = 0
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # noqa: N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
         if self.rcpt_reply.startswith("250"):
             envelope.rcpt_tos.append(address)
         return self.rcpt_reply
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server, session, envelope) -> str:
         self.datas += 1
         if self.delay_s:
             await asyncio.sleep(self.delay_s)

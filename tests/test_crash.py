@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,24 +21,55 @@ def test_killed_send_resumes_with_every_delivery_final_and_none_lost(herald):
     for server in serve(mailbox):
         env = {**os.environ, **herald.env, "HERALD_SMTP_URL": server.url}
         command = [HERALD, "send", "ai-training-notice", "--concurrency", "4"]
-        first = subprocess.Popen(command, cwd=herald.project.root, env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        first = subprocess.Popen(
+            command,
+            cwd=herald.project.root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         server.wait_for(200, timeout=60)
         first.kill()
         first.wait(10)
         assert first.returncode == -9
-        again = subprocess.run(command, cwd=herald.project.root, env=env, capture_output=True,
-                               text=True, timeout=120)
+        again = subprocess.run(
+            command, cwd=herald.project.root, env=env, capture_output=True, text=True, timeout=120
+        )
         assert again.returncode == 0, again.stderr
     with herald.database().connect() as conn:
-        statuses = dict(conn.execute(text(
-            "SELECT status, count(*) FROM delivery GROUP BY status")).all())
-        email_ids = {r[0] for r in conn.execute(text(
-            "SELECT message_id FROM delivery WHERE channel = 'email'"))}
+        statuses = dict(
+            conn.execute(text("SELECT status, count(*) FROM delivery GROUP BY status")).all()
+        )
+        email_ids = {
+            r[0]
+            for r in conn.execute(text("SELECT message_id FROM delivery WHERE channel = 'email'"))
+        }
     assert set(statuses) == {"sent", "delivered"}, statuses
     received = mailbox.message_ids()
     assert set(received) == email_ids  # every email arrived, under its own Message-ID
     duplicates = len(received) - len(set(received))
     report = json.loads(herald("report", "ai-training-notice", "--format", "json").stdout)
-    assert report["pending"] == 0 and report["coverage_equation_holds"]
+    assert report["pending"] == 0
+    assert report["coverage_equation_holds"]
     assert report["possible_duplicates"] >= duplicates  # each resend is counted
+
+
+def test_sigint_stops_cleanly_and_leaves_nothing_claimed(herald):
+    assert herald("users", "generate", "--count", "600").exit_code == 0
+    assert herald("plan", "ai-training-notice").exit_code == 0
+    mailbox = Mailbox(delay_s=0.01)
+    for server in serve(mailbox):
+        env = {**os.environ, **herald.env, "HERALD_SMTP_URL": server.url}
+        send = subprocess.Popen([HERALD, "send", "ai-training-notice", "--concurrency", "2"],
+                                cwd=herald.project.root, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        server.wait_for(50, timeout=60)
+        send.send_signal(signal.SIGINT)
+        out, errors = send.communicate(timeout=30)
+    assert send.returncode == 0, errors
+    assert "stopping" in errors and "remaining:" in out
+    with herald.database().connect() as conn:
+        statuses = dict(conn.execute(text(
+            "SELECT status, count(*) FROM delivery GROUP BY status")).all())
+    assert "sending" not in statuses
+    assert statuses["sent"] == len(mailbox.messages)  # every accepted mail is recorded

@@ -1,6 +1,7 @@
 """End to end: YAML -> plan -> send through a real aiosmtpd server -> report and evidence."""
 
 import json
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -11,16 +12,17 @@ from tests.smtp import Mailbox, refuse_login, serve
 USERS = str(ROOT / "tests" / "users.csv")
 
 
-def _deliveries(herald) -> dict[tuple[str, str], dict]:
+def _deliveries(herald) -> dict[tuple[str, str], dict[str, Any]]:
     with herald.database().connect() as conn:
         rows = conn.execute(text("SELECT * FROM delivery")).mappings()
         return {(r["user_id"], r["channel"]): dict(r) for r in rows}
 
 
-def _report(herald) -> dict:
+def _report(herald) -> dict[str, Any]:
     result = herald("report", "ai-training-notice", "--format", "json")
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
 
 
 def _launch(herald, smtp: str | None = None, *send_args: str):
@@ -47,12 +49,15 @@ def test_send_delivers_localized_mail_only_to_the_audience(herald, smtp_server):
     assert anna["Content-Language"] == "de"
     assert anna["To"].addresses[0].display_name == "Anna Müller"
     assert anna["From"].addresses[0].addr_spec == "privacy@example.com"
-    assert anna["MIME-Version"] == "1.0" and anna["Date"] is not None
+    assert anna["MIME-Version"] == "1.0"
+    assert anna["Date"] is not None
     assert anna.get_content_type() == "multipart/alternative"
     text_part = anna.get_body(("plain",)).get_content()
     html_part = anna.get_body(("html",)).get_content()
-    assert "Widerspruchsrecht" in text_part and "Widerspruchsrecht" in html_part
-    assert "List-Unsubscribe" not in anna and "<img" not in html_part  # no tracking
+    assert "Widerspruchsrecht" in text_part
+    assert "Widerspruchsrecht" in html_part
+    assert "List-Unsubscribe" not in anna
+    assert "<img" not in html_part
     assert "26 czerwca 2024" in mails["zofia@example.com"]["Subject"]
     assert mails["ian@example.com"]["Subject"].startswith("Privacy policy update")
     rows = _deliveries(herald)
@@ -116,7 +121,8 @@ def test_451_is_retried_then_sent(herald):
         assert len(mailbox.messages) == 5
     rows = _deliveries(herald)
     retried = [r for r in rows.values() if r["attempts"] == 2]
-    assert len(retried) == 1 and retried[0]["status"] == "sent"
+    assert len(retried) == 1
+    assert retried[0]["status"] == "sent"
     kinds = _event_kinds(herald, retried[0]["id"])
     assert kinds == ["planned", "deferred", "sent"]
 
@@ -130,11 +136,13 @@ def test_550_fails_and_the_inapp_fallback_is_delivered(herald):
         assert result.exit_code == 0, result.output
     rows = _deliveries(herald)
     email = rows[("de-1", "email")]
-    assert email["status"] == "failed" and email["attempts"] == 1  # not retried
+    assert email["status"] == "failed"
+    assert email["attempts"] == 1
     assert email["last_error"].startswith("550 5.1.1")
     assert rows[("de-1", "inapp")]["status"] == "delivered"
     report = _report(herald)
-    assert report["notified"] == 5 and report["fallback_planned"] == 5
+    assert report["notified"] == 5
+    assert report["fallback_planned"] == 5
     assert report["failure_reasons"][0]["count"] == 5
 
 
@@ -152,7 +160,8 @@ def test_bad_credentials_stop_the_run_with_a_clear_message(herald):
         url = f"smtp://herald:wrong@127.0.0.1:{server.port}"
         result = _launch(herald, url)
     assert result.exit_code == 1
-    assert "rejected our setup" in result.stderr and "535" in result.stderr
+    assert "rejected our setup" in result.stderr
+    assert "535" in result.stderr
     statuses = {r["status"] for k, r in _deliveries(herald).items() if k[1] == "email"}
     assert "failed" not in statuses  # our password is not the recipients' fault
 
@@ -179,13 +188,15 @@ def test_send_refuses_a_campaign_that_changed_after_plan(herald):
     assert herald("plan", "ai-training-notice").exit_code == 0
     herald.project.edit("templates/ai-training-notice/email.txt", "--\n", "-- \n")
     result = herald("send", "ai-training-notice")
-    assert result.exit_code == 1 and "changed since the campaign was planned" in result.stderr
+    assert result.exit_code == 1
+    assert "changed since the campaign was planned" in result.stderr
 
 
 def test_tampered_event_fails_verify_naming_the_row(herald):
     assert _launch(herald).exit_code == 0
     ok = herald("evidence", "verify", "--db")
-    assert ok.exit_code == 0 and "chain intact" in ok.stdout
+    assert ok.exit_code == 0
+    assert "chain intact" in ok.stdout
     with herald.database().begin() as conn:
         row = conn.execute(
             text("SELECT id, seq FROM event WHERE kind = 'sent' ORDER BY seq LIMIT 1")
@@ -204,7 +215,8 @@ def test_deleted_event_fails_verify(herald):
     with herald.database().begin() as conn:
         conn.execute(text("DELETE FROM event WHERE seq = (SELECT max(seq) FROM event)"))
     broken = herald("evidence", "verify", "--db")
-    assert broken.exit_code == 1 and "removed" in broken.stderr
+    assert broken.exit_code == 1
+    assert "removed" in broken.stderr
 
 
 def _event_kinds(herald, delivery_id: int) -> list[str]:
@@ -232,3 +244,24 @@ def test_user_fields_cannot_inject_headers(herald, smtp_server, tmp_path, name):
     assert "Bcc" not in mail
     assert [a.addr_spec for a in mail["To"].addresses] == ["eve@example.com"]
     assert "<b>" not in mail.get_body(("html",)).get_content()
+
+
+def test_starttls_required_but_unsupported_stops_the_run(herald, smtp_server):
+    result = _launch(herald, f"{smtp_server.url}?starttls=true")
+    assert result.exit_code == 1
+    assert "rejected our setup" in result.stderr and "STARTTLS" in result.stderr
+    assert "failed" not in {r["status"] for r in _deliveries(herald).values()}
+
+
+def test_unreachable_server_defers_instead_of_failing(herald):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = _launch(herald, f"smtp://127.0.0.1:{port}?timeout=2", "--max-wait", "0")
+    assert result.exit_code == 0, result.output
+    emails = [r for k, r in _deliveries(herald).items() if k[1] == "email"]
+    assert {r["status"] for r in emails} == {"deferred"}
+    assert "cannot connect" in emails[0]["last_error"]
+    assert "remaining: 5 deferred" in result.stdout

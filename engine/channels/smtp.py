@@ -119,7 +119,17 @@ class SmtpTransport(Transport):
             timeout=s.timeout_s,
             validate_certs=s.validate_certs,
         )
-        await client.connect()
+        try:
+            await client.connect()
+        except (
+            aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPTimeoutError,
+            aiosmtplib.SMTPServerDisconnected,
+            OSError,
+        ):
+            raise  # the server is unreachable or busy: transient, mapped by the caller
+        except aiosmtplib.SMTPException as exc:  # authentication, STARTTLS: our setup
+            raise TransportConfigError(f"the SMTP server rejected our setup: {exc}") from exc
         return client
 
     async def _transaction(self, client: aiosmtplib.SMTP, message: Outgoing) -> str:

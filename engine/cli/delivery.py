@@ -129,7 +129,10 @@ def send_command(
     ] = 60.0,
 ) -> None:
     """Deliver what is due until every delivery is final (or nothing is due soon)."""
-    loaded = _launchable(campaign)
+    try:  # `plan` validated the campaign; _check_planned proves the files are unchanged
+        loaded = load_campaign(resolve_campaign_path(campaign))
+    except EngineError as exc:
+        fail(str(exc))
     settings, engine = _open()
     _check_planned(engine, loaded)
     options = SendOptions(concurrency=concurrency, max_wait_s=max_wait, rate_share=1 / workers)

@@ -43,7 +43,8 @@ def import_users(
     with engine.connect() as conn:
         conn.execute(
             text(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS import_seen (id TEXT PRIMARY KEY, line INTEGER)"
+                "CREATE TEMPORARY TABLE IF NOT EXISTS import_seen "
+                "(id TEXT PRIMARY KEY, line INTEGER)"
             )
         )
         conn.execute(text("DELETE FROM import_seen"))
