@@ -42,12 +42,10 @@ class Skeleton:
 
     def fill(self, values: Mapping[str, str | None]) -> tuple[str, str, str | None]:
         raw = [values[f] or "" for f in PERSONAL]
+        if self.html is None:
+            return _join(self.subject, raw), _join(self.text, raw), None
         escaped = [str(escape(v)) for v in raw]
-        return (
-            _join(self.subject, raw),
-            _join(self.text, raw),
-            None if self.html is None else _join(self.html, escaped),
-        )
+        return _join(self.subject, raw), _join(self.text, raw), _join(self.html, escaped)
 
 
 def build_skeleton(

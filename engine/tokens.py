@@ -40,8 +40,8 @@ class Keys:
 
     def message_id(self, campaign_id: str, delivery_id: int, domain: str) -> str:
         """Deterministic per delivery, so a resend after a crash is recognisable."""
-        digest = self._mac("message-id", f"{campaign_id}\0{delivery_id}")[:15]
-        return f"<{base64.b32encode(digest).decode().lower()}@{domain}>"
+        digest = self._mac("message-id", f"{campaign_id}\0{delivery_id}")[:12]
+        return f"<{digest.hex()}@{domain}>"
 
     def email_hash(self, email: str) -> str:
         """Keyed hash of an address for evidence: provable on request, not reversible."""

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.statuses import FINAL, DeliveryStatus
+from engine.store import executemany
 from engine.store.events import append_events
 from engine.store.tables import DeliveryRow, InAppNotification, UserRow
 
@@ -173,22 +174,19 @@ def record(
     if not results:
         return
     with engine.begin() as conn:
-        conn.execute(
-            update(_delivery)
-            .where(_delivery.c.id == bindparam("b_id"), _delivery.c.lease_owner == owner)
-            .values({k: bindparam(k) for k in _RESULT_COLUMNS}),
+        executemany(
+            conn,
+            _RECORD,
             [
-                {"b_id": r.delivery_id, **{k: r.values.get(k) for k in _RESULT_COLUMNS}}
+                {
+                    "b_id": r.delivery_id,
+                    "owner": owner,
+                    **{k: r.values.get(k) for k in _RESULT_COLUMNS},
+                }
                 for r in results
             ],
         )
-        notifications = [r.notification for r in results if r.notification]
-        if notifications:
-            dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-            conn.execute(
-                dialect.insert(_inapp).on_conflict_do_nothing(index_elements=["delivery_id"]),
-                notifications,
-            )
+        executemany(conn, _NOTIFY, [r.notification for r in results if r.notification])
         events = [r.event for r in results]
         failed = [r for r in results if r.status is DeliveryStatus.FAILED]
         if fallback and failed:
@@ -198,14 +196,22 @@ def record(
 
 _RESULT_COLUMNS = (
     "status",
-    "lease_owner",
-    "lease_until",
     "next_attempt_at",
     "message_id",
     "content_sha256",
     "reply",
     "last_error",
     "sent_at",
+)
+_RECORD = (
+    "UPDATE delivery SET lease_owner = NULL, lease_until = NULL, "
+    + ", ".join(f"{c} = :{c}" for c in _RESULT_COLUMNS)
+    + " WHERE id = :b_id AND lease_owner = :owner"
+)
+_NOTIFY = (
+    "INSERT INTO inapp_notification (delivery_id, user_id, campaign_id, locale, title, body, "
+    "objection_url, created_at) VALUES (:delivery_id, :user_id, :campaign_id, :locale, :title, "
+    ":body, :objection_url, :created_at) ON CONFLICT (delivery_id) DO NOTHING"
 )
 
 

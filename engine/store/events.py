@@ -11,10 +11,18 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, text
 
 from engine.evidence import GENESIS, canonical_json, event_hash
+from engine.store import executemany
 from engine.store.tables import ChainHead, EventRow
 
 _event = EventRow.__table__  # type: ignore[attr-defined]
 _head = ChainHead.__table__  # type: ignore[attr-defined]
+
+
+_INSERT = (
+    "INSERT INTO event (campaign_id, seq, kind, at, delivery_id, user_id, channel, data, "
+    "prev_hash, hash) VALUES (:campaign_id, :seq, :kind, :at, :delivery_id, :user_id, "
+    ":channel, :data, :prev_hash, :hash)"
+)
 
 
 def iso(ts: float) -> str:
@@ -54,7 +62,7 @@ def append_events(conn: Connection, campaign_id: str, events: Sequence[dict[str,
         record["prev_hash"] = prev
         record["hash"] = prev = event_hash(prev, record)
         rows.append(record)
-    conn.execute(insert(_event), rows)
+    executemany(conn, _INSERT, rows)
     if row:
         conn.execute(
             _head.update().where(_head.c.campaign_id == campaign_id).values(seq=seq, hash=prev)
