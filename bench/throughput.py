@@ -142,7 +142,8 @@ def herald_phase(args: argparse.Namespace, tmp: Path, conn: Connection, port: in
     run = functools.partial(run_herald, tmp=tmp, env=env)
     run(f"users generate --count {args.users} --seed {args.seed}")
     plan_s, plan_ru, _ = run(f"plan {CAMPAIGN}")
-    send_s, send_ru, _ = run(f"send {CAMPAIGN} --concurrency {args.concurrency}")
+    per_worker = max(1, args.concurrency // args.workers)  # the pipe's connection count in all
+    send_s, send_ru, _ = run(f"send {CAMPAIGN} --workers {args.workers} --concurrency {per_worker}")
     _, _, out = run(f"report {CAMPAIGN} --format json")
     messages, nbytes = ask(conn, "stats")
     try:
@@ -214,6 +215,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="herald send worker processes")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("--pipe-only", action="store_true", help="measure only the pipe limit")
     parser.add_argument("--size", type=int, default=5300, help="message bytes for --pipe-only")

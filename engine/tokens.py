@@ -6,6 +6,7 @@ carries the same link; rotating the secret revokes every token.
 """
 
 import base64
+import functools
 import hashlib
 import hmac
 
@@ -15,8 +16,8 @@ from itsdangerous import BadSignature, Signer, TimestampSigner
 class Keys:
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
-        self._signer = Signer(secret, salt="herald.objection")
-        self._timed = TimestampSigner(secret, salt="herald.objection.timed")
+        self._signer = _KeyedOnce(secret, salt="herald.objection")
+        self._timed = _TimedKeyedOnce(secret, salt="herald.objection.timed")
 
     def _mac(self, purpose: str, value: str) -> bytes:
         return hmac.new(self._secret, f"{purpose}\0{value}".encode(), hashlib.sha256).digest()
@@ -46,3 +47,19 @@ class Keys:
     def email_hash(self, email: str) -> str:
         """Keyed hash of an address for evidence: provable on request, not reversible."""
         return self._mac("email", email.strip().lower()).hex()
+
+
+class _KeyedOnce(Signer):
+    """itsdangerous derives its signing key from the secret on every call (an HMAC);
+    a campaign signs one token per message, so derive it once."""
+
+    @functools.cached_property
+    def _derived(self) -> bytes:
+        return super().derive_key()
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        return self._derived if secret_key is None else super().derive_key(secret_key)
+
+
+class _TimedKeyedOnce(_KeyedOnce, TimestampSigner):
+    pass

@@ -159,3 +159,12 @@ def test_schema_is_json_schema_forbidding_unknown_keys():
     assert schema["additionalProperties"] is False
     assert "schedule" in schema["required"]
     assert "from" in schema["$defs"]["Sender"]["properties"]
+
+
+def test_spec_hash_changes_with_templates_and_catalogs(project):
+    from engine.campaigns import spec_hash
+
+    first = spec_hash(load_campaign(project.campaign))
+    assert spec_hash(load_campaign(project.campaign)) == first
+    project.edit("locales/de/LC_MESSAGES/messages.po", "Jetzt widersprechen", "Widersprechen")
+    assert spec_hash(load_campaign(project.campaign)) != first

@@ -60,16 +60,23 @@ def test_sigint_stops_cleanly_and_leaves_nothing_claimed(herald):
     mailbox = Mailbox(delay_s=0.01)
     for server in serve(mailbox):
         env = {**os.environ, **herald.env, "HERALD_SMTP_URL": server.url}
-        send = subprocess.Popen([HERALD, "send", "ai-training-notice", "--concurrency", "2"],
-                                cwd=herald.project.root, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        send = subprocess.Popen(
+            [HERALD, "send", "ai-training-notice", "--concurrency", "2"],
+            cwd=herald.project.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         server.wait_for(50, timeout=60)
         send.send_signal(signal.SIGINT)
         out, errors = send.communicate(timeout=30)
     assert send.returncode == 0, errors
-    assert "stopping" in errors and "remaining:" in out
+    assert "stopping" in errors
+    assert "remaining:" in out
     with herald.database().connect() as conn:
-        statuses = dict(conn.execute(text(
-            "SELECT status, count(*) FROM delivery GROUP BY status")).all())
+        statuses = dict(
+            conn.execute(text("SELECT status, count(*) FROM delivery GROUP BY status")).all()
+        )
     assert "sending" not in statuses
     assert statuses["sent"] == len(mailbox.messages)  # every accepted mail is recorded

@@ -249,7 +249,8 @@ def test_user_fields_cannot_inject_headers(herald, smtp_server, tmp_path, name):
 def test_starttls_required_but_unsupported_stops_the_run(herald, smtp_server):
     result = _launch(herald, f"{smtp_server.url}?starttls=true")
     assert result.exit_code == 1
-    assert "rejected our setup" in result.stderr and "STARTTLS" in result.stderr
+    assert "rejected our setup" in result.stderr
+    assert "STARTTLS" in result.stderr
     assert "failed" not in {r["status"] for r in _deliveries(herald).values()}
 
 
@@ -265,3 +266,28 @@ def test_unreachable_server_defers_instead_of_failing(herald):
     assert {r["status"] for r in emails} == {"deferred"}
     assert "cannot connect" in emails[0]["last_error"]
     assert "remaining: 5 deferred" in result.stdout
+
+
+def test_two_workers_share_the_queue_without_sending_twice(herald, smtp_server):
+    assert herald("users", "generate", "--count", "400").exit_code == 0
+    assert herald("plan", "ai-training-notice").exit_code == 0
+    result = herald("send", "ai-training-notice", "--workers", "2", smtp=smtp_server.url)
+    assert result.exit_code == 0, result.output
+    ids = smtp_server.mailbox.message_ids()
+    assert len(ids) == len(set(ids))
+    emails = [r for k, r in _deliveries(herald).items() if k[1] == "email"]
+    assert len(ids) == len(emails)
+    assert {r["status"] for r in emails} == {"sent"}
+    assert len({r["lease_owner"] for r in emails}) == 1  # released: every row is final
+
+
+def test_demo_runs_end_to_end_and_is_safe_to_rerun(herald):
+    first = herald("demo", "--users", "300")
+    assert first.exit_code == 0, first.output
+    assert "targeted = notified + failed + pending: holds" in first.stdout
+    again = herald("demo", "--users", "300")
+    assert again.exit_code == 0
+    assert "planned 0 new deliveries" in again.stdout
+    report = _report(herald)
+    assert report["pending"] == 0
+    assert report["notified"] == report["targeted"] > 200
