@@ -144,6 +144,8 @@ def send_command(
         _stop_workers(extra)
         fail(str(exc))
     for process in extra:
+        if summary.stopped:
+            process.terminate()  # SIGTERM: the worker finishes its messages in flight
         process.join()
     _print_outcome(engine, loaded, summary, time.monotonic() - started)
 
@@ -241,7 +243,6 @@ def _spawn_worker(path: Path, options: SendOptions) -> multiprocessing.process.B
 
 def _worker_main(path: str, options: SendOptions) -> None:
     """A worker process: the same dispatcher, without the terminal display."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent relays Ctrl-C as SIGTERM
     settings = Settings.from_env()
     engine = open_database(settings.db_url)
     asyncio.run(_send(engine, load_campaign(Path(path)), settings, options, show_progress=False))
@@ -345,4 +346,10 @@ def demo_command(
         f"sent in {time.monotonic() - started:.1f}s: "
         + (", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items())) or "nothing due")
     )
+    deadline = loaded.campaign.schedule.deadline
+    if deadline.timestamp() < time.time():
+        step(
+            f"note: the shipped campaign's deadline ({deadline:%Y-%m-%d}) is past; the demo "
+            "sends now, so no notice counts as sent before the deadline"
+        )
     print_report(out, _report(engine, loaded))

@@ -1,0 +1,94 @@
+"""The transport contract, over every implementation: a receipt back, typed errors only."""
+
+import asyncio
+
+import pytest
+
+from engine.channels.base import Outgoing, Transport
+from engine.channels.inapp import InAppTransport
+from engine.channels.memory import MemoryTransport
+from engine.channels.outbox import OutboxTransport
+from engine.channels.smtp import SmtpSettings, SmtpTransport
+from engine.errors import DeliveryError, PermanentDeliveryError
+from engine.models import Channel
+from tests.smtp import Mailbox, serve
+
+MAIL = (
+    b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n"
+    b"Message-ID: <m1@example.com>\r\n\r\nbody\r\n"
+)
+
+
+def _message(channel: Channel = Channel.EMAIL) -> Outgoing:
+    if channel is Channel.INAPP:
+        return Outgoing(1, "u1", channel, "<m1@example.com>", notification={"delivery_id": 1})
+    return Outgoing(1, "u1", channel, "<m1@example.com>", "a@example.com", "b@example.com", MAIL)
+
+
+def _send(transport: Transport, message: Outgoing):
+    async def go():
+        try:
+            return await transport.send(message)
+        finally:
+            await transport.close()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("kind", ["memory", "inapp", "outbox", "smtp"])
+def test_transport_returns_a_receipt(kind, tmp_path):
+    if kind == "smtp":
+        for server in serve():
+            receipt = _send(SmtpTransport(SmtpSettings.from_url(server.url)), _message())
+            assert len(server.mailbox.messages) == 1
+    else:
+        transport: Transport = {
+            "memory": lambda: MemoryTransport(),
+            "inapp": lambda: InAppTransport(),
+            "outbox": lambda: OutboxTransport(tmp_path / "outbox"),
+        }[kind]()
+        channel = Channel.INAPP if kind == "inapp" else Channel.EMAIL
+        receipt = _send(transport, _message(channel))
+    assert receipt.reply
+    assert not receipt.duplicate
+
+
+def test_outbox_reports_a_second_write_of_the_same_message_as_duplicate(tmp_path):
+    transport = OutboxTransport(tmp_path)
+    assert not _send(transport, _message()).duplicate
+    assert _send(transport, _message()).duplicate
+    assert len(list(tmp_path.glob("*.eml"))) == 1
+
+
+@pytest.mark.parametrize("kind", ["memory", "smtp"])
+def test_refused_recipient_is_a_delivery_error(kind):
+    if kind == "memory":
+        transport = MemoryTransport(failures={"u1": PermanentDeliveryError("550 no such user")})
+        with pytest.raises(DeliveryError):
+            _send(transport, _message())
+        return
+    for server in serve(Mailbox(rcpt_reply="550 5.1.1 no such user")):
+        with pytest.raises(PermanentDeliveryError, match="550"):
+            _send(SmtpTransport(SmtpSettings.from_url(server.url)), _message())
+
+
+def test_smtp_reuses_its_connection():
+    sessions = []
+
+    class Counting(Mailbox):
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+            sessions.append(session)
+            session.host_name = hostname
+            return responses
+
+    for server in serve(Counting()):
+        transport = SmtpTransport(SmtpSettings.from_url(server.url), concurrency=1)
+
+        async def three(transport: Transport) -> None:
+            for _ in range(3):
+                await transport.send(_message())
+            await transport.close()
+
+        asyncio.run(three(transport))
+        assert len(server.mailbox.messages) == 3
+    assert len(sessions) == 1
