@@ -291,3 +291,15 @@ def test_demo_runs_end_to_end_and_is_safe_to_rerun(herald):
     report = _report(herald)
     assert report["pending"] == 0
     assert report["notified"] == report["targeted"] > 200
+
+
+def test_report_writes_table_or_json_to_a_file(herald, tmp_path):
+    assert _launch(herald).exit_code == 0
+    table, data = tmp_path / "report.txt", tmp_path / "report.json"
+    assert herald("report", "ai-training-notice", "--out", str(table)).exit_code == 0
+    assert (
+        herald("report", "ai-training-notice", "--format", "json", "--out", str(data)).exit_code
+        == 0
+    )
+    assert "targeted = notified + failed + pending: holds" in table.read_text("utf-8")
+    assert json.loads(data.read_text("utf-8"))["by_country"]["AT"]["notified"] == 1

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -291,6 +292,9 @@ def report_command(
             out_file.write_text(text + "\n", encoding="utf-8")
         else:
             print(text)  # noqa: T201 - machine-readable output
+    elif out_file:
+        with out_file.open("w", encoding="utf-8") as fp:
+            print_report(Console(file=fp, width=120, highlight=False), report)
     else:
         print_report(out, report)
 
