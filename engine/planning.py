@@ -17,6 +17,7 @@ from engine.models import LocaleChoice
 from engine.regions import region_data
 from engine.statuses import DeliveryStatus
 from engine.store import campaigns as campaign_store
+from engine.store import writing
 from engine.store.deliveries import insert_planned
 from engine.store.events import append_events, iso
 from engine.store.users import iter_users
@@ -72,7 +73,7 @@ def plan_campaign(
             for name, members in regions.items():
                 if user["country"] in members:
                     result.by_region[name] += 1
-        with engine.begin() as conn:
+        with writing(engine) as conn:
             inserted = insert_planned(conn, rows)
             append_events(
                 conn,

@@ -8,6 +8,7 @@ thread so the event loop keeps its SMTP connections busy meanwhile.
 import functools
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,7 @@ def open_database(url: str) -> Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
-        # Take the write lock when a transaction starts, not at its first write: two
-        # workers that both read first and then write would otherwise deadlock.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(url, pool_pre_ping=True)
     SQLModel.metadata.create_all(engine)
@@ -50,6 +49,18 @@ def executemany(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -
     """
     if rows:
         conn.exec_driver_sql(_driver_sql(sql, conn.dialect.name), list(rows))
+
+
+def writing(engine: Engine) -> AbstractContextManager[Connection]:
+    """A write transaction. On SQLite it takes the write lock at BEGIN, not at its first
+    write: two workers that both read first and then write would otherwise deadlock.
+    Reads use plain transactions, which WAL lets run beside a writer."""
+    return engine.execution_options(immediate=True).begin()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("immediate")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -2,6 +2,7 @@
 
 from sqlalchemy import Engine, select
 
+from engine.store import writing
 from engine.store.tables import CampaignRow
 
 _campaign = CampaignRow.__table__  # type: ignore[attr-defined]
@@ -9,7 +10,7 @@ _campaign = CampaignRow.__table__  # type: ignore[attr-defined]
 
 def register(engine: Engine, campaign_id: str, title: str, spec_hash: str, now: float) -> bool:
     """Record the campaign on its first plan. False when its files changed since then."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         stored = conn.execute(
             select(_campaign.c.spec_hash).where(_campaign.c.id == campaign_id)
         ).scalar()

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.statuses import FINAL, DeliveryStatus
-from engine.store import executemany
+from engine.store import executemany, writing
 from engine.store.events import append_events
 from engine.store.tables import DeliveryRow, InAppNotification, UserRow
 
@@ -61,7 +61,7 @@ def claim(
         .order_by(_delivery.c.next_attempt_at, _delivery.c.id)
         .limit(limit)
     )
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         if conn.dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
         statement = (
@@ -93,7 +93,7 @@ def reclaim(engine: Engine, campaign_id: str, now: float, dead_owners: Sequence[
     counted: a later send of the same delivery (same Message-ID) is a possible duplicate.
     """
     stuck = (_delivery.c.lease_until < now) | _delivery.c.lease_owner.in_(list(dead_owners))
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         result = conn.execute(
             update(_delivery)
             .where(
@@ -129,7 +129,7 @@ def sending_owners(engine: Engine, campaign_id: str) -> list[str]:
 
 def release(engine: Engine, campaign_id: str, owner: str, now: float) -> None:
     """Hand back what `owner` claimed and never attempted (a clean stop)."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         conn.execute(
             update(_delivery)
             .where(
@@ -173,7 +173,7 @@ def record(
     """
     if not results:
         return
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         executemany(
             conn,
             _RECORD,

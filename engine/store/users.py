@@ -40,7 +40,7 @@ def import_users(
     """
     result = ImportResult()
     now = time.time()
-    with engine.connect() as conn:
+    with engine.execution_options(immediate=True).connect() as conn:
         conn.execute(
             text(
                 "CREATE TEMPORARY TABLE IF NOT EXISTS import_seen "
@@ -125,7 +125,7 @@ def _upsert_statement(conn: Connection) -> Any:
 def insert_users(engine: Engine, users: Iterable[dict[str, Any]]) -> int:
     """Upsert already-valid users (synthetic audiences) in batches; returns the count."""
     now, count, batch = time.time(), 0, []
-    with engine.connect() as conn:
+    with engine.execution_options(immediate=True).connect() as conn:
         statement = _upsert_statement(conn)
         for user in users:
             batch.append({**user, "attributes": "{}", "updated_at": now})
