@@ -20,11 +20,13 @@ from engine.campaigns import Campaign
 from engine.errors import CampaignError, TemplateError
 from engine.i18n import Catalogs, Formatter, text_direction
 from engine.models import Channel, LocaleChoice, RenderedMessage, User
-from engine.skeletons import Skeleton, build_skeleton
+from engine.skeletons import PERSONAL, Skeleton, build_skeleton
 
 FSI, PDI = "\u2068", "\u2069"  # Unicode first-strong isolate / pop directional isolate
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
+_USER_REF = re.compile(r"\buser\b(?:\.(\w+)|\[\s*['\"](\w+)['\"]\s*\])?")
+ALL_USER_FIELDS = frozenset({"id", "email", "name", "first_name", "country", "locale", "timezone"})
 
 
 def clean_field(value: str | None, limit: int = 200) -> str | None:
@@ -66,6 +68,7 @@ class Renderer:
         self.templates_dir, self.catalogs = templates_dir, catalogs
         self._envs: dict[str, jinja2.Environment] = {}
         self._skeletons: dict[tuple[Any, ...], Skeleton | None] = {}
+        self._fields_used: frozenset[str] | None = None
 
     def render(
         self,
@@ -84,12 +87,13 @@ class Renderer:
         choice = locale or self.choose(campaign, user)
         values = personal_values(user, objection_url)
         present = {f: bool(v) for f, v in values.items()}
+        used = self.user_fields_used()
         key = (
             campaign.id,
             choice.locale,
             channel,
-            user.country,
-            tuple(present.values()),
+            user.country if "country" in used else None,
+            tuple(present[f] for f in PERSONAL if f in used or f == "objection_url"),
         )
         if key not in self._skeletons:
             self._skeletons[key] = build_skeleton(
@@ -131,6 +135,23 @@ class Renderer:
         title = header_text(self._render(choice.locale, names["inapp_title.txt"], context))
         body = self._render(choice.locale, names["inapp_body.txt"], context)
         return RenderedMessage(user.id, channel, choice, title, _tidy(body))
+
+    def user_fields_used(self) -> frozenset[str]:
+        """The `user` fields any template names, so variants differ only where output can.
+
+        Conservative: a `user` not followed by `.field` (passed whole to a macro or a
+        filter, say) counts as using every field.
+        """
+        if self._fields_used is None:
+            used: set[str] = set()
+            for path in self.templates_dir.rglob("*"):
+                if not path.is_file():
+                    continue
+                source = path.read_text("utf-8", errors="replace")
+                for match in _USER_REF.finditer(source):
+                    used.add(match.group(1) or match.group(2) or "*")
+            self._fields_used = frozenset(ALL_USER_FIELDS if "*" in used else used)
+        return self._fields_used
 
     def choose(self, campaign: Campaign, user: User) -> LocaleChoice:
         return self.catalogs.choose(user.locale, user.country, campaign.locales.default)

@@ -120,3 +120,40 @@ def test_undefined_variable_is_an_error_with_template_and_line(project):
     assert info.value.line == project.line_of(
         "templates/ai-training-notice/email.txt", "{{ objection_link }}"
     )
+
+
+def test_branch_on_a_user_field_is_rendered_per_user_not_reused(project):
+    project.edit(
+        "templates/ai-training-notice/email.txt",
+        "{{ objection_url }}",
+        '{{ objection_url }}\n{% if user.country == "AT" %}Servus{% endif %}'
+        "{% if user.timezone %} ({{ user.timezone }}){% endif %}",
+    )
+    campaign = load_campaign(project.campaign).campaign
+    renderer = Renderer(project.path("templates"), Catalogs(project.path("locales")))
+    texts = {
+        (country, zone): renderer.render(
+            campaign,
+            User("u", "u@example.com", "U", country, "de", zone),
+            Channel.EMAIL,
+            objection_url=URL,
+        ).text
+        for country in ("AT", "DE")
+        for zone in ("Europe/Vienna", None)
+    }
+    assert "Servus (Europe/Vienna)" in texts[("AT", "Europe/Vienna")]
+    assert "Servus" in texts[("AT", None)]
+    assert "(Europe" not in texts[("AT", None)]
+    assert "Servus" not in texts[("DE", "Europe/Vienna")]
+    assert "(Europe/Vienna)" in texts[("DE", "Europe/Vienna")]
+
+
+def test_many_users_of_one_locale_render_like_one_by_one(shipped):
+    campaign, renderer = shipped
+    for i, name in enumerate(["Ana", None, "<i>x</i> & y", "Łukasz Ó'Brien", "مريم"]):
+        user = User(f"u{i}", f"u{i}@example.com", name, "PL", "pl")
+        fast = renderer.render(campaign, user, Channel.EMAIL, objection_url=f"{URL}{i}")
+        full = renderer.render_full(
+            campaign, user, Channel.EMAIL, objection_url=f"{URL}{i}", locale=fast.locale
+        )
+        assert (fast.subject, fast.text, fast.html) == (full.subject, full.text, full.html)
