@@ -57,7 +57,10 @@ def clean_row(line: int, record: dict[str, Any]) -> Row | Rejection:
     email = str(record.get("email") or "").strip() or None
     if email is not None:
         try:
-            email = validate_email(email, check_deliverability=False).normalized
+            checked = validate_email(email, check_deliverability=False)
+            # Punycode for an internationalised domain; a non-ASCII local part stays
+            # as it is and needs a server that speaks SMTPUTF8.
+            email = checked.ascii_email or checked.normalized
         except EmailNotValidError as exc:
             return Rejection(line, f"bad email: {exc}", user_id)
     country = region_data().country_code(str(record.get("country") or ""))

@@ -229,7 +229,20 @@ class Dispatcher:
             )
         assert user.email is not None
         assert message.html is not None
-        data = build_email(
+        try:
+            data = self._email_bytes(message, user, message_id, choice)
+        except ValueError as exc:  # a header value we refuse to send; about this user only
+            return PermanentDeliveryError(f"cannot build the message: {exc}")
+        return message, Outgoing(
+            row["id"], user.id, channel, message_id, self.sender, user.email, data
+        )
+
+    def _email_bytes(
+        self, message: RenderedMessage, user: User, message_id: str, choice: LocaleChoice
+    ) -> bytes:
+        assert user.email is not None
+        assert message.html is not None
+        return build_email(
             from_header=self.from_header,
             to_header=encode_address(clean_field(user.name), user.email),
             subject=message.subject,
@@ -238,10 +251,7 @@ class Dispatcher:
             message_id=message_id,
             date=mail_date(int(self.clock())),
             language=choice.locale.replace("_", "-"),
-            reply_to=c.sender.reply_to,
-        )
-        return message, Outgoing(
-            row["id"], user.id, channel, message_id, self.sender, user.email, data
+            reply_to=self.campaign.sender.reply_to,
         )
 
     async def _deliver(

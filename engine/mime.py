@@ -39,7 +39,10 @@ def encode_address(name: str | None, address: str) -> str:
     _safe(address)
     if not name:
         return address
-    return email.utils.formataddr((_safe(name), address), charset="utf-8")
+    if address.isascii():
+        return email.utils.formataddr((_safe(name), address), charset="utf-8")
+    # An internationalised address (RFC 6532) goes as UTF-8; only the name is encoded.
+    return f"{Header(_safe(name), 'utf-8').encode()} <{address}>"
 
 
 def parse_sender(value: str) -> tuple[str, str]:

@@ -303,3 +303,43 @@ def test_report_writes_table_or_json_to_a_file(herald, tmp_path):
     )
     assert "targeted = notified + failed + pending: holds" in table.read_text("utf-8")
     assert json.loads(data.read_text("utf-8"))["by_country"]["AT"]["notified"] == 1
+
+
+def test_internationalised_addresses_never_stop_the_run(herald, smtp_server, tmp_path):
+    path = tmp_path / "u.jsonl"
+    rows = [
+        {"id": "idn-domain", "email": "jose@exämple.com", "name": "José", "country": "ES"},
+        {"id": "idn-local", "email": "josé@example.com", "name": "José", "country": "ES"},
+        {"id": "plain", "email": "k@example.com", "country": "ES"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert herald("users", "import", str(path)).exit_code == 0
+    assert herald("plan", "ai-training-notice").exit_code == 0
+    result = herald("send", "ai-training-notice", smtp=smtp_server.url)
+    assert result.exit_code == 0, result.output
+    rows_by_user = _deliveries(herald)
+    assert rows_by_user[("idn-domain", "email")]["status"] == "sent"  # punycode domain
+    assert rows_by_user[("plain", "email")]["status"] == "sent"
+    local = rows_by_user[("idn-local", "email")]
+    assert local["status"] == "failed"  # this test server does not offer SMTPUTF8
+    assert "SMTPUTF8" in local["last_error"]
+    assert rows_by_user[("idn-local", "inapp")]["status"] == "delivered"
+    recipients = {m["To"].addresses[0].addr_spec for m in smtp_server.mailbox.messages}
+    assert recipients == {"jose@xn--exmple-cua.com", "k@example.com"}
+
+
+def test_internationalised_local_part_is_sent_where_smtputf8_is_offered(herald, tmp_path):
+    path = tmp_path / "u.jsonl"
+    path.write_text(
+        json.dumps({"id": "idn", "email": "josé@example.com", "name": "José", "country": "ES"})
+        + "\n",
+        encoding="utf-8",
+    )
+    assert herald("users", "import", str(path)).exit_code == 0
+    assert herald("plan", "ai-training-notice").exit_code == 0
+    for server in serve(Mailbox(), enable_SMTPUTF8=True, decode_data=False):
+        assert herald("send", "ai-training-notice", smtp=server.url).exit_code == 0
+        [mail] = server.mailbox.messages
+    raw_to = mail["To"].addresses[0].addr_spec.encode("utf-8", "surrogateescape")
+    assert raw_to.decode("utf-8") == "josé@example.com"  # UTF-8 on the wire (RFC 6532)
+    assert _deliveries(herald)[("idn", "email")]["status"] == "sent"

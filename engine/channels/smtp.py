@@ -133,9 +133,15 @@ class SmtpTransport(Transport):
         return client
 
     async def _transaction(self, client: aiosmtplib.SMTP, message: Outgoing) -> str:
+        utf8 = not (message.sender.isascii() and message.recipient.isascii())
+        if utf8 and not client.supports_extension("smtputf8"):
+            raise PermanentDeliveryError(
+                "the server does not accept internationalised addresses (no SMTPUTF8)"
+            )
+        options, encoding = (["SMTPUTF8"], "utf-8") if utf8 else (None, "ascii")
         try:
-            await client.mail(message.sender)
-            await client.rcpt(message.recipient)
+            await client.mail(message.sender, options=options, encoding=encoding)
+            await client.rcpt(message.recipient, encoding=encoding)
             response = await client.data(message.data)
         except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
             with contextlib.suppress(aiosmtplib.SMTPException, ConnectionError):
