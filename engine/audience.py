@@ -116,8 +116,13 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | Rejection]]:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | Rejection]]:
-    with path.open(encoding="utf-8-sig") as fp:
-        for line, text in enumerate(fp, 1):
+    with path.open("rb") as fp:
+        for line, raw in enumerate(fp, 1):
+            try:
+                text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
+            except UnicodeDecodeError:
+                yield line, Rejection(line, "not UTF-8 text")
+                continue
             if not text.strip():
                 continue
             try:

@@ -82,3 +82,16 @@ def test_import_without_required_columns_names_the_header(herald, tmp_path):
     result = herald("users", "import", str(path))
     assert result.exit_code == 1
     assert f"{path}:1: the header lacks id, country" in result.stderr
+
+
+def test_jsonl_line_that_is_not_utf8_is_rejected_alone(herald, tmp_path):
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(
+        b'{"id": "a", "email": "a@example.com", "country": "DE"}\n'
+        b'{"id": "b", "name": "\xff", "country": "DE"}\r\n'
+        b'{"id": "c", "email": "c@example.com", "country": "FR"}\r\n'
+    )
+    result = herald("users", "import", str(path))
+    assert result.exit_code == 1
+    assert f"{path}:2: not UTF-8 text" in result.stderr
+    assert set(_users(herald)) == {"a", "c"}
