@@ -7,12 +7,21 @@ thread so the event loop keeps its SMTP connections busy meanwhile.
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    event,
+    select,
+)
 from sqlmodel import SQLModel
 
 from engine.store import tables  # noqa: F401  (registers the tables)
@@ -49,6 +58,24 @@ def executemany(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -
     """
     if rows:
         conn.exec_driver_sql(_driver_sql(sql, conn.dialect.name), list(rows))
+
+
+def pages(
+    engine: Engine, table: Table, condition: ColumnElement[bool], key: Column[Any], size: int
+) -> Iterator[list[dict[str, Any]]]:
+    """Rows matching `condition` in `key` order, `size` at a time (keyset pagination:
+    each page is one indexed range scan, and nothing is held open between pages)."""
+    last: Any = None
+    while True:
+        query = select(table).where(condition)
+        if last is not None:
+            query = query.where(key > last)
+        with engine.connect() as conn:
+            rows = conn.execute(query.order_by(key).limit(size)).mappings().all()
+        if not rows:
+            return
+        yield [dict(r) for r in rows]
+        last = rows[-1][key.name]
 
 
 def writing(engine: Engine) -> AbstractContextManager[Connection]:

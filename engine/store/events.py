@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, text
 
 from engine.evidence import GENESIS, canonical_json, event_hash
-from engine.store import executemany
+from engine.store import executemany, pages
 from engine.store.tables import ChainHead, EventRow
 
 _event = EventRow.__table__  # type: ignore[attr-defined]
@@ -73,23 +73,8 @@ def append_events(conn: Connection, campaign_id: str, events: Sequence[dict[str,
 
 def iter_events(engine: Engine, campaign_id: str, batch: int = 5000) -> Iterator[dict[str, Any]]:
     """A campaign's events in seq order, streamed."""
-    last = 0
-    while True:
-        with engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    select(_event)
-                    .where(_event.c.campaign_id == campaign_id, _event.c.seq > last)
-                    .order_by(_event.c.seq)
-                    .limit(batch)
-                )
-                .mappings()
-                .all()
-            )
-        if not rows:
-            return
-        yield from (dict(r) for r in rows)
-        last = rows[-1]["seq"]
+    for rows in pages(engine, _event, _event.c.campaign_id == campaign_id, _event.c.seq, batch):
+        yield from rows
 
 
 def chain_heads(engine: Engine) -> dict[str, tuple[int, str]]:

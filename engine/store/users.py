@@ -5,10 +5,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select, text
+from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.audience import Rejection, Row
+from engine.store import pages
 from engine.store.tables import UserRow
 
 BATCH = 1000
@@ -144,24 +145,7 @@ def iter_users(
     engine: Engine, countries: Iterable[str], batch: int = BATCH
 ) -> Iterator[list[dict[str, Any]]]:
     """Users of `countries` in id order, a batch at a time (keyset pagination)."""
-    codes = sorted(countries)
-    last = ""
-    while True:
-        with engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    select(_user)
-                    .where(_user.c.country.in_(codes), _user.c.id > last)
-                    .order_by(_user.c.id)
-                    .limit(batch)
-                )
-                .mappings()
-                .all()
-            )
-        if not rows:
-            return
-        yield [dict(r) for r in rows]
-        last = rows[-1]["id"]
+    yield from pages(engine, _user, _user.c.country.in_(sorted(countries)), _user.c.id, batch)
 
 
 def count_users(engine: Engine) -> int:
