@@ -1,6 +1,5 @@
 """Value types passed between pipeline stages. Pure: no I/O."""
 
-import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -50,11 +49,3 @@ class RenderedMessage:
     subject: str  # email subject or in-app title; single line, header-safe
     text: str
     html: str | None = None
-
-
-Weekday = str  # "mon".."sun"
-WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def as_utc(value: dt.datetime) -> dt.datetime:
-    return value.astimezone(dt.UTC)

@@ -15,7 +15,6 @@ class DeliveryStatus(StrEnum):
 
 
 FINAL = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED})
-NOTIFIED = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED})
 
 
 @dataclass(frozen=True, slots=True)

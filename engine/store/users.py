@@ -146,8 +146,3 @@ def iter_users(
 ) -> Iterator[list[dict[str, Any]]]:
     """Users of `countries` in id order, a batch at a time (keyset pagination)."""
     yield from pages(engine, _user, _user.c.country.in_(sorted(countries)), _user.c.id, batch)
-
-
-def count_users(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text('SELECT count(*) FROM "user"')).scalar_one())
