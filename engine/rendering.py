@@ -124,17 +124,17 @@ class Renderer:
         locale: LocaleChoice,
     ) -> RenderedMessage:
         """Render every template for this one user (the slow, always-correct path)."""
-        choice = locale
-        context = build_context(campaign, user, choice.locale, objection_url)
+        lang = locale.locale
+        context = build_context(campaign, user, lang, objection_url)
         names = TemplateSet(campaign.template)
         if channel is Channel.EMAIL:
-            subject = header_text(self._render(choice.locale, names["email_subject.txt"], context))
-            text = self._render(choice.locale, names["email.txt"], context)
-            html = self._render(choice.locale, names["email.html"], {**context, "subject": subject})
-            return RenderedMessage(user.id, channel, choice, subject, _tidy(text), html)
-        title = header_text(self._render(choice.locale, names["inapp_title.txt"], context))
-        body = self._render(choice.locale, names["inapp_body.txt"], context)
-        return RenderedMessage(user.id, channel, choice, title, _tidy(body))
+            subject = header_text(self._render(lang, names["email_subject.txt"], context))
+            text = self._render(lang, names["email.txt"], context)
+            html = self._render(lang, names["email.html"], {**context, "subject": subject})
+            return RenderedMessage(user.id, channel, locale, subject, _tidy(text), html)
+        title = header_text(self._render(lang, names["inapp_title.txt"], context))
+        body = self._render(lang, names["inapp_body.txt"], context)
+        return RenderedMessage(user.id, channel, locale, title, _tidy(body))
 
     def user_fields_used(self) -> frozenset[str]:
         """The `user` fields any template names, so variants differ only where output can.

@@ -14,28 +14,27 @@ from tests.smtp import Mailbox, serve
 HERALD = str(Path(sys.executable).parent / "herald")
 
 
+def _send(herald, server, *args: str, **popen) -> subprocess.Popen[str]:
+    """`herald send` as a real process, against `server`."""
+    env = {**os.environ, **herald.env, "HERALD_SMTP_URL": server.url}
+    command = [HERALD, "send", "ai-training-notice", *args]
+    return subprocess.Popen(command, cwd=herald.project.root, env=env, text=True, **popen)
+
+
 def test_killed_send_resumes_with_every_delivery_final_and_none_lost(herald):
     assert herald("users", "generate", "--count", "1200").exit_code == 0
     assert herald("plan", "ai-training-notice").exit_code == 0
     mailbox = Mailbox(delay_s=0.004)
     for server in serve(mailbox):
-        env = {**os.environ, **herald.env, "HERALD_SMTP_URL": server.url}
-        command = [HERALD, "send", "ai-training-notice", "--concurrency", "4"]
-        first = subprocess.Popen(
-            command,
-            cwd=herald.project.root,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        first = _send(herald, server, "--concurrency", "4", **quiet)
         server.wait_for(200, timeout=60)
         first.kill()
         first.wait(10)
         assert first.returncode == -9
-        again = subprocess.run(
-            command, cwd=herald.project.root, env=env, capture_output=True, text=True, timeout=120
-        )
-        assert again.returncode == 0, again.stderr
+        again = _send(herald, server, "--concurrency", "4", stderr=subprocess.PIPE)
+        _, errors = again.communicate(timeout=120)
+        assert again.returncode == 0, errors
     with herald.database().connect() as conn:
         statuses = dict(
             conn.execute(text("SELECT status, count(*) FROM delivery GROUP BY status")).all()
@@ -59,15 +58,8 @@ def test_sigint_stops_cleanly_and_leaves_nothing_claimed(herald):
     assert herald("plan", "ai-training-notice").exit_code == 0
     mailbox = Mailbox(delay_s=0.01)
     for server in serve(mailbox):
-        env = {**os.environ, **herald.env, "HERALD_SMTP_URL": server.url}
-        send = subprocess.Popen(
-            [HERALD, "send", "ai-training-notice", "--concurrency", "2"],
-            cwd=herald.project.root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        send = _send(herald, server, "--concurrency", "2", **pipes)
         server.wait_for(50, timeout=60)
         send.send_signal(signal.SIGINT)
         out, errors = send.communicate(timeout=30)
