@@ -2,7 +2,6 @@
 
 import datetime as dt
 import difflib
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,27 +320,3 @@ def _cross_checks(c: Campaign, located: LocatedYaml, project: Project) -> list[P
             f"glossary file {project.locales / c.locales.glossary} does not exist",
         )
     return out
-
-
-def spec_hash(loaded: LoadedCampaign) -> str:
-    """SHA-256 over everything that decides what users are sent: the YAML, the template
-    folder and shared layouts, and every catalog and glossary file."""
-    project = loaded.project
-    files = [loaded.path]
-    for folder in (
-        project.templates / loaded.campaign.template,
-        project.templates / "layouts",
-        project.locales,
-    ):
-        if folder.is_dir():
-            files += sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".mo")
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(
-            str(
-                path.relative_to(project.root) if path.is_relative_to(project.root) else path.name
-            ).encode()
-            + b"\0"
-        )
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()

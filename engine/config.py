@@ -4,7 +4,10 @@ HERALD_DB        database URL (default sqlite:///var/herald.db; postgresql+psyco
 HERALD_SMTP_URL  smtp://user:pass@host:587?starttls=true  (unset: the outbox transport)
 HERALD_SECRET    signing key for objection links, Message-IDs and keyed hashes; unset: a
                  key file generated once under HERALD_VAR with 0600 permissions
-HERALD_VAR       where runtime state lives (default ./var): database, outbox, key file
+HERALD_SIGNING_KEY  Ed25519 private key (PEM, 0600) that signs chain checkpoints; default
+                 var/signing.pem, generated on first use. Keep a copy off this machine.
+HERALD_VAR       where runtime state lives (default ./var): database, outbox, key files,
+                 checkpoints, the files of started campaigns
 """
 
 import os
@@ -25,6 +28,7 @@ class Settings:
     db_url: str
     smtp_url: str | None
     secret: bytes
+    signing_key: Path
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -37,11 +41,16 @@ class Settings:
             secret = env_secret.encode()
         else:
             secret = load_or_create_key(var / SECRET_FILE)
-        return cls(var, db_url, smtp_url, secret)
+        signing_key = Path(environ.get("HERALD_SIGNING_KEY") or var / "signing.pem")
+        return cls(var, db_url, smtp_url, secret, signing_key)
 
     @property
     def outbox(self) -> Path:
         return self.var / "outbox"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.var / "checkpoints"
 
 
 def load_or_create_key(path: Path) -> bytes:

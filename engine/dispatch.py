@@ -16,7 +16,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -32,10 +32,12 @@ from engine.models import Channel, LocaleChoice, LocaleSource, RenderedMessage, 
 from engine.ratelimit import RateLimiter
 from engine.rendering import Renderer, clean_field
 from engine.statuses import DeliveryStatus, RetryPolicy
-from engine.store import deliveries
+from engine.store import campaigns as campaign_store
+from engine.store import deliveries, rates
 from engine.store.deliveries import Fallback, Result
 from engine.store.events import iso
 from engine.tokens import Keys
+from engine.windows import SendTimes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,7 +50,6 @@ class SendOptions:
     batch_size: int = 500
     lease_s: float = 300.0
     max_wait_s: float = 60.0  # stop when nothing is due within this long
-    rate_share: float = 1.0  # this worker's share of the campaign's rate (1/workers)
 
 
 @dataclass
@@ -76,25 +77,45 @@ class Dispatcher:
         self.owner = deliveries.worker_id()
         self.renderer = Renderer(loaded.project.templates, Catalogs(loaded.project.locales))
         self.retry = RetryPolicy(c.delivery.retry_base_seconds, c.delivery.max_attempts)
-        rate = c.schedule.rate_per_second * options.rate_share
-        self.limiters = {ch: RateLimiter(rate) for ch in Channel}
+        self.times = SendTimes(c.schedule.send_window)
+        self.limiters = {
+            ch: RateLimiter(c.schedule.rate_per_second, self._slots(ch), clock) for ch in Channel
+        }
         sender_name, self.sender = parse_sender(c.sender.from_)
         self.from_header = encode_address(sender_name, self.sender)
         self.domain = domain_of(self.sender)
         self.rng = random.Random()
         self._inflight = 0  # claimed by this worker and not yet recorded
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herald-db")
+        self._at_transport: set[int] = set()  # handed to a transport, no answer yet
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herald-db")  # per run
+
+    def _slots(self, channel: Channel) -> Callable[[int, float], Awaitable[float]]:
+        async def reserve(count: int, interval: float) -> float:
+            return await self._in_db(
+                rates.reserve,
+                self.engine,
+                self.campaign.id,
+                channel.value,
+                count,
+                interval,
+                self.clock(),
+            )
+
+        return reserve
 
     async def _in_db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def run(self, stop: asyncio.Event | None = None) -> RunSummary:
-        """Send until every delivery is final, nothing is due within max_wait, or `stop`.
+        """Send until every delivery is final, nothing is due within max_wait, the
+        campaign is paused, or `stop`.
 
-        Raises TransportConfigError or TemplateError, which stop the run; claimed work
-        that was not attempted is released first, so nothing is lost.
+        Raises TransportConfigError or TemplateError, which stop the run. Claimed work
+        that was not attempted is released first, so nothing is lost; if the run is
+        cancelled, what was at a transport is marked interrupted (a possible duplicate).
         """
         stop = stop or asyncio.Event()
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herald-db")
         summary = RunSummary()
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.batch_size * 2)
         results: list[Result] = []
@@ -118,8 +139,15 @@ class Dispatcher:
             # Claimed but never attempted (a stop, or an error elsewhere): hand them back.
             # Rows already recorded are not 'sending' any more and are left alone.
             await self._in_db(
-                deliveries.release, self.engine, self.campaign.id, self.owner, self.clock()
+                deliveries.release,
+                self.engine,
+                self.campaign.id,
+                self.owner,
+                self.clock(),
+                sorted(self._at_transport),
             )
+            self._at_transport.clear()
+            self._inflight = 0
             self._db.shutdown(wait=True)
         summary.stopped = stop.is_set()
         return summary
@@ -152,13 +180,19 @@ class Dispatcher:
                 deliveries.users_by_id, self.engine, [row["user_id"] for row in batch]
             )
             for i, row in enumerate(batch):
-                await queue.put((row, self._prepare(row, users.get(row["user_id"]))))
+                user = users.get(row["user_id"])
+                row["timezone"] = user["timezone"] if user else None
+                await queue.put((row, self._prepare(row, user)))
                 if i % 32 == 31:
                     await asyncio.sleep(0)  # let senders run between renders
 
     async def _next_wake(self) -> float | None:
-        """When there may be work again: the next due time or the next expiring lease."""
+        """When there may be work again: the next due time or the next expiring lease.
+        None when there is nothing left to do, or the campaign is paused."""
         c = self.campaign
+        row = await self._in_db(campaign_store.get, self.engine, c.id)
+        if row is not None and row["paused"]:
+            return None
         await self._reclaim_dead()
         due = await self._in_db(deliveries.next_due, self.engine, c.id)
         lease = await self._in_db(deliveries.lease_expiry, self.engine, c.id)
@@ -261,11 +295,27 @@ class Dispatcher:
             return self._failure(row, prepared, None)
         message, outgoing = prepared
         await self.limiters[outgoing.channel].acquire()
+        allowed = self._allowed(row, self.clock())
+        if allowed > self.clock():  # the window closed while it waited: not an attempt
+            return self._reschedule(row, allowed)
+        self._at_transport.add(row["id"])
         try:
             receipt = await self.transports[outgoing.channel].send(outgoing)
         except DeliveryError as exc:
             return self._failure(row, exc, message)
+        finally:
+            self._at_transport.discard(row["id"])
         return self._success(row, message, outgoing, receipt)
+
+    def _allowed(self, row: dict[str, Any], at: float) -> float:
+        """The first instant from `at` inside the recipient's send window."""
+        return self.times.next_allowed(at, Channel(row["channel"]), row["timezone"], row["country"])
+
+    def _reschedule(self, row: dict[str, Any], at: float) -> Result:
+        attempts = row["attempts"] - 1
+        status = DeliveryStatus.DEFERRED if attempts else DeliveryStatus.PENDING
+        values = {"status": status.value, "attempts": attempts, "next_attempt_at": at}
+        return Result(row["id"], row["user_id"], status, values, None)
 
     def _event(self, row: dict[str, Any], kind: str, data: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -292,6 +342,7 @@ class Dispatcher:
         digest = content_sha256(message)
         values = {
             "status": status.value,
+            "attempts": row["attempts"],
             "next_attempt_at": row["next_attempt_at"],
             "message_id": outgoing.message_id,
             "content_sha256": digest,
@@ -321,12 +372,15 @@ class Dispatcher:
         retry_at = (
             self.retry.next_attempt(row["attempts"], now, self.rng) if error.temporary else None
         )
+        if retry_at is not None:
+            retry_at = self._allowed(row, retry_at)
         status = DeliveryStatus.DEFERRED if retry_at is not None else DeliveryStatus.FAILED
         reason = error.reason
         if error.temporary and retry_at is None:
             reason = f"gave up after {row['attempts']} attempts: {reason}"
         values = {
             "status": status.value,
+            "attempts": row["attempts"],
             "next_attempt_at": retry_at or row["next_attempt_at"],
             "last_error": reason,
             "content_sha256": content_sha256(message) if message else None,
@@ -366,7 +420,8 @@ class Dispatcher:
         )
         self._inflight -= len(batch)
         for result in batch:
-            summary.add(result.status)
+            if result.event is not None:  # a rescheduled delivery was not an outcome
+                summary.add(result.status)
 
 
 def content_sha256(message: RenderedMessage) -> str:

@@ -7,14 +7,16 @@ in id order, a batch at a time, so memory stays flat as the audience grows.
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from engine.campaigns import LoadedCampaign, spec_hash
+from engine.campaigns import LoadedCampaign
 from engine.i18n import Catalogs
 from engine.models import LocaleChoice
 from engine.regions import region_data
+from engine.specs import spec_files, spec_hash
 from engine.statuses import DeliveryStatus
 from engine.store import campaigns as campaign_store
 from engine.store import writing
@@ -22,6 +24,7 @@ from engine.store.deliveries import insert_planned
 from engine.store.events import append_events, iso
 from engine.store.users import iter_users
 from engine.tokens import Keys
+from engine.windows import SendTimes
 
 
 @dataclass
@@ -31,21 +34,39 @@ class PlanResult:
     by_country: Counter[str] = field(default_factory=Counter)
     by_channel: Counter[str] = field(default_factory=Counter)
     by_region: Counter[str] = field(default_factory=Counter)
-    spec_changed: bool = False  # the files differ from those of the first plan
+    spec_changed: bool = False  # the files differ from those the campaign was launched with
+    stopped: bool = False  # asked to stop before the last batch; rerunning finishes it
 
 
 def plan_campaign(
-    engine: Engine, loaded: LoadedCampaign, keys: Keys, now: float | None = None
+    engine: Engine,
+    loaded: LoadedCampaign,
+    keys: Keys,
+    now: float | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> PlanResult:
+    """Launch the campaign (its spec is fixed from here) and plan every targeted user.
+
+    Each delivery's first attempt is the campaign's start, moved to the next opening of
+    the send window in the user's time zone, so the claim never computes time zones."""
     c = loaded.campaign
     now = time.time() if now is None else now
     result = PlanResult()
-    result.spec_changed = not campaign_store.register(engine, c.id, c.title, spec_hash(loaded), now)
+    files = spec_files(loaded)
+    launch = campaign_store.launch(engine, c, spec_hash(files), files, now)
+    if not launch.same_spec:  # the caller refuses; a launched campaign keeps its spec
+        result.spec_changed = True
+        return result
+    times = SendTimes(c.schedule.send_window)
+    first = max(now, c.schedule.start.timestamp())
     catalogs = Catalogs(loaded.project.locales)
     choices: dict[tuple[str | None, str], LocaleChoice] = {}
     regions = {name: region_data().expand(name) or frozenset() for name in c.audience.regions}
     at = iso(now)
     for users in iter_users(engine, c.countries):
+        if should_stop():
+            result.stopped = True
+            return result
         rows = []
         for user in users:
             key = (user["locale"], user["country"])
@@ -54,6 +75,7 @@ def plan_campaign(
             choice = choices[key]
             token_id = keys.token_id(c.id, user["id"])
             for channel in c.channels:
+                due = times.next_allowed(first, channel, user["timezone"], user["country"])
                 rows.append(
                     {
                         "campaign_id": c.id,
@@ -65,7 +87,7 @@ def plan_campaign(
                         "fell_back": choice.fell_back,
                         "token_id": token_id,
                         "status": DeliveryStatus.PENDING.value,
-                        "next_attempt_at": now,
+                        "next_attempt_at": due,
                     }
                 )
             result.targeted += 1
@@ -98,4 +120,5 @@ def plan_campaign(
         result.new_deliveries += len(inserted)
         for row in rows:
             result.by_channel[row["channel"]] += 1
+    campaign_store.set_state(engine, c.id, "planned")
     return result

@@ -9,11 +9,23 @@ from typing import Any
 
 from engine.statuses import DeliveryStatus
 
-_BUCKETS = ("targeted", "notified", "failed", "pending", "fell_back", "before_deadline")
+_BUCKETS = (
+    "targeted",
+    "notified",
+    "failed",
+    "pending",
+    "fell_back",
+    "before_deadline",
+    "before_effective",
+)
 
 
 def build_report(
-    campaign_id: str, title: str, deadline: dt.datetime, rows: dict[str, Any]
+    campaign_id: str,
+    title: str,
+    deadline: dt.datetime,
+    effective: dt.datetime,
+    rows: dict[str, Any],
 ) -> dict[str, Any]:
     """A JSON-ready report from store.reporting.coverage_rows()."""
     total = rows["total"] or dict.fromkeys(_BUCKETS, 0)
@@ -34,7 +46,11 @@ def build_report(
         "coverage_equation_holds": total["targeted"]
         == total["notified"] + total["failed"] + total["pending"],
         "notified_before_deadline": int(total["before_deadline"]),
+        "notified_late": int(total["notified"]) - int(total["before_deadline"]),
         "deadline": deadline.isoformat(),
+        "notified_before_effective_date": int(total["before_effective"]),
+        "notified_after_effective_date": int(total["notified"]) - int(total["before_effective"]),
+        "effective_date": effective.date().isoformat(),
         "fell_back_locale": int(total["fell_back"]),
         "possible_duplicates": int(rows["duplicates"]),
         "fallback_planned": int(rows["fallback_planned"]),

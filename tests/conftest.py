@@ -8,6 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = "ai-training-notice"
+SEND_WINDOW = '  send_window: {days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}\n'
 
 
 @dataclass
@@ -77,7 +78,9 @@ def herald(project: ScratchProject, monkeypatch: pytest.MonkeyPatch) -> Herald:
         "HERALD_SECRET": "test-secret-0123456789abcdef",
     }
     h = Herald(project, env)
-    # Tests do not wait for rate limits or real backoff.
+    # Tests do not wait for rate limits, real backoff or office hours (tests/test_schedule.py
+    # covers send windows).
+    h.set_campaign(SEND_WINDOW, "")
     h.set_campaign("rate_per_second: 200", "rate_per_second: 100000")
     h.set_campaign("retry_base_seconds: 60", "retry_base_seconds: 0.05")
     return h

@@ -183,13 +183,17 @@ def test_outbox_writes_one_eml_per_message(herald):
     assert len(files) == 5
 
 
-def test_send_refuses_a_campaign_that_changed_after_plan(herald):
+@pytest.mark.parametrize("command", ["send", "plan"])
+def test_a_campaign_changed_after_it_started_is_refused_naming_the_file(herald, command):
     assert herald("users", "import", USERS).exit_code == 0
     assert herald("plan", "ai-training-notice").exit_code == 0
     herald.project.edit("templates/ai-training-notice/email.txt", "--\n", "-- \n")
-    result = herald("send", "ai-training-notice")
+    (herald.project.root / "locales" / "notes.txt").write_text("new\n")
+    result = herald(command, "ai-training-notice")
     assert result.exit_code == 1
-    assert "changed since the campaign was planned" in result.stderr
+    assert "changed templates/ai-training-notice/email.txt" in result.stderr
+    assert "added locales/notes.txt" in result.stderr
+    assert "give the corrected campaign a new id" in result.stderr
 
 
 def test_tampered_event_fails_verify_naming_the_row(herald):
@@ -343,3 +347,21 @@ def test_internationalised_local_part_is_sent_where_smtputf8_is_offered(herald, 
     raw_to = mail["To"].addresses[0].addr_spec.encode("utf-8", "surrogateescape")
     assert raw_to.decode("utf-8") == "josé@example.com"  # UTF-8 on the wire (RFC 6532)
     assert _deliveries(herald)[("idn", "email")]["status"] == "sent"
+
+
+@pytest.mark.parametrize("future", [False, True], ids=["dates-past", "dates-ahead"])
+def test_report_splits_notices_by_deadline_and_effective_date(herald, future):
+    if future:  # the shipped dates are in 2024; move the deadline and the change ahead
+        herald.set_campaign("deadline: 2024-06-12T00:00:00Z", "deadline: 2999-06-12T00:00:00Z")
+        herald.set_campaign("effective_date: 2024-06-26", "effective_date: 2999-06-26")
+    assert _launch(herald).exit_code == 0
+    report = _report(herald)
+    notified = report["notified"]
+    assert notified == 5
+    on_time = notified if future else 0
+    assert report["notified_before_deadline"] == on_time
+    assert report["notified_late"] == notified - on_time
+    assert report["notified_before_effective_date"] == on_time
+    assert report["notified_after_effective_date"] == notified - on_time
+    table = herald("report", "ai-training-notice").stdout
+    assert "notified after the effective date" in table

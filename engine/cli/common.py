@@ -4,8 +4,12 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from engine.errors import Problem
+from engine.config import Settings
+from engine.errors import ConfigError, Problem
+from engine.store import open_database
 
 app = typer.Typer(
     name="herald",
@@ -24,3 +28,14 @@ def fail(problems: list[Problem] | list[str] | str) -> NoReturn:
     for problem in [problems] if isinstance(problems, str) else problems:
         err.print(str(problem), markup=False)
     raise typer.Exit(1)
+
+
+def open_store() -> tuple[Settings, Engine]:
+    """Settings and the database, or exit 1 saying what is wrong with them."""
+    try:
+        settings = Settings.from_env()
+        return settings, open_database(settings.db_url)
+    except ConfigError as exc:
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        fail(f"cannot open the database: {exc.__class__.__name__}: {exc}")

@@ -1,35 +1,36 @@
-"""Delivery commands: users, plan, send, report, evidence, demo. I/O: database, terminal."""
+"""Delivery commands: users, plan, send, report, demo. I/O: database, terminal."""
 
 import asyncio
+import dataclasses
+import datetime as dt
 import json
 import multiprocessing
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from engine.audience import ImportFormatError, read_rows
-from engine.campaigns import LoadedCampaign, load_campaign, resolve_campaign_path, spec_hash
+from engine.campaigns import LoadedCampaign, load_campaign, resolve_campaign_path
 from engine.channels import build_transports
-from engine.cli.common import app, err, fail, out
+from engine.cli.common import app, err, fail, open_store, out
 from engine.cli.tables import print_plan, print_report
 from engine.config import Settings
 from engine.dispatch import Dispatcher, RunSummary, SendOptions
-from engine.errors import ConfigError, EngineError
-from engine.evidence import verify_chain
+from engine.errors import EngineError
 from engine.planning import plan_campaign
 from engine.report import build_report
+from engine.specs import changes, spec_files, spec_hash
 from engine.statuses import FINAL
+from engine.store import campaigns as campaign_store
 from engine.store import deliveries, open_database
-from engine.store.campaigns import stored_spec
-from engine.store.events import chain_heads, iter_events
+from engine.store.campaigns import stored_hashes, stored_spec
 from engine.store.reporting import coverage_rows
 from engine.store.users import import_users, insert_users
 from engine.synthetic import generate_users
@@ -37,19 +38,7 @@ from engine.tokens import Keys
 from engine.validation import validate
 
 users_app = typer.Typer(help="Import or generate the audience.", no_args_is_help=True)
-evidence_app = typer.Typer(help="Check the tamper-evident record.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
-app.add_typer(evidence_app, name="evidence")
-
-
-def _open() -> tuple[Settings, Engine]:
-    try:
-        settings = Settings.from_env()
-        return settings, open_database(settings.db_url)
-    except ConfigError as exc:
-        fail(str(exc))
-    except SQLAlchemyError as exc:
-        fail(f"cannot open the database: {exc.__class__.__name__}: {exc}")
 
 
 def _launchable(campaign: str) -> LoadedCampaign:
@@ -74,7 +63,7 @@ def users_import(
     strict: Annotated[bool, typer.Option(help="Reject the whole file on any bad row.")] = False,
 ) -> None:
     """Upsert users by id; report every rejected row with its line number."""
-    _, engine = _open()
+    _, engine = open_store()
 
     def show(rejection: Any) -> None:
         who = f" (id {rejection.user_id})" if rejection.user_id else ""
@@ -99,7 +88,7 @@ def users_generate(
     seed: Annotated[int, typer.Option(help="Same seed, same users.")] = 1,
 ) -> None:
     """Make a synthetic audience across the regions (for demos and benchmarks)."""
-    _, engine = _open()
+    _, engine = open_store()
     out.print(
         f"generated {insert_users(engine, generate_users(count, seed))} user(s)", markup=False
     )
@@ -109,14 +98,10 @@ def users_generate(
 def plan_command(campaign: Annotated[str, typer.Argument(help="Campaign file or id.")]) -> None:
     """Target the audience: one delivery per user and channel. Safe to rerun."""
     loaded = _launchable(campaign)
-    settings, engine = _open()
+    settings, engine = open_store()
     result = plan_campaign(engine, loaded, Keys(settings.secret))
     if result.spec_changed:
-        err.print(
-            f"warning: {loaded.path} or its templates/catalogs changed since the "
-            "campaign was first planned",
-            markup=False,
-        )
+        _refuse_changed(engine, loaded)
     print_plan(out, loaded.campaign.id, result)
 
 
@@ -134,9 +119,9 @@ def send_command(
         loaded = load_campaign(resolve_campaign_path(campaign))
     except EngineError as exc:
         fail(str(exc))
-    settings, engine = _open()
+    settings, engine = open_store()
     _check_planned(engine, loaded)
-    options = SendOptions(concurrency=concurrency, max_wait_s=max_wait, rate_share=1 / workers)
+    options = SendOptions(concurrency=concurrency, max_wait_s=max_wait)
     started = time.monotonic()
     extra = [_spawn_worker(loaded.path, options) for _ in range(workers - 1)]
     try:
@@ -159,10 +144,20 @@ def _check_planned(engine: Engine, loaded: LoadedCampaign) -> None:
             f"{loaded.campaign.id}"
         )
     if stored != spec_hash(loaded):
-        fail(
-            f"{loaded.path}, its templates or its catalogs changed since the campaign was "
-            "planned; a launched campaign keeps its spec: give the corrected campaign a new id"
-        )
+        _refuse_changed(engine, loaded)
+
+
+def _refuse_changed(engine: Engine, loaded: LoadedCampaign) -> NoReturn:
+    what = changes(stored_hashes(engine, loaded.campaign.id), spec_files(loaded))
+    fail(
+        [
+            *what,
+            (
+                f"{loaded.path}, its templates or its catalogs changed since the campaign "
+                "started; a launched campaign keeps its spec: give the corrected campaign a new id"
+            ),
+        ]
+    )
 
 
 async def _send(
@@ -262,7 +257,14 @@ def _print_outcome(
     out.print(f"{loaded.campaign.id}: {done} in {seconds:.1f}s", markup=False)
     counts = deliveries.progress(engine, loaded.campaign.id)
     open_ = {k: v for k, v in counts.items() if k not in FINAL}
-    if open_:
+    row = campaign_store.get(engine, loaded.campaign.id)
+    if open_ and row and row["paused"]:
+        left = ", ".join(f"{v} {k}" for k, v in sorted(open_.items()))
+        out.print(
+            f"remaining: {left}; the campaign is paused: herald resume {loaded.campaign.id}",
+            markup=False,
+        )
+    elif open_:
         due = deliveries.next_due(engine, loaded.campaign.id)
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(due)) if due else "unknown"
         left = ", ".join(f"{v} {k}" for k, v in sorted(open_.items()))
@@ -284,7 +286,7 @@ def report_command(
         loaded = load_campaign(resolve_campaign_path(campaign))
     except EngineError as exc:
         fail(str(exc))
-    _, engine = _open()
+    _, engine = open_store()
     report = _report(engine, loaded)
     if fmt == "json":
         text = json.dumps(report, indent=2, ensure_ascii=False)
@@ -301,31 +303,15 @@ def report_command(
 
 def _report(engine: Engine, loaded: LoadedCampaign) -> dict[str, Any]:
     c = loaded.campaign
-    rows = coverage_rows(engine, c.id, c.schedule.deadline.timestamp())
-    return build_report(c.id, c.title, c.schedule.deadline, rows)
+    effective = dt.datetime.combine(c.policy.effective_date, dt.time(0), dt.UTC)
+    rows = coverage_rows(engine, c.id, c.schedule.deadline.timestamp(), effective.timestamp())
+    return build_report(c.id, c.title, c.schedule.deadline, effective, rows)
 
 
-@evidence_app.command("verify")
-def evidence_verify(
-    db: Annotated[bool, typer.Option("--db", help="Re-check the chain in the database.")] = False,
-) -> None:
-    """Re-check every campaign's hash chain; exit 1 naming the first broken record."""
-    if not db:
-        raise typer.BadParameter("give --db (verifying an exported directory comes later)")
-    _, engine = _open()
-    heads = chain_heads(engine)
-    broken = False
-    for campaign_id in sorted(heads):
-        problem = verify_chain(iter_events(engine, campaign_id), heads[campaign_id])
-        if problem:
-            broken = True
-            err.print(f"BROKEN {problem}", markup=False)
-        else:
-            out.print(
-                f"OK {campaign_id}: {heads[campaign_id][0]} events, chain intact", markup=False
-            )
-    if broken:
-        raise typer.Exit(1)
+def _without_window(loaded: LoadedCampaign) -> LoadedCampaign:
+    schedule = loaded.campaign.schedule.model_copy(update={"send_window": None})
+    campaign = loaded.campaign.model_copy(update={"schedule": schedule})
+    return dataclasses.replace(loaded, campaign=campaign)
 
 
 @app.command("demo")
@@ -333,13 +319,17 @@ def demo_command(
     users: Annotated[int, typer.Option(min=1, help="Synthetic users to generate.")] = 2000,
 ) -> None:
     """Run the shipped campaign end to end on the embedded defaults (SQLite + outbox)."""
-    loaded = _launchable("ai-training-notice")
-    settings, engine = _open()
+    loaded = _without_window(_launchable("ai-training-notice"))
+    settings, engine = open_store()
 
     def step(text: str) -> None:
         out.print(f"» {text}", markup=False)
 
     step(f"database {settings.db_url}; email to the outbox {settings.outbox}/")
+    step(
+        "the demo sends at once; herald send and herald daemon hold each message for its "
+        "recipient's send window"
+    )
     step(f"generating {users} synthetic users")
     insert_users(engine, generate_users(users, seed=1))
     result = plan_campaign(engine, loaded, Keys(settings.secret))

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    inspect,
     select,
 )
 from sqlmodel import SQLModel
@@ -39,7 +40,33 @@ def open_database(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     SQLModel.metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Migrate a database made by an earlier version: tables are created by create_all,
+    and columns added since then (each nullable or with a default) are added here."""
+    existing = inspect(engine)
+    with engine.begin() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            have = {c["name"] for c in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                default = column.server_default
+                clause = ""
+                if default is not None:
+                    value = default.arg  # type: ignore[attr-defined]
+                    clause = " DEFAULT " + str(
+                        value.compile(dialect=engine.dialect)
+                        if hasattr(value, "compile")
+                        else value
+                    )
+                conn.exec_driver_sql(
+                    f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}{clause}'
+                )
 
 
 _NAMED = re.compile(r"(?<!:):(\w+)")

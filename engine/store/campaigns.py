@@ -1,37 +1,170 @@
-"""The campaign table. I/O: the database."""
+"""The campaign table and the files each campaign was launched with. I/O: the database.
 
-from sqlalchemy import Engine, select
+Lifecycle written here: scheduled (known, not started) ▶ planning ▶ planned; or refused
+(its file does not validate). Once planning has begun the spec is fixed: `launch` stores
+the files and never replaces them.
+"""
 
-from engine.store import writing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from engine.campaigns import Campaign
+from engine.specs import SpecFile
+from engine.store import executemany, writing
+from engine.store.events import append_events, iso
 from engine.store.tables import CampaignRow
+from engine.store.tables import SpecFile as SpecFileRow
 
 _campaign = CampaignRow.__table__  # type: ignore[attr-defined]
+_file = SpecFileRow.__table__  # type: ignore[attr-defined]
+_INSERT_FILE = (
+    "INSERT INTO spec_file (campaign_id, path, sha256, content) "
+    "VALUES (:campaign_id, :path, :sha256, :content)"
+)
 
 
-def register(engine: Engine, campaign_id: str, title: str, spec_hash: str, now: float) -> bool:
-    """Record the campaign on its first plan. False when its files changed since then."""
+@dataclass(frozen=True)
+class Launch:
+    started: bool  # planning had already begun before this call
+    same_spec: bool  # the files given are those the campaign was launched with
+
+
+def _schedule_values(c: Campaign) -> dict[str, Any]:
+    return {
+        "title": c.title,
+        "start_at": c.schedule.start.timestamp(),
+        "deadline_at": c.schedule.deadline.timestamp(),
+        "rate_per_second": c.schedule.rate_per_second,
+    }
+
+
+def schedule(engine: Engine, c: Campaign, spec_hash: str, now: float) -> bool:
+    """Record a campaign found on disk, or its new version while it has not started.
+
+    Returns False (and changes nothing) when it has started already."""
     with writing(engine) as conn:
-        stored = conn.execute(
-            select(_campaign.c.spec_hash).where(_campaign.c.id == campaign_id)
-        ).scalar()
-        if stored is None:
+        row = conn.execute(select(_campaign.c.planned_at).where(_campaign.c.id == c.id)).first()
+        values = {**_schedule_values(c), "spec_hash": spec_hash, "state": "scheduled"}
+        if row is None:
+            conn.execute(_campaign.insert().values(id=c.id, created_at=now, **values))
+            return True
+        if row.planned_at is not None:
+            return False
+        conn.execute(update(_campaign).where(_campaign.c.id == c.id).values(problem=None, **values))
+        return True
+
+
+def launch(
+    engine: Engine, c: Campaign, spec_hash: str, files: Sequence[SpecFile], now: float
+) -> Launch:
+    """Fix the campaign's spec as it begins planning: store its files, once."""
+    with writing(engine) as conn:
+        row = conn.execute(
+            select(_campaign.c.planned_at, _campaign.c.spec_hash).where(_campaign.c.id == c.id)
+        ).first()
+        if row is not None and row.planned_at is not None:
+            return Launch(started=True, same_spec=row.spec_hash == spec_hash)
+        values = {
+            **_schedule_values(c),
+            "spec_hash": spec_hash,
+            "state": "planning",
+            "planned_at": now,
+            "problem": None,
+        }
+        if row is None:
+            conn.execute(_campaign.insert().values(id=c.id, created_at=now, **values))
+        else:
+            conn.execute(update(_campaign).where(_campaign.c.id == c.id).values(**values))
+        conn.execute(_file.delete().where(_file.c.campaign_id == c.id))
+        executemany(
+            conn,
+            _INSERT_FILE,
+            [
+                {"campaign_id": c.id, "path": f.path, "sha256": f.sha256, "content": f.content}
+                for f in files
+            ],
+        )
+        return Launch(started=False, same_spec=True)
+
+
+def set_state(engine: Engine, campaign_id: str, state: str) -> None:
+    with writing(engine) as conn:
+        conn.execute(update(_campaign).where(_campaign.c.id == campaign_id).values(state=state))
+
+
+def refuse(engine: Engine, campaign_id: str, problem: str, now: float) -> None:
+    """Note why a campaign file was refused. A started campaign keeps its state and runs on."""
+    with writing(engine) as conn:
+        row = conn.execute(
+            select(_campaign.c.planned_at).where(_campaign.c.id == campaign_id)
+        ).first()
+        if row is None:
             conn.execute(
                 _campaign.insert().values(
                     id=campaign_id,
-                    title=title,
-                    spec_hash=spec_hash,
-                    state="planned",
+                    title=campaign_id,
+                    spec_hash="",
+                    state="refused",
                     created_at=now,
-                    planned_at=now,
+                    problem=problem,
                 )
             )
-            return True
-        return bool(stored == spec_hash)
+            return
+        values: dict[str, Any] = {"problem": problem}
+        if row.planned_at is None:
+            values["state"] = "refused"
+        conn.execute(update(_campaign).where(_campaign.c.id == campaign_id).values(**values))
+
+
+def set_paused(engine: Engine, campaign_id: str, paused: bool, now: float, by: str) -> bool:
+    """Pause or resume, recording the event. False when it was already so."""
+    with writing(engine) as conn:
+        changed = conn.execute(
+            update(_campaign)
+            .where(_campaign.c.id == campaign_id, _campaign.c.paused != paused)
+            .values(paused=paused)
+        ).rowcount
+        if changed:
+            kind = "paused" if paused else "resumed"
+            append_events(conn, campaign_id, [{"kind": kind, "at": iso(now), "data": {"by": by}}])
+        return bool(changed)
+
+
+def get(engine: Engine, campaign_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(_campaign).where(_campaign.c.id == campaign_id)).mappings()
+        first = row.first()
+    return dict(first) if first else None
+
+
+def all_campaigns(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(_campaign).order_by(_campaign.c.id)).mappings()
+        return [dict(r) for r in rows]
 
 
 def stored_spec(engine: Engine, campaign_id: str) -> str | None:
+    """The spec hash of a launched campaign; None if it has not started."""
+    row = get(engine, campaign_id)
+    return row["spec_hash"] if row and row["planned_at"] is not None else None
+
+
+def stored_files(engine: Engine, campaign_id: str) -> list[SpecFile]:
     with engine.connect() as conn:
-        value = conn.execute(
-            select(_campaign.c.spec_hash).where(_campaign.c.id == campaign_id)
-        ).scalar()
-    return None if value is None else str(value)
+        rows = conn.execute(
+            select(_file.c.path, _file.c.content)
+            .where(_file.c.campaign_id == campaign_id)
+            .order_by(_file.c.path)
+        )
+        return [SpecFile(r.path, bytes(r.content)) for r in rows]
+
+
+def stored_hashes(engine: Engine, campaign_id: str) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(_file.c.path, _file.c.sha256).where(_file.c.campaign_id == campaign_id)
+        )
+        return {r.path: r.sha256 for r in rows}

@@ -18,9 +18,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from engine.statuses import FINAL, DeliveryStatus
 from engine.store import executemany, writing
 from engine.store.events import append_events
-from engine.store.tables import DeliveryRow, InAppNotification, UserRow
+from engine.store.tables import CampaignRow, DeliveryRow, InAppNotification, UserRow
 
 _delivery = DeliveryRow.__table__  # type: ignore[attr-defined]
+_campaign = CampaignRow.__table__  # type: ignore[attr-defined]
 _user = UserRow.__table__  # type: ignore[attr-defined]
 _inapp = InAppNotification.__table__  # type: ignore[attr-defined]
 _FINAL = tuple(s.value for s in FINAL)
@@ -50,13 +51,16 @@ def insert_planned(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dic
 def claim(
     engine: Engine, campaign_id: str, owner: str, now: float, lease_s: float, limit: int
 ) -> list[dict[str, Any]]:
-    """Take up to `limit` due deliveries for `owner` until now + lease_s."""
+    """Take up to `limit` due deliveries for `owner` until now + lease_s; none while the
+    campaign is paused (checked in the same statement, so a pause holds at once)."""
+    paused = select(_campaign.c.id).where(_campaign.c.id == campaign_id, _campaign.c.paused)
     due = (
         select(_delivery.c.id)
         .where(
             _delivery.c.campaign_id == campaign_id,
             _delivery.c.status.in_(_DUE),
             _delivery.c.next_attempt_at <= now,
+            ~paused.exists(),
         )
         .order_by(_delivery.c.next_attempt_at, _delivery.c.id)
         .limit(limit)
@@ -127,9 +131,28 @@ def sending_owners(engine: Engine, campaign_id: str) -> list[str]:
         ]
 
 
-def release(engine: Engine, campaign_id: str, owner: str, now: float) -> None:
-    """Hand back what `owner` claimed and never attempted (a clean stop)."""
+def release(
+    engine: Engine, campaign_id: str, owner: str, now: float, interrupted: Sequence[int] = ()
+) -> None:
+    """Hand back what `owner` claimed: never attempted (a clean stop), or `interrupted`
+    while at a transport (a cancelled send: it may have arrived, so it counts as such)."""
     with writing(engine) as conn:
+        if interrupted:
+            conn.execute(
+                update(_delivery)
+                .where(
+                    _delivery.c.id.in_(list(interrupted)),
+                    _delivery.c.lease_owner == owner,
+                    _delivery.c.status == DeliveryStatus.SENDING.value,
+                )
+                .values(
+                    status=DeliveryStatus.DEFERRED.value,
+                    lease_owner=None,
+                    lease_until=None,
+                    next_attempt_at=now,
+                    interrupted=_delivery.c.interrupted + 1,
+                )
+            )
         conn.execute(
             update(_delivery)
             .where(
@@ -155,7 +178,7 @@ class Result:
     user_id: str
     status: DeliveryStatus
     values: dict[str, Any]  # columns to set on the delivery row
-    event: dict[str, Any]
+    event: dict[str, Any] | None  # None: not an attempt (moved to its send window)
     notification: dict[str, Any] | None = None  # an in-app row to store with it
 
 
@@ -187,7 +210,7 @@ def record(
             ],
         )
         executemany(conn, _NOTIFY, [r.notification for r in results if r.notification])
-        events = [r.event for r in results]
+        events = [r.event for r in results if r.event is not None]
         failed = [r for r in results if r.status is DeliveryStatus.FAILED]
         if fallback and failed:
             events += fallback.plan(conn, [r.user_id for r in failed])
@@ -196,6 +219,7 @@ def record(
 
 _RESULT_COLUMNS = (
     "status",
+    "attempts",
     "next_attempt_at",
     "message_id",
     "content_sha256",

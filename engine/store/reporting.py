@@ -18,7 +18,9 @@ _PER_USER = """
 """
 
 
-def coverage_rows(engine: Engine, campaign_id: str, deadline: float) -> dict[str, Any]:
+def coverage_rows(
+    engine: Engine, campaign_id: str, deadline: float, effective: float
+) -> dict[str, Any]:
     """Per-user outcomes rolled up overall, by country and by locale."""
 
     def rollup(key: str) -> str:
@@ -27,10 +29,11 @@ def coverage_rows(engine: Engine, campaign_id: str, deadline: float) -> dict[str
                    SUM(CASE WHEN notified = 0 AND final = 1 THEN 1 ELSE 0 END) AS failed,
                    SUM(CASE WHEN notified = 0 AND final = 0 THEN 1 ELSE 0 END) AS pending,
                    SUM(fell_back) AS fell_back,
-                   SUM(CASE WHEN first_notified < :deadline THEN 1 ELSE 0 END) AS before_deadline
+                   SUM(CASE WHEN first_notified < :deadline THEN 1 ELSE 0 END) AS before_deadline,
+                   SUM(CASE WHEN first_notified < :effective THEN 1 ELSE 0 END) AS before_effective
             FROM ({_PER_USER}) AS per_user GROUP BY {key} ORDER BY {key}"""
 
-    params = {"c": campaign_id, "deadline": deadline}
+    params = {"c": campaign_id, "deadline": deadline, "effective": effective}
     with engine.connect() as conn:
 
         def rows(sql: str) -> list[dict[str, Any]]:
@@ -74,3 +77,35 @@ def coverage_rows(engine: Engine, campaign_id: str, deadline: float) -> dict[str
             "next_due": extra[1],
             "fallback_planned": extra[2] or 0,
         }
+
+
+RATE_WINDOW_SECONDS = 60.0
+
+
+def status_figures(engine: Engine, campaign_id: str, now: float) -> dict[str, Any]:
+    """Targeted users, deliveries per status, the send rate over the last minute, next due."""
+    params = {"c": campaign_id, "since": now - RATE_WINDOW_SECONDS}
+    with engine.connect() as conn:
+        counts: dict[str, int] = dict(
+            conn.execute(
+                text(
+                    "SELECT status, COUNT(*) FROM delivery WHERE campaign_id = :c GROUP BY status"
+                ),
+                params,
+            ).all()
+        )
+        targeted, recent, next_due = conn.execute(
+            text(
+                "SELECT COUNT(DISTINCT user_id), "
+                "SUM(CASE WHEN sent_at >= :since THEN 1 ELSE 0 END), "
+                "MIN(CASE WHEN status IN ('pending', 'deferred') THEN next_attempt_at END) "
+                "FROM delivery WHERE campaign_id = :c"
+            ),
+            params,
+        ).one()
+    return {
+        "counts": counts,
+        "targeted": targeted or 0,
+        "recent_rate": (recent or 0) / RATE_WINDOW_SECONDS,
+        "next_due": next_due,
+    }

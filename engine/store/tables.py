@@ -5,7 +5,7 @@ range scan, and the same on SQLite and PostgreSQL. Events carry ISO 8601 UTC str
 because they are evidence meant to be read.
 """
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -23,14 +23,56 @@ class UserRow(SQLModel, table=True):
 
 
 class CampaignRow(SQLModel, table=True):
+    """A campaign the engine knows. `state` is its lifecycle as written by whoever moved
+    it (scheduled, planning, planned, refused); sending/done/paused are derived for display."""
+
     __tablename__ = "campaign"
 
     id: str = Field(primary_key=True)
     title: str
     spec_hash: str  # SHA-256 over the YAML, templates and catalogs it was planned with
-    state: str  # planned | sending | done
+    state: str
     created_at: float
-    planned_at: float | None = None
+    planned_at: float | None = None  # set when planning started: the spec is fixed from then
+    start_at: float | None = None
+    deadline_at: float | None = None
+    rate_per_second: float | None = None
+    paused: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    problem: str | None = None  # why the file was refused, or the last refused change
+
+
+class SpecFile(SQLModel, table=True):
+    """The exact files a campaign was launched with, so it keeps them when the disk changes."""
+
+    __tablename__ = "spec_file"
+
+    campaign_id: str = Field(primary_key=True)
+    path: str = Field(primary_key=True)  # relative to the project root
+    sha256: str
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class RateSlot(SQLModel, table=True):
+    """The next free send slot per campaign and channel, shared by every worker."""
+
+    __tablename__ = "rate_slot"
+
+    campaign_id: str = Field(primary_key=True)
+    channel: str = Field(primary_key=True)
+    next_at: float
+
+
+class DaemonRow(SQLModel, table=True):
+    """A running `herald daemon`: its heartbeat tells `herald status` it is alive."""
+
+    __tablename__ = "daemon"
+
+    id: str = Field(primary_key=True)  # host:pid
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None = None
 
 
 class DeliveryRow(SQLModel, table=True):

@@ -1,0 +1,434 @@
+"""`herald daemon`: every campaign in campaigns/ on its schedule. The only APScheduler import.
+
+    scan (every few seconds)  campaign files ▶ validate ▶ scheduled, or refused
+    start (a date job each)   at schedule.start: plan, with the same planner as `herald plan`
+    tick (every second)       start a dispatcher where work is due, stop it when paused
+    heartbeat, checkpoint     liveness for `herald status`; signed chain heads on disk
+
+A campaign that has started runs from the files stored when it started: a changed file
+on disk is refused (logged, noted on the campaign) and the running spec goes on. Every
+job only reads and writes the database, so several daemons can share one.
+"""
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import Engine
+
+from engine.campaigns import LoadedCampaign, load_campaign
+from engine.channels import build_transports
+from engine.channels.base import Transport
+from engine.checkpoints import Signer, write_checkpoints
+from engine.config import Settings
+from engine.dispatch import Dispatcher, SendOptions
+from engine.errors import CampaignError, EngineError
+from engine.logs import fields
+from engine.planning import plan_campaign
+from engine.specs import changes, restore, spec_files, spec_hash
+from engine.status import HEARTBEAT_SECONDS, campaign_status
+from engine.statuses import FINAL
+from engine.store import campaigns as campaign_store
+from engine.store import daemons, deliveries
+from engine.store.events import chain_heads
+from engine.store.reporting import status_figures
+from engine.tokens import Keys
+from engine.validation import validate
+
+log = logging.getLogger("herald.daemon")
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    campaigns: Path = Path("campaigns")
+    tick_s: float = 1.0  # how often due work and pauses are looked at
+    scan_s: float = 5.0  # how often campaign files are looked at
+    grace_s: float = 30.0  # on SIGTERM, how long messages in flight may take
+    summary_s: float = 30.0  # how often a sending campaign's progress is logged
+    checkpoint_s: float = 60.0
+    concurrency: int = 8
+
+
+@dataclass
+class _Running:
+    task: asyncio.Task[Any]
+    stop: asyncio.Event
+
+
+@dataclass
+class _Seen:
+    """What the scan last made of one campaign file, so unchanged files cost nothing."""
+
+    digest: str  # spec hash, or a hash of the refusal
+    loaded: LoadedCampaign | None = None
+
+
+@dataclass
+class _Memory:
+    seen: dict[Path, _Seen] = field(default_factory=dict)
+    running: dict[str, _Running] = field(default_factory=dict)
+    planning: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    dispatchers: dict[str, Dispatcher] = field(default_factory=dict)
+    backoff: dict[str, float] = field(default_factory=dict)  # campaign -> not before
+    noted: dict[str, str] = field(default_factory=dict)  # campaign -> last state logged
+
+
+class Daemon:
+    def __init__(self, settings: Settings, engine: Engine, options: DaemonOptions) -> None:
+        self.settings, self.engine, self.options = settings, engine, options
+        self.keys = Keys(settings.secret)
+        self.signer = Signer.load_or_create(settings.signing_key)
+        self.id = deliveries.worker_id()
+        self.started = time.time()
+        self.memory = _Memory()
+        self.transports: dict[Any, Transport] = {}
+        self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
+        self.stopping = asyncio.Event()
+        self.halt_planning = threading.Event()
+
+    async def run(self) -> None:
+        """Until SIGTERM or SIGINT: then stop claiming, let messages in flight finish
+        within the grace period, release the rest, write a last checkpoint."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal)
+        self.transports = build_transports(self.settings, self.options.concurrency)
+        log.info(
+            "started",
+            extra=fields(daemon=self.id, campaigns=str(self.options.campaigns.resolve())),
+        )
+        self._heartbeat()
+        o = self.options
+        now = dt.datetime.now(dt.UTC)
+        for job, seconds in (
+            (self._scan, o.scan_s),
+            (self._tick, o.tick_s),
+            (self._summaries, o.summary_s),
+            (self._beat, HEARTBEAT_SECONDS),
+            (self._checkpoint, o.checkpoint_s),
+        ):
+            self.scheduler.add_job(
+                _logged(job),
+                "interval",
+                seconds=seconds,
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        self.scheduler.start()
+        await self.stopping.wait()
+        await self._shutdown()
+
+    def _on_signal(self) -> None:
+        if self.stopping.is_set():
+            log.warning("second signal: exiting now; unfinished leases are taken back later")
+            os._exit(130)
+        log.info(
+            "stopping",
+            extra=fields(grace_s=self.options.grace_s, sending=len(self.memory.running)),
+        )
+        self.stopping.set()
+
+    async def _shutdown(self) -> None:
+        self.scheduler.shutdown(wait=False)
+        self.halt_planning.set()
+        running = list(self.memory.running.values())
+        for r in running:
+            r.stop.set()
+        tasks = [r.task for r in running] + list(self.memory.planning.values())
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.options.grace_s)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("grace period over: interrupted what was still in flight")
+                await asyncio.gather(*late, return_exceptions=True)
+        for transport in self.transports.values():
+            await transport.close()
+        await self._checkpoint()
+        await asyncio.to_thread(daemons.stopped, self.engine, self.id, time.time())
+        log.info("stopped", extra=fields(daemon=self.id))
+
+    # -- scan: campaign files -------------------------------------------------------
+
+    async def _scan(self) -> None:
+        folder = self.options.campaigns
+        paths = sorted(p for p in folder.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+        for path in paths:
+            if self.stopping.is_set():
+                return
+            await self._look_at(path)
+        for path in set(self.memory.seen) - set(paths):
+            seen = self.memory.seen.pop(path)
+            if seen.loaded:
+                self._unschedule(seen.loaded.campaign.id, "its file was removed")
+
+    async def _look_at(self, path: Path) -> None:
+        campaign_id = path.stem
+        try:
+            loaded = await asyncio.to_thread(load_campaign, path)
+            files = await asyncio.to_thread(spec_files, loaded)
+        except CampaignError as exc:
+            await self._refuse(path, campaign_id, [str(p) for p in exc.problems])
+            return
+        except OSError as exc:
+            await self._refuse(path, campaign_id, [f"{path}: {exc}"])
+            return
+        digest = spec_hash(files)
+        seen = self.memory.seen.get(path)
+        if seen and seen.digest == digest:
+            return
+        row = await asyncio.to_thread(campaign_store.get, self.engine, campaign_id)
+        if row is not None and row["planned_at"] is not None:
+            self.memory.seen[path] = _Seen(digest)
+            if digest != row["spec_hash"]:
+                stored = await asyncio.to_thread(
+                    campaign_store.stored_hashes, self.engine, campaign_id
+                )
+                what = "; ".join(changes(stored, files)[:10])
+                problem = (
+                    f"{path} changed after the campaign started ({what}); refused: the "
+                    "running spec goes on. Launch a corrected campaign under a new id."
+                )
+                log.warning("refused change", extra=fields(campaign=campaign_id, changes=what))
+                await asyncio.to_thread(
+                    campaign_store.refuse, self.engine, campaign_id, problem, time.time()
+                )
+            return
+        report = await asyncio.to_thread(validate, path)
+        if report.errors:
+            await self._refuse(path, campaign_id, [str(p) for p in report.errors])
+            return
+        for warning in report.warnings:
+            log.warning(str(warning), extra=fields(campaign=campaign_id))
+        self.memory.seen[path] = _Seen(digest, loaded)
+        c = loaded.campaign
+        scheduled = await asyncio.to_thread(
+            campaign_store.schedule, self.engine, c, digest, time.time()
+        )
+        if not scheduled:  # another daemon started it meanwhile; the next scan sees that
+            self.memory.seen.pop(path, None)
+            return
+        self.scheduler.add_job(
+            _logged(self._start),
+            "date",
+            run_date=c.schedule.start,
+            args=[loaded, digest],
+            id=f"start:{c.id}",
+            replace_existing=True,
+            misfire_grace_time=None,  # a start already past runs at once, once
+        )
+        when = c.schedule.start.isoformat()
+        log.info("scheduled", extra=fields(campaign=c.id, start=when, spec=digest[:12]))
+
+    async def _refuse(self, path: Path, campaign_id: str, problems: list[str]) -> None:
+        digest = "refused:" + "\n".join(problems)
+        seen = self.memory.seen.get(path)
+        if seen and seen.digest == digest:
+            return
+        if seen and seen.loaded:
+            self._unschedule(campaign_id, "its file no longer validates")
+        self.memory.seen[path] = _Seen(digest)
+        log.error(
+            "refused campaign file",
+            extra=fields(campaign=campaign_id, file=str(path), problems=problems),
+        )
+        await asyncio.to_thread(
+            campaign_store.refuse, self.engine, campaign_id, "\n".join(problems), time.time()
+        )
+
+    def _unschedule(self, campaign_id: str, why: str) -> None:
+        if self.scheduler.get_job(f"start:{campaign_id}"):
+            self.scheduler.remove_job(f"start:{campaign_id}")
+            log.info("unscheduled", extra=fields(campaign=campaign_id, reason=why))
+
+    # -- start: plan ------------------------------------------------------------------
+
+    async def _start(self, loaded: LoadedCampaign, digest: str) -> None:
+        """Plan at schedule.start: the files are fixed as they were validated."""
+        if spec_hash(loaded) != digest:  # edited since the scan; the next scan reschedules
+            return
+        task = self._plan(loaded)
+        await asyncio.wait([task])
+
+    def _plan(self, loaded: LoadedCampaign) -> asyncio.Task[Any]:
+        """Plan in a thread (the loop keeps sending other campaigns); one at a time each."""
+        c = loaded.campaign
+        if c.id in self.memory.planning:
+            return self.memory.planning[c.id]
+        log.info("planning", extra=fields(campaign=c.id))
+        task = asyncio.create_task(
+            asyncio.to_thread(
+                plan_campaign, self.engine, loaded, self.keys, None, self.halt_planning.is_set
+            )
+        )
+        self.memory.planning[c.id] = task
+
+        def done(task: asyncio.Task[Any]) -> None:
+            del self.memory.planning[c.id]
+            if task.cancelled():
+                return
+            if task.exception():
+                log.error(
+                    "planning failed", extra=fields(campaign=c.id, error=str(task.exception()))
+                )
+            elif task.result().stopped:
+                log.info("planning interrupted", extra=fields(campaign=c.id))
+            else:
+                result = task.result()
+                log.info(
+                    "planned",
+                    extra=fields(
+                        campaign=c.id, users=result.targeted, new_deliveries=result.new_deliveries
+                    ),
+                )
+
+        task.add_done_callback(done)
+        return task
+
+    # -- tick: dispatch ---------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        if self.stopping.is_set():
+            return
+        now = time.time()
+        for row in await asyncio.to_thread(campaign_store.all_campaigns, self.engine):
+            campaign_id = row["id"]
+            running = self.memory.running.get(campaign_id)
+            if running and running.task.done():
+                del self.memory.running[campaign_id]
+                running = None
+            if row["planned_at"] is None or campaign_id in self.memory.planning:
+                continue
+            self._note(campaign_id, "paused" if row["paused"] else "active")
+            if row["paused"]:
+                if running:
+                    running.stop.set()
+                continue
+            if row["state"] == "planning":  # a planner stopped half-way: plan again
+                loaded = await self._stored(campaign_id, row["spec_hash"])
+                if loaded:
+                    self._plan(loaded)
+                continue
+            if running or self.memory.backoff.get(campaign_id, 0) > now:
+                continue
+            if await asyncio.to_thread(self._has_work, campaign_id, now):
+                await self._dispatch(campaign_id, row["spec_hash"])
+
+    def _has_work(self, campaign_id: str, now: float) -> bool:
+        due = deliveries.next_due(self.engine, campaign_id)
+        if due is not None and due <= now + self.options.tick_s:
+            return True
+        return bool(deliveries.sending_owners(self.engine, campaign_id))
+
+    async def _dispatch(self, campaign_id: str, digest: str) -> None:
+        dispatcher = self.memory.dispatchers.get(campaign_id)
+        if dispatcher is None:
+            loaded = await self._stored(campaign_id, digest)
+            if loaded is None:
+                return
+            options = SendOptions(
+                concurrency=self.options.concurrency, max_wait_s=5 * self.options.tick_s
+            )
+            dispatcher = Dispatcher(self.engine, loaded, self.keys, self.transports, options)
+            self.memory.dispatchers[campaign_id] = dispatcher
+        stop = asyncio.Event()
+        task = asyncio.create_task(self._send(campaign_id, dispatcher, stop))
+        self.memory.running[campaign_id] = _Running(task, stop)
+
+    async def _send(self, campaign_id: str, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+        try:
+            summary = await dispatcher.run(stop)
+        except EngineError as exc:  # our setup, not one user: wait, then try again
+            self.memory.backoff[campaign_id] = time.time() + 60
+            log.error("sending stopped", extra=fields(campaign=campaign_id, error=str(exc)))
+            return
+        if summary.counts:
+            log.info("sent", extra=fields(campaign=campaign_id, **summary.counts))
+        counts = await asyncio.to_thread(deliveries.progress, self.engine, campaign_id)
+        if not any(k not in FINAL for k in counts):
+            log.info("done", extra=fields(campaign=campaign_id, **counts))
+
+    async def _stored(self, campaign_id: str, digest: str) -> LoadedCampaign | None:
+        """The campaign as it started, from the files stored with it."""
+        files = await asyncio.to_thread(campaign_store.stored_files, self.engine, campaign_id)
+        folder = self.settings.var / "specs" / f"{campaign_id}-{digest[:16]}"
+        try:
+            return await asyncio.to_thread(restore, campaign_id, files, folder)
+        except (EngineError, OSError, StopIteration) as exc:
+            self.memory.backoff[campaign_id] = time.time() + 60
+            log.error(
+                "cannot restore the started spec",
+                extra=fields(campaign=campaign_id, error=str(exc)),
+            )
+            return None
+
+    def _note(self, campaign_id: str, state: str) -> None:
+        """Log a campaign's pause or resumption once, when this daemon first sees it."""
+        before = self.memory.noted.get(campaign_id)
+        self.memory.noted[campaign_id] = state
+        if before is not None and before != state:
+            log.info(state if state == "paused" else "resumed", extra=fields(campaign=campaign_id))
+
+    # -- summaries, heartbeat, checkpoints --------------------------------------------
+
+    async def _summaries(self) -> None:
+        now = time.time()
+        for campaign_id in list(self.memory.running):
+            row = await asyncio.to_thread(campaign_store.get, self.engine, campaign_id)
+            if row is None:
+                continue
+            figures = await asyncio.to_thread(status_figures, self.engine, campaign_id, now)
+            status = campaign_status(row, **figures, now=now)
+            line = {k: status[k] for k in ("notified", "pending", "deferred", "failed")}
+            log.info(
+                "progress",
+                extra=fields(campaign=campaign_id, rate=status["rate_per_second"], **line),
+            )
+            if status["outlook"] == "at risk":
+                log.warning(
+                    "at risk: projected completion is after the deadline",
+                    extra=fields(
+                        campaign=campaign_id,
+                        projected=status["projected_completion"],
+                        deadline=status["deadline"],
+                    ),
+                )
+
+    def _heartbeat(self) -> None:
+        daemons.heartbeat(
+            self.engine, self.id, socket.gethostname(), os.getpid(), self.started, time.time()
+        )
+
+    async def _beat(self) -> None:
+        await asyncio.to_thread(self._heartbeat)
+
+    async def _checkpoint(self) -> None:
+        heads = await asyncio.to_thread(chain_heads, self.engine)
+        await asyncio.to_thread(
+            write_checkpoints, self.settings.checkpoints, self.signer, heads, time.time()
+        )
+
+
+def _logged(job: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """A job whose unexpected error is logged with our fields, and the daemon goes on."""
+
+    async def run(*args: Any) -> None:
+        try:
+            await job(*args)
+        except Exception:
+            log.exception("job failed", extra=fields(job=job.__name__))
+
+    run.__name__ = job.__name__
+    return run

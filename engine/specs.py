@@ -1,0 +1,81 @@
+"""A campaign's spec: the exact files that decide what users are sent. Reads and writes files.
+
+A launched campaign keeps its spec: the files are stored with it (`spec_file` table) and
+restored into a folder of their own, so editing `templates/` or `locales/` afterwards can
+neither change what the rest of the audience gets nor break a running campaign.
+"""
+
+import hashlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.campaigns import LoadedCampaign, Project, load_campaign
+
+
+@dataclass(frozen=True, slots=True)
+class SpecFile:
+    path: str  # relative to the project root, with forward slashes
+    content: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+def spec_files(loaded: LoadedCampaign) -> list[SpecFile]:
+    """The YAML, the template folder and shared layouts, and every catalog and glossary."""
+    project = loaded.project
+    paths = [loaded.path]
+    for folder in (
+        project.templates / loaded.campaign.template,
+        project.templates / "layouts",
+        project.locales,
+    ):
+        if folder.is_dir():
+            paths += sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".mo")
+    return [SpecFile(_relative(path, project), path.read_bytes()) for path in paths]
+
+
+def spec_hash(files: Iterable[SpecFile] | LoadedCampaign) -> str:
+    """SHA-256 over the files' names and contents, in path order."""
+    if isinstance(files, LoadedCampaign):
+        files = spec_files(files)
+    digest = hashlib.sha256()
+    for file in sorted(files, key=lambda f: f.path):
+        digest.update(file.path.encode() + b"\0")
+        digest.update(bytes.fromhex(file.sha256))
+    return digest.hexdigest()
+
+
+def changes(stored: Mapping[str, str], current: Iterable[SpecFile]) -> list[str]:
+    """What differs between stored {path: sha256} and the current files, one line each."""
+    now = {f.path: f.sha256 for f in current}
+    lines = [f"changed {p}" for p in sorted(now) if p in stored and stored[p] != now[p]]
+    lines += [f"added {p}" for p in sorted(now.keys() - stored.keys())]
+    lines += [f"removed {p}" for p in sorted(stored.keys() - now.keys())]
+    return lines
+
+
+def restore(campaign_id: str, files: Sequence[SpecFile], folder: Path) -> LoadedCampaign:
+    """Write the stored files under `folder` (once) and load the campaign from there."""
+    names = {f"{campaign_id}.yaml", f"{campaign_id}.yml"}
+    campaign_file = next(
+        f.path for f in files if f.path.rpartition("/")[2] in names and f.path.count("/") <= 1
+    )
+    marker = folder / ".complete"
+    if not marker.exists():
+        for file in files:
+            target = folder / file.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.with_name(f".{target.name}.{os.getpid()}")
+            temporary.write_bytes(file.content)
+            temporary.replace(target)
+        marker.touch()
+    return load_campaign(folder / campaign_file, Project(folder))
+
+
+def _relative(path: Path, project: Project) -> str:
+    resolved, root = path.resolve(), project.root.resolve()
+    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else path.name
