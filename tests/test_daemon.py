@@ -143,7 +143,9 @@ def test_daemon_picks_up_sends_stops_resumes_and_refuses_changes(herald, tmp_pat
     assert not any(m["Subject"].startswith("URGENT") for m in mailbox.messages)
     assert kinds["paused"] == 1
     assert kinds["resumed"] == 1
-    assert herald("evidence", "verify", "--db").exit_code == 0
+    verified = herald("evidence", "verify", "--db")
+    assert verified.exit_code == 0, verified.output
+    assert "signed checkpoint(s) match" in verified.stdout  # the daemon wrote them
 
 
 def test_two_daemons_on_one_database_never_send_a_delivery_twice(herald):

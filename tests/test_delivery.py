@@ -214,6 +214,35 @@ def test_tampered_event_fails_verify_naming_the_row(herald):
     assert f"event seq {row.seq} (row id {row.id})" in broken.stderr
 
 
+def test_history_rewritten_with_fresh_hashes_fails_against_the_signed_checkpoint(herald):
+    """Whoever can write the database can recompute the chain, but cannot sign."""
+    from engine.evidence import GENESIS, event_hash
+
+    assert _launch(herald).exit_code == 0
+    ok = herald("evidence", "verify", "--db")
+    assert "1 signed checkpoint(s) match" in ok.stdout
+    with herald.database().begin() as conn:
+        events = [
+            dict(r) for r in conn.execute(text("SELECT * FROM event ORDER BY seq")).mappings()
+        ]
+        sent = next(e for e in events if e["kind"] == "sent")
+        sent["data"] = sent["data"].replace("250", "550")
+        prev = GENESIS
+        for event in events:
+            event["prev_hash"], event["hash"] = prev, event_hash(prev, event)
+            prev = event["hash"]
+            conn.execute(
+                text("UPDATE event SET data = :data, prev_hash = :prev_hash, hash = :hash "
+                     "WHERE id = :id"),
+                event,
+            )  # fmt: skip
+        conn.execute(text("UPDATE chain_head SET hash = :h"), {"h": prev})
+    broken = herald("evidence", "verify", "--db")
+    assert broken.exit_code == 1
+    assert "checkpoints/ai-training-notice.jsonl" in broken.stderr
+    assert f"the event there now hashes to {prev[:12]}" in broken.stderr
+
+
 def test_deleted_event_fails_verify(herald):
     assert _launch(herald).exit_code == 0
     with herald.database().begin() as conn:

@@ -126,6 +126,13 @@ def test_a_paused_campaign_claims_nothing(project, herald):
     status = json.loads(herald("status", "--format", "json").stdout)
     assert status["campaigns"][0]["state"] == "paused"
     assert status["daemons"] == []
+    table = herald("status").stdout
+    assert "no daemon is running" in table
+    assert "ai-training-notice: paused" in table
+    herald.project.path("campaigns/broken.yaml").write_text("id: broken\n")
+    refused = herald("pause", "broken")
+    assert refused.exit_code == 1
+    assert "broken.yaml" in refused.stderr
     assert herald("resume", "ai-training-notice").exit_code == 0
     assert herald("send", "ai-training-notice", "--max-wait", "0").exit_code == 0
     with herald.database().connect() as conn:

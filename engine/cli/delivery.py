@@ -19,11 +19,12 @@ from sqlalchemy import Engine
 from engine.audience import ImportFormatError, read_rows
 from engine.campaigns import LoadedCampaign, load_campaign, resolve_campaign_path
 from engine.channels import build_transports
+from engine.checkpoints import Signer, write_checkpoints
 from engine.cli.common import app, err, fail, open_store, out
 from engine.cli.tables import print_plan, print_report
 from engine.config import Settings
 from engine.dispatch import Dispatcher, RunSummary, SendOptions
-from engine.errors import EngineError
+from engine.errors import ConfigError, EngineError
 from engine.planning import plan_campaign
 from engine.report import build_report
 from engine.specs import changes, spec_files, spec_hash
@@ -31,6 +32,7 @@ from engine.statuses import FINAL
 from engine.store import campaigns as campaign_store
 from engine.store import deliveries, open_database
 from engine.store.campaigns import stored_hashes, stored_spec
+from engine.store.events import chain_heads
 from engine.store.reporting import coverage_rows
 from engine.store.users import import_users, insert_users
 from engine.synthetic import generate_users
@@ -133,7 +135,17 @@ def send_command(
         if summary.stopped:
             process.terminate()  # SIGTERM: the worker finishes its messages in flight
         process.join()
+    _checkpoint(settings, engine)
     _print_outcome(engine, loaded, summary, time.monotonic() - started)
+
+
+def _checkpoint(settings: Settings, engine: Engine) -> None:
+    """Sign the chain heads that moved, outside the database (var/checkpoints/)."""
+    try:
+        signer = Signer.load_or_create(settings.signing_key)
+    except ConfigError as exc:
+        fail(str(exc))
+    write_checkpoints(settings.checkpoints, signer, chain_heads(engine), time.time())
 
 
 def _check_planned(engine: Engine, loaded: LoadedCampaign) -> None:
@@ -336,6 +348,7 @@ def demo_command(
     step(f"planned {result.new_deliveries} new deliveries for {result.targeted} targeted users")
     started = time.monotonic()
     summary = asyncio.run(_send(engine, loaded, settings, SendOptions(max_wait_s=0)))
+    _checkpoint(settings, engine)
     step(
         f"sent in {time.monotonic() - started:.1f}s: "
         + (", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items())) or "nothing due")

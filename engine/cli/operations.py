@@ -11,7 +11,7 @@ from rich.table import Table
 
 from engine import logs
 from engine.campaigns import load_campaign, resolve_campaign_path
-from engine.cli.common import app, err, fail, open_store, out
+from engine.cli.common import app, fail, open_store, out
 from engine.errors import ConfigError, EngineError
 from engine.scheduler import Daemon, DaemonOptions
 from engine.specs import spec_hash
@@ -95,29 +95,33 @@ def _print_status(status: dict[str, Any]) -> None:
             )
     else:
         out.print("no daemon is running", markup=False)
-    table = Table(title=f"campaigns at {status['at']}", title_justify="left")
-    for column in ("campaign", "state", "targeted", "notified", "pending", "deferred", "failed"):
-        table.add_column(column, justify="left" if column in ("campaign", "state") else "right")
-    table.add_column("next due")
-    table.add_column("rate/s", justify="right")
-    table.add_column("projected")
-    table.add_column("deadline")
-    table.add_column("outlook")
+    if not status["campaigns"]:
+        out.print("no campaigns yet", markup=False)
     for c in status["campaigns"]:
-        table.add_row(
-            c["id"],
-            c["state"],
-            *(str(c[k]) for k in ("targeted", "notified", "pending", "deferred", "failed")),
-            c["next_due"] or "-",
-            f"{c['rate_per_second']:g}",
-            c["projected_completion"] or "-",
-            c["deadline"] or "-",
-            c["outlook"] or "-",
+        table = Table(
+            title=f"{c['id']}: {c['state']}", title_justify="left", show_header=False, box=None
         )
-    out.print(table)
-    for c in status["campaigns"]:
-        if c["problem"]:
-            err.print(f"{c['id']}: {c['problem']}", markup=False)
+        table.add_column(style="bold")
+        table.add_column()
+        counts = ", ".join(f"{c[k]} {k}" for k in ("notified", "pending", "deferred", "failed"))
+        limit = c["configured_rate_per_second"]
+        rows = [
+            ("title", c["title"]),
+            ("targeted users", str(c["targeted"])),
+            ("deliveries", counts),
+            ("start", c["start"]),
+            ("next due", c["next_due"]),
+            ("rate", f"{c['rate_per_second']:g}/s over the last minute"),
+            ("rate limit", f"{limit:g}/s per channel" if limit is not None else None),
+            ("projected completion", c["projected_completion"]),
+            ("deadline", c["deadline"]),
+            ("outlook", c["outlook"]),
+            ("problem", c["problem"]),
+        ]
+        for label, value in rows:
+            if value:
+                table.add_row(label, value)
+        out.print(table)
 
 
 @app.command("pause")
