@@ -171,8 +171,15 @@ class Daemon:
             await self._look_at(path)
         for path in set(self.memory.seen) - set(paths):
             seen = self.memory.seen.pop(path)
-            if seen.loaded:
+            if seen.loaded:  # not started (a started campaign runs on from its stored files)
                 self._unschedule(seen.loaded.campaign.id, "its file was removed")
+                await asyncio.to_thread(
+                    campaign_store.refuse,
+                    self.engine,
+                    seen.loaded.campaign.id,
+                    f"{path} was removed",
+                    time.time(),
+                )
 
     async def _look_at(self, path: Path) -> None:
         campaign_id = path.stem

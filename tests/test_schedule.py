@@ -184,3 +184,24 @@ def test_outlook_compares_the_projected_completion_with_the_deadline(recent, nex
     assert status["outlook"] == expected
     assert status["pending"] == 500
     assert status["notified"] == 100
+
+
+def test_send_slots_reserved_in_the_database_never_overlap(tmp_path):
+    """Two threads standing for two workers reserve blocks from one SQLite file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.store import rates
+
+    engine = open_database(f"sqlite:///{tmp_path / 'herald.db'}")
+    now = utc("2024-06-05T07:30:00+00:00")
+
+    def worker(_: int) -> list[float]:
+        return [rates.reserve(engine, "c", "email", 10, 0.01, now) for _ in range(50)]
+
+    with ThreadPoolExecutor(2) as pool:
+        firsts = sorted(t for block in pool.map(worker, range(2)) for t in block)
+    assert len(firsts) == 100
+    gaps = [round(b - a, 6) for a, b in zip(firsts, firsts[1:], strict=False)]
+    assert min(gaps) >= 0.1  # each block of 10 slots 0.01 s apart is its own
+    assert firsts[0] == now
+    assert rates.reserve(engine, "c", "inapp", 10, 0.01, now) == now  # per channel
