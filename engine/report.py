@@ -7,6 +7,7 @@ notified (some channel reached them), failed (every channel failed for good) or 
 import datetime as dt
 from typing import Any
 
+from engine.status import iso
 from engine.statuses import DeliveryStatus
 
 _BUCKETS = (
@@ -54,7 +55,7 @@ def build_report(
         "fell_back_locale": int(total["fell_back"]),
         "possible_duplicates": int(rows["duplicates"]),
         "fallback_planned": int(rows["fallback_planned"]),
-        "next_due": _iso(rows["next_due"]),
+        "next_due": iso(rows["next_due"]),
         "channels": channels,
         "failure_reasons": [
             {"channel": ch, "reason": reason, "count": n} for ch, reason, n in rows["reasons"]
@@ -62,9 +63,3 @@ def build_report(
         "by_country": breakdown(rows["by_country"]),
         "by_locale": breakdown(rows["by_locale"]),
     }
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")

@@ -434,6 +434,8 @@ def _logged(job: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None
     async def run(*args: Any) -> None:
         try:
             await job(*args)
+        except asyncio.CancelledError:  # the daemon is stopping: the job ends with it
+            return
         except Exception:
             log.exception("job failed", extra=fields(job=job.__name__))
 

@@ -93,6 +93,8 @@ def test_daemon_picks_up_sends_stops_resumes_and_refuses_changes(herald, tmp_pat
             assert code == 0, daemon.output()
             assert daemon.logged("stopping")
             assert daemon.logged("stopped")
+            assert len(daemon.lines) == len(daemon.raw)  # every line is JSON
+            assert "@" not in "".join(daemon.raw)  # ids and counts, never an address
         statuses = _statuses(herald)
         assert statuses["sending"] == 0  # nothing left claimed by the stopped daemon
         assert statuses["pending"] > 0, "the campaign finished before SIGTERM: slow it down"

@@ -136,37 +136,27 @@ def release(
 ) -> None:
     """Hand back what `owner` claimed: never attempted (a clean stop), or `interrupted`
     while at a transport (a cancelled send: it may have arrived, so it counts as such)."""
+    mine = (
+        (_delivery.c.campaign_id == campaign_id)
+        & (_delivery.c.lease_owner == owner)
+        & (_delivery.c.status == DeliveryStatus.SENDING.value)
+    )
+    freed = {"lease_owner": None, "lease_until": None, "next_attempt_at": now}
     with writing(engine) as conn:
         if interrupted:
             conn.execute(
                 update(_delivery)
-                .where(
-                    _delivery.c.id.in_(list(interrupted)),
-                    _delivery.c.lease_owner == owner,
-                    _delivery.c.status == DeliveryStatus.SENDING.value,
-                )
+                .where(mine, _delivery.c.id.in_(list(interrupted)))
                 .values(
                     status=DeliveryStatus.DEFERRED.value,
-                    lease_owner=None,
-                    lease_until=None,
-                    next_attempt_at=now,
                     interrupted=_delivery.c.interrupted + 1,
+                    **freed,
                 )
             )
         conn.execute(
             update(_delivery)
-            .where(
-                _delivery.c.campaign_id == campaign_id,
-                _delivery.c.lease_owner == owner,
-                _delivery.c.status == DeliveryStatus.SENDING.value,
-            )
-            .values(
-                status=DeliveryStatus.PENDING.value,
-                lease_owner=None,
-                lease_until=None,
-                attempts=_delivery.c.attempts - 1,
-                next_attempt_at=now,
-            )
+            .where(mine)
+            .values(status=DeliveryStatus.PENDING.value, attempts=_delivery.c.attempts - 1, **freed)
         )
 
 
