@@ -113,7 +113,8 @@ def test_daemon_picks_up_sends_stops_resumes_and_refuses_changes(herald, tmp_pat
             held = _settled(mailbox)  # the messages in flight at the pause land
             assert held - at_pause <= 8  # at most one per connection (--concurrency 8)
             time.sleep(1.5)
-            assert len(mailbox.messages) == held  # nothing new while paused
+            late = [(m["Date"], m["Message-ID"]) for m in mailbox.messages[held:]]
+            assert not late, f"sent while paused: {late}\n{daemon.output()}"
             states = {c["id"]: c["state"] for c in _status_json(herald)["campaigns"]}
             assert states[CAMPAIGN] == "paused"
 
