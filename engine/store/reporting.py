@@ -23,15 +23,17 @@ def coverage_rows(
 ) -> dict[str, Any]:
     """Per-user outcomes rolled up overall, by country and by locale."""
 
-    def rollup(key: str) -> str:
+    def rollup(key: str | None) -> str:
+        """Per-user rows summed by `key`, or over everyone when it is None."""
+        group = f"GROUP BY {key} ORDER BY {key}" if key else ""
         return f"""
-            SELECT {key} AS key, COUNT(*) AS targeted, SUM(notified) AS notified,
+            SELECT {key or "'all'"} AS key, COUNT(*) AS targeted, SUM(notified) AS notified,
                    SUM(CASE WHEN notified = 0 AND final = 1 THEN 1 ELSE 0 END) AS failed,
                    SUM(CASE WHEN notified = 0 AND final = 0 THEN 1 ELSE 0 END) AS pending,
                    SUM(fell_back) AS fell_back,
                    SUM(CASE WHEN first_notified < :deadline THEN 1 ELSE 0 END) AS before_deadline,
                    SUM(CASE WHEN first_notified < :effective THEN 1 ELSE 0 END) AS before_effective
-            FROM ({_PER_USER}) AS per_user GROUP BY {key} ORDER BY {key}"""
+            FROM ({_PER_USER}) AS per_user {group}"""
 
     params = {"c": campaign_id, "deadline": deadline, "effective": effective}
     with engine.connect() as conn:
@@ -42,7 +44,7 @@ def coverage_rows(
                 for r in conn.execute(text(sql), params).mappings()
             ]
 
-        total = rows(rollup("'all'"))
+        total = rows(rollup(None))
         channel_status = conn.execute(
             text(
                 "SELECT channel, status, COUNT(*) FROM delivery WHERE campaign_id = :c "
