@@ -1,6 +1,9 @@
 """Shared fixtures: a scratch copy of the shipped project that a test may break."""
 
+import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,10 +73,30 @@ class Herald:
 
 
 @pytest.fixture
-def herald(project: ScratchProject, monkeypatch: pytest.MonkeyPatch) -> Herald:
+def database_url(project: ScratchProject) -> Iterator[str]:
+    """A fresh database: a SQLite file, or with HERALD_TEST_POSTGRES (a server URL) a new
+    PostgreSQL database, dropped afterwards."""
+    server = os.environ.get("HERALD_TEST_POSTGRES")
+    if not server:
+        yield f"sqlite:///{project.root / 'var' / 'herald.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    name = f"herald_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield server.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def herald(project: ScratchProject, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Herald:
     monkeypatch.chdir(project.root)
     env = {
-        "HERALD_DB": f"sqlite:///{project.root / 'var' / 'herald.db'}",
+        "HERALD_DB": database_url,
         "HERALD_VAR": str(project.root / "var"),
         "HERALD_SECRET": "test-secret-0123456789abcdef",
     }
