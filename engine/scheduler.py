@@ -2,6 +2,7 @@
 
     scan (every few seconds)  campaign files ▶ validate ▶ scheduled, or refused
     start (a date job each)   at schedule.start: plan, with the same planner as `herald plan`
+    audience (every few s)    plan started campaigns again when users were imported
     tick (every second)       start a dispatcher where work is due, stop it when paused
     heartbeat, checkpoint     liveness for `herald status`; signed chain heads on disk
 
@@ -34,7 +35,7 @@ from engine.config import Settings
 from engine.dispatch import Dispatcher, SendOptions
 from engine.errors import CampaignError, EngineError
 from engine.logs import fields
-from engine.planning import plan_campaign
+from engine.planning import PlanResult, plan_campaign
 from engine.specs import changes, restore, spec_files, spec_hash
 from engine.status import HEARTBEAT_SECONDS, campaign_status
 from engine.statuses import FINAL
@@ -42,6 +43,7 @@ from engine.store import campaigns as campaign_store
 from engine.store import daemons, deliveries
 from engine.store.events import chain_heads
 from engine.store.reporting import status_figures
+from engine.store.users import users_version
 from engine.tokens import Keys
 from engine.validation import validate
 
@@ -81,6 +83,7 @@ class _Memory:
     dispatchers: dict[str, Dispatcher] = field(default_factory=dict)
     backoff: dict[str, float] = field(default_factory=dict)  # campaign -> not before
     noted: dict[str, str] = field(default_factory=dict)  # campaign -> last state logged
+    audience: dict[str, tuple[int, float]] = field(default_factory=dict)  # users last planned
 
 
 class Daemon:
@@ -112,6 +115,7 @@ class Daemon:
         now = dt.datetime.now(dt.UTC)
         for job, seconds in (
             (self._scan, o.scan_s),
+            (self._audience, o.scan_s),
             (self._tick, o.tick_s),
             (self._summaries, o.summary_s),
             (self._beat, HEARTBEAT_SECONDS),
@@ -275,11 +279,14 @@ class Daemon:
         if c.id in self.memory.planning:
             return self.memory.planning[c.id]
         log.info("planning", extra=fields(campaign=c.id))
-        task = asyncio.create_task(
-            asyncio.to_thread(
-                plan_campaign, self.engine, loaded, self.keys, None, self.halt_planning.is_set
+
+        def plan() -> tuple[tuple[int, float], PlanResult]:
+            version = users_version(self.engine)  # read first: later changes plan again
+            return version, plan_campaign(
+                self.engine, loaded, self.keys, None, self.halt_planning.is_set
             )
-        )
+
+        task = asyncio.create_task(asyncio.to_thread(plan))
         self.memory.planning[c.id] = task
 
         def done(task: asyncio.Task[Any]) -> None:
@@ -290,10 +297,11 @@ class Daemon:
                 log.error(
                     "planning failed", extra=fields(campaign=c.id, error=str(task.exception()))
                 )
-            elif task.result().stopped:
+            elif task.result()[1].stopped:
                 log.info("planning interrupted", extra=fields(campaign=c.id))
             else:
-                result = task.result()
+                version, result = task.result()
+                self.memory.audience[c.id] = version
                 log.info(
                     "planned",
                     extra=fields(
@@ -303,6 +311,25 @@ class Daemon:
 
         task.add_done_callback(done)
         return task
+
+    async def _audience(self) -> None:
+        """Plan started campaigns again when the user table changed (planning is
+        idempotent), so that users imported after the start are told too."""
+        version = await asyncio.to_thread(users_version, self.engine)
+        for row in await asyncio.to_thread(campaign_store.all_campaigns, self.engine):
+            campaign_id = row["id"]
+            if (
+                row["planned_at"] is None
+                or row["state"] != "planned"
+                or row["paused"]
+                or campaign_id in self.memory.planning
+                or self.memory.audience.get(campaign_id) == version
+                or self.stopping.is_set()
+            ):
+                continue
+            loaded = await self._stored(campaign_id, row["spec_hash"])
+            if loaded:
+                self._plan(loaded)
 
     # -- tick: dispatch ---------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from tests.conftest import ROOT
 from tests.daemon import DaemonProcess, until
 from tests.smtp import Mailbox, serve
 
@@ -120,6 +121,20 @@ def test_daemon_picks_up_sends_stops_resumes_and_refuses_changes(herald, tmp_pat
 
             assert herald("resume", CAMPAIGN).exit_code == 0
             daemon.wait_log("done", campaign=CAMPAIGN, timeout=60)
+            before = {c["id"]: c for c in _status_json(herald)["campaigns"]}[CAMPAIGN]
+
+            # Users imported after the start are planned and told too (5 of them match).
+            assert herald("users", "import", str(ROOT / "tests" / "users.csv")).exit_code == 0
+
+            def told(address: str = "anna@example.com") -> bool:
+                return any(m["To"].addresses[0].addr_spec == address for m in mailbox.messages)
+
+            def caught_up(want: tuple[int, str] = (before["targeted"] + 5, "done")) -> bool:
+                c = {c["id"]: c for c in _status_json(herald)["campaigns"]}[CAMPAIGN]
+                return (c["targeted"], c["state"]) == want
+
+            until(told, 30, daemon.output)
+            until(caught_up, 30, daemon.output)
             status = _status_json(herald)
             assert daemon.stop() == 0
 

@@ -146,3 +146,10 @@ def iter_users(
 ) -> Iterator[list[dict[str, Any]]]:
     """Users of `countries` in id order, a batch at a time (keyset pagination)."""
     yield from pages(engine, _user, _user.c.country.in_(sorted(countries)), _user.c.id, batch)
+
+
+def users_version(engine: Engine) -> tuple[int, float]:
+    """Changes whenever users are added or updated: (count, latest updated_at)."""
+    with engine.connect() as conn:
+        count, latest = conn.execute(text('SELECT COUNT(*), MAX(updated_at) FROM "user"')).one()
+    return int(count), float(latest or 0.0)
