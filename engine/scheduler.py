@@ -27,16 +27,17 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
-from engine.campaigns import LoadedCampaign, load_campaign
+from engine.campaignfiles import CampaignFiles
+from engine.campaigns import LoadedCampaign
 from engine.channels import build_transports
 from engine.channels.base import Transport
 from engine.checkpoints import Signer, write_checkpoints
 from engine.config import Settings
 from engine.dispatch import Dispatcher, SendOptions
-from engine.errors import CampaignError, EngineError
+from engine.errors import EngineError
 from engine.logs import fields
 from engine.planning import PlanResult, plan_campaign
-from engine.specs import changes, restore, spec_files, spec_hash
+from engine.specs import restore, spec_hash
 from engine.status import HEARTBEAT_SECONDS, campaign_status
 from engine.statuses import FINAL
 from engine.store import campaigns as campaign_store
@@ -45,7 +46,6 @@ from engine.store.events import chain_heads
 from engine.store.reporting import status_figures
 from engine.store.users import users_version
 from engine.tokens import Keys
-from engine.validation import validate
 
 log = logging.getLogger("herald.daemon")
 
@@ -68,16 +68,7 @@ class _Running:
 
 
 @dataclass
-class _Seen:
-    """What the scan last made of one campaign file, so unchanged files cost nothing."""
-
-    digest: str  # spec hash, or a hash of the refusal
-    loaded: LoadedCampaign | None = None
-
-
-@dataclass
 class _Memory:
-    seen: dict[Path, _Seen] = field(default_factory=dict)
     running: dict[str, _Running] = field(default_factory=dict)
     planning: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     dispatchers: dict[str, Dispatcher] = field(default_factory=dict)
@@ -98,6 +89,9 @@ class Daemon:
         self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
         self.stopping = asyncio.Event()
         self.halt_planning = threading.Event()
+        self.files = CampaignFiles(
+            engine, options.campaigns, self._schedule_start, self._unschedule
+        )
 
     async def run(self) -> None:
         """Until SIGTERM or SIGINT: then stop claiming, let messages in flight finish
@@ -164,73 +158,10 @@ class Daemon:
         await asyncio.to_thread(daemons.stopped, self.engine, self.id, time.time())
         log.info("stopped", extra=fields(daemon=self.id))
 
-    # -- scan: campaign files -------------------------------------------------------
+    # -- campaign files: start jobs -----------------------------------------------------
 
-    async def _scan(self) -> None:
-        folder = self.options.campaigns
-        paths = sorted(p for p in folder.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
-        for path in paths:
-            if self.stopping.is_set():
-                return
-            await self._look_at(path)
-        for path in set(self.memory.seen) - set(paths):
-            seen = self.memory.seen.pop(path)
-            if seen.loaded:  # not started (a started campaign runs on from its stored files)
-                self._unschedule(seen.loaded.campaign.id, "its file was removed")
-                await asyncio.to_thread(
-                    campaign_store.refuse,
-                    self.engine,
-                    seen.loaded.campaign.id,
-                    f"{path} was removed",
-                    time.time(),
-                )
-
-    async def _look_at(self, path: Path) -> None:
-        campaign_id = path.stem
-        try:
-            loaded = await asyncio.to_thread(load_campaign, path)
-            files = await asyncio.to_thread(spec_files, loaded)
-        except CampaignError as exc:
-            await self._refuse(path, campaign_id, [str(p) for p in exc.problems])
-            return
-        except OSError as exc:
-            await self._refuse(path, campaign_id, [f"{path}: {exc}"])
-            return
-        digest = spec_hash(files)
-        seen = self.memory.seen.get(path)
-        if seen and seen.digest == digest:
-            return
-        row = await asyncio.to_thread(campaign_store.get, self.engine, campaign_id)
-        if row is not None and row["planned_at"] is not None:
-            self.memory.seen[path] = _Seen(digest)
-            if digest != row["spec_hash"]:
-                stored = await asyncio.to_thread(
-                    campaign_store.stored_hashes, self.engine, campaign_id
-                )
-                what = "; ".join(changes(stored, files)[:10])
-                problem = (
-                    f"{path} changed after the campaign started ({what}); refused: the "
-                    "running spec goes on. Launch a corrected campaign under a new id."
-                )
-                log.warning("refused change", extra=fields(campaign=campaign_id, changes=what))
-                await asyncio.to_thread(
-                    campaign_store.refuse, self.engine, campaign_id, problem, time.time()
-                )
-            return
-        report = await asyncio.to_thread(validate, path)
-        if report.errors:
-            await self._refuse(path, campaign_id, [str(p) for p in report.errors])
-            return
-        for warning in report.warnings:
-            log.warning(str(warning), extra=fields(campaign=campaign_id))
-        self.memory.seen[path] = _Seen(digest, loaded)
+    def _schedule_start(self, loaded: LoadedCampaign, digest: str) -> None:
         c = loaded.campaign
-        scheduled = await asyncio.to_thread(
-            campaign_store.schedule, self.engine, c, digest, time.time()
-        )
-        if not scheduled:  # another daemon started it meanwhile; the next scan sees that
-            self.memory.seen.pop(path, None)
-            return
         self.scheduler.add_job(
             _logged(self._start),
             "date",
@@ -242,22 +173,6 @@ class Daemon:
         )
         when = c.schedule.start.isoformat()
         log.info("scheduled", extra=fields(campaign=c.id, start=when, spec=digest[:12]))
-
-    async def _refuse(self, path: Path, campaign_id: str, problems: list[str]) -> None:
-        digest = "refused:" + "\n".join(problems)
-        seen = self.memory.seen.get(path)
-        if seen and seen.digest == digest:
-            return
-        if seen and seen.loaded:
-            self._unschedule(campaign_id, "its file no longer validates")
-        self.memory.seen[path] = _Seen(digest)
-        log.error(
-            "refused campaign file",
-            extra=fields(campaign=campaign_id, file=str(path), problems=problems),
-        )
-        await asyncio.to_thread(
-            campaign_store.refuse, self.engine, campaign_id, "\n".join(problems), time.time()
-        )
 
     def _unschedule(self, campaign_id: str, why: str) -> None:
         if self.scheduler.get_job(f"start:{campaign_id}"):
@@ -311,6 +226,9 @@ class Daemon:
 
         task.add_done_callback(done)
         return task
+
+    async def _scan(self) -> None:
+        await self.files.scan(self.stopping)
 
     async def _audience(self) -> None:
         """Plan started campaigns again when the user table changed (planning is
