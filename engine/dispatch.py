@@ -87,7 +87,7 @@ class Dispatcher:
         self.rng = random.Random()
         self._inflight = 0  # claimed by this worker and not yet recorded
         self._at_transport: set[int] = set()  # handed to a transport, no answer yet
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herald-db")  # per run
+        self._db: ThreadPoolExecutor  # database calls, one thread; made by each run()
 
     def _slots(self, channel: Channel) -> Callable[[int, float], Awaitable[float]]:
         async def reserve(count: int, interval: float) -> float:
@@ -295,8 +295,9 @@ class Dispatcher:
             return self._failure(row, prepared, None)
         message, outgoing = prepared
         await self.limiters[outgoing.channel].acquire()
-        allowed = self._allowed(row, self.clock())
-        if allowed > self.clock():  # the window closed while it waited: not an attempt
+        now = self.clock()
+        allowed = self._allowed(row, now)
+        if allowed > now:  # the window closed while it waited: not an attempt
             return self._reschedule(row, allowed)
         self._at_transport.add(row["id"])
         try:

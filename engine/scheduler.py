@@ -75,6 +75,8 @@ class _Memory:
     backoff: dict[str, float] = field(default_factory=dict)  # campaign -> not before
     noted: dict[str, str] = field(default_factory=dict)  # campaign -> last state logged
     audience: dict[str, tuple[int, float]] = field(default_factory=dict)  # users last planned
+    specs: dict[str, LoadedCampaign] = field(default_factory=dict)  # started, restored
+    at_risk: set[str] = field(default_factory=set)  # warned, and not on track since
 
 
 class Daemon:
@@ -313,18 +315,23 @@ class Daemon:
             log.info("done", extra=fields(campaign=campaign_id, **counts))
 
     async def _stored(self, campaign_id: str, digest: str) -> LoadedCampaign | None:
-        """The campaign as it started, from the files stored with it."""
+        """The campaign as it started, from the files stored with it (read once: a
+        started campaign's spec never changes)."""
+        if campaign_id in self.memory.specs:
+            return self.memory.specs[campaign_id]
         files = await asyncio.to_thread(campaign_store.stored_files, self.engine, campaign_id)
         folder = self.settings.var / "specs" / f"{campaign_id}-{digest[:16]}"
         try:
-            return await asyncio.to_thread(restore, campaign_id, files, folder)
-        except (EngineError, OSError, StopIteration) as exc:
+            loaded = await asyncio.to_thread(restore, campaign_id, files, folder)
+        except (EngineError, OSError) as exc:
             self.memory.backoff[campaign_id] = time.time() + 60
             log.error(
                 "cannot restore the started spec",
                 extra=fields(campaign=campaign_id, error=str(exc)),
             )
             return None
+        self.memory.specs[campaign_id] = loaded
+        return loaded
 
     def _note(self, campaign_id: str, state: str) -> None:
         """Log a campaign's pause or resumption once, when this daemon first sees it."""
@@ -348,7 +355,10 @@ class Daemon:
                 "progress",
                 extra=fields(campaign=campaign_id, rate=status["rate_per_second"], **line),
             )
-            if status["outlook"] == "at risk":
+            if status["outlook"] != "at risk":
+                self.memory.at_risk.discard(campaign_id)
+            elif campaign_id not in self.memory.at_risk:  # once, until it is on track again
+                self.memory.at_risk.add(campaign_id)
                 log.warning(
                     "at risk: projected completion is after the deadline",
                     extra=fields(

@@ -62,8 +62,11 @@ def restore(campaign_id: str, files: Sequence[SpecFile], folder: Path) -> Loaded
     """Write the stored files under `folder` (once) and load the campaign from there."""
     names = {f"{campaign_id}.yaml", f"{campaign_id}.yml"}
     campaign_file = next(
-        f.path for f in files if f.path.rpartition("/")[2] in names and f.path.count("/") <= 1
+        (f.path for f in files if f.path.rpartition("/")[2] in names and f.path.count("/") <= 1),
+        None,
     )
+    if campaign_file is None:
+        raise FileNotFoundError(f"no {campaign_id}.yaml among the files stored with the campaign")
     marker = folder / ".complete"
     if not marker.exists():
         for file in files:

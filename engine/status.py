@@ -1,7 +1,7 @@
 """What `herald status` shows: each campaign's state, progress and outlook. Pure.
 
 Built from the campaign row, delivery counts and the recent send rate, all read by
-store.reporting.status_rows(); nothing here reads the clock or the database.
+store.reporting.status_figures(); nothing here reads the clock or the database.
 """
 
 import datetime as dt
