@@ -27,6 +27,8 @@ TEMPLATE_FILES = {
     Channel.EMAIL: ("email_subject.txt", "email.html", "email.txt"),
     Channel.INAPP: ("inapp_title.txt", "inapp_body.txt"),
 }
+OBJECTION_PAGE_FILES = ("summary.html", "confirmed.html")  # parts of the objection pages
+PAGES = "pages"  # templates/pages/: the objection service's pages, shared by all campaigns
 
 
 class _Spec(BaseModel):
@@ -57,6 +59,11 @@ class Locales(_Spec):
 class Objection(_Spec):
     url: str = Field(description="Must contain {token}.")
     token_ttl_days: int | None = Field(None, ge=1, description="Default: tokens never expire.")
+    template: Slug = Field(
+        description="Folder under templates/ with the objection page's summary and "
+        "confirmation (summary.html, confirmed.html) and the confirmation message "
+        "sent after an objection (the same files as a notice's template)."
+    )
 
 
 class Sender(_Spec):
@@ -314,6 +321,16 @@ def _cross_checks(c: Campaign, located: LocatedYaml, project: Project) -> list[P
                         ("template",),
                         f"{template_dir / name} is missing; the {channel.value} channel needs it",
                     )
+    objection_dir = project.templates / c.objection.template
+    if not objection_dir.is_dir():
+        problem(("objection", "template"), f"template folder {objection_dir} does not exist")
+    else:
+        needed = [*OBJECTION_PAGE_FILES, *TEMPLATE_FILES[Channel.INAPP]]
+        if Channel.EMAIL in (*c.channels, c.fallback):
+            needed += TEMPLATE_FILES[Channel.EMAIL]
+        for name in needed:
+            if not (objection_dir / name).is_file():
+                problem(("objection", "template"), f"{objection_dir / name} is missing")
     if c.locales.glossary and not (project.locales / c.locales.glossary).is_file():
         problem(
             ("locales", "glossary"),

@@ -6,6 +6,9 @@ HERALD_SECRET    signing key for objection links, Message-IDs and keyed hashes; 
                  key file generated once under HERALD_VAR with 0600 permissions
 HERALD_SIGNING_KEY  Ed25519 private key (PEM, 0600) that signs chain checkpoints; default
                  var/signing.pem, generated on first use. Keep a copy off this machine.
+HERALD_API_KEY   the key an app presents to read the in-app feed (X-API-Key); more keys,
+                 each limited to some campaigns, in HERALD_API_KEYS (YAML, 0600; default
+                 var/api-keys.yaml)
 HERALD_VAR       where runtime state lives (default ./var): database, outbox, key files,
                  checkpoints, the files of started campaigns
 """
@@ -29,6 +32,8 @@ class Settings:
     smtp_url: str | None
     secret: bytes
     signing_key: Path
+    api_key: str | None = None
+    api_keys: Path = Path("var/api-keys.yaml")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -42,7 +47,9 @@ class Settings:
         else:
             secret = load_or_create_key(var / SECRET_FILE)
         signing_key = Path(environ.get("HERALD_SIGNING_KEY") or var / "signing.pem")
-        return cls(var, db_url, smtp_url, secret, signing_key)
+        api_key = environ.get("HERALD_API_KEY") or None
+        api_keys = Path(environ.get("HERALD_API_KEYS") or var / "api-keys.yaml")
+        return cls(var, db_url, smtp_url, secret, signing_key, api_key, api_keys)
 
     @property
     def outbox(self) -> Path:

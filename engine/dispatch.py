@@ -36,8 +36,9 @@ from engine.store import campaigns as campaign_store
 from engine.store import deliveries, rates
 from engine.store.deliveries import Fallback, Result
 from engine.store.events import iso
+from engine.store.objections import CONFIRMATION, objections_of
 from engine.tokens import Keys
-from engine.windows import SendTimes
+from engine.windows import SendTimes, local_date
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,6 +77,9 @@ class Dispatcher:
         self.options, self.clock = options, clock
         self.owner = deliveries.worker_id()
         self.renderer = Renderer(loaded.project.templates, Catalogs(loaded.project.locales))
+        self.confirmations = Renderer(
+            loaded.project.templates, Catalogs.objection(loaded.project.locales)
+        )
         self.retry = RetryPolicy(c.delivery.retry_base_seconds, c.delivery.max_attempts)
         self.times = SendTimes(c.schedule.send_window)
         self.limiters = {
@@ -179,9 +183,16 @@ class Dispatcher:
             users = await self._in_db(
                 deliveries.users_by_id, self.engine, [row["user_id"] for row in batch]
             )
+            confirming = [r["user_id"] for r in batch if r["message"] == CONFIRMATION]
+            objected = (
+                await self._in_db(objections_of, self.engine, confirming, c.policy.purpose)
+                if confirming
+                else {}
+            )
             for i, row in enumerate(batch):
                 user = users.get(row["user_id"])
                 row["timezone"] = user["timezone"] if user else None
+                row["objected_at"] = objected.get(row["user_id"])
                 await queue.put((row, self._prepare(row, user)))
                 if i % 32 == 31:
                     await asyncio.sleep(0)  # let senders run between renders
@@ -245,7 +256,21 @@ class Dispatcher:
         token = self.keys.token(row["token_id"], timed=c.objection.token_ttl_days is not None)
         url = c.objection.url.format(token=token)
         choice = LocaleChoice(row["locale"], LocaleSource(row["locale_source"]), row["fell_back"])
-        message = self.renderer.render(c, user, channel, objection_url=url, locale=choice)
+        if row["message"] == CONFIRMATION:
+            if row["objected_at"] is None:
+                return PermanentDeliveryError("no objection on record to confirm")
+            objected = local_date(row["objected_at"], user.timezone, user.country)
+            message = self.confirmations.render_full(
+                c,
+                user,
+                channel,
+                objection_url=url,
+                locale=choice,
+                template=c.objection.template,
+                extra={"objection": {"at": objected}},
+            )
+        else:
+            message = self.renderer.render(c, user, channel, objection_url=url, locale=choice)
         message_id = self.keys.message_id(c.id, row["id"], self.domain)
         if channel is Channel.INAPP:
             notification = {
@@ -309,7 +334,10 @@ class Dispatcher:
         return self._success(row, message, outgoing, receipt)
 
     def _allowed(self, row: dict[str, Any], at: float) -> float:
-        """The first instant from `at` inside the recipient's send window."""
+        """The first instant from `at` inside the recipient's send window. A confirmation
+        answers the user's own request: it goes at once."""
+        if row["message"] == CONFIRMATION:
+            return at
         return self.times.next_allowed(at, Channel(row["channel"]), row["timezone"], row["country"])
 
     def _reschedule(self, row: dict[str, Any], at: float) -> Result:
@@ -330,6 +358,7 @@ class Dispatcher:
                 "locale": row["locale"],
                 "locale_source": row["locale_source"],
                 "fell_back": row["fell_back"],
+                **({"message": row["message"]} if row["message"] == CONFIRMATION else {}),
                 **data,
             },
         }

@@ -1,6 +1,8 @@
 """Catalogs and locales: .po files read directly, the locale choice, Babel formatting.
 
-Reads locales/<locale>/LC_MESSAGES/messages.po once per locale; otherwise pure. No .mo
+Reads locales/<locale>/LC_MESSAGES/<domain>.po once per locale; otherwise pure. Two
+domains: `messages` (the notices) and `objection` (the objection pages and the
+confirmations, which fall back to `messages` for the shared layouts). No .mo
 files are needed: each catalog is compiled in memory, so "forgot to compile" cannot
 happen.
 """
@@ -44,12 +46,15 @@ def normalize_locale(value: str) -> str | None:
 
 
 class Catalogs:
-    """The catalogs under one locales/ folder."""
+    """The catalogs of one domain under one locales/ folder; `fallback` answers the
+    messages this domain does not hold."""
 
-    def __init__(self, locales_dir: Path) -> None:
-        self.dir = locales_dir
+    def __init__(
+        self, locales_dir: Path, domain: str = "messages", fallback: "Catalogs | None" = None
+    ) -> None:
+        self.dir, self.domain, self.fallback = locales_dir, domain, fallback
         found = (
-            {p.parent.parent.name for p in locales_dir.glob("*/LC_MESSAGES/messages.po")}
+            {p.parent.parent.name for p in locales_dir.glob(f"*/LC_MESSAGES/{domain}.po")}
             if locales_dir.is_dir()
             else set()
         )
@@ -57,8 +62,12 @@ class Catalogs:
         self._catalogs: dict[str, Catalog] = {}
         self._translations: dict[str, NullTranslations] = {}
 
+    @classmethod
+    def objection(cls, locales_dir: Path) -> "Catalogs":
+        return cls(locales_dir, "objection", fallback=cls(locales_dir))
+
     def po_path(self, locale: str) -> Path:
-        return self.dir / locale / "LC_MESSAGES" / "messages.po"
+        return self.dir / locale / "LC_MESSAGES" / f"{self.domain}.po"
 
     def catalog(self, locale: str) -> Catalog:
         """The parsed .po of `locale`. Raises PoFileError, OSError."""
@@ -95,6 +104,8 @@ class Catalogs:
                 write_mo(buffer, self.catalog(locale), use_fuzzy=False)
                 buffer.seek(0)
                 self._translations[locale] = Translations(fp=buffer)
+            if self.fallback is not None and locale in self.fallback.available:
+                self._translations[locale].add_fallback(self.fallback.translations(locale))
         return self._translations[locale]
 
     def choose(

@@ -122,11 +122,14 @@ class Renderer:
         *,
         objection_url: str,
         locale: LocaleChoice,
+        template: str | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> RenderedMessage:
-        """Render every template for this one user (the slow, always-correct path)."""
+        """Render every template for this one user (the slow, always-correct path):
+        `campaign.template`'s, or `template`'s with `extra` variables (a confirmation)."""
         lang = locale.locale
-        context = build_context(campaign, user, lang, objection_url)
-        names = TemplateSet(campaign.template)
+        context = {**build_context(campaign, user, lang, objection_url), **(extra or {})}
+        names = TemplateSet(template or campaign.template)
         if channel is Channel.EMAIL:
             subject = header_text(self._render(lang, names["email_subject.txt"], context))
             text = self._render(lang, names["email.txt"], context)
@@ -135,6 +138,10 @@ class Renderer:
         title = header_text(self._render(lang, names["inapp_title.txt"], context))
         body = self._render(lang, names["inapp_body.txt"], context)
         return RenderedMessage(user.id, channel, locale, title, _tidy(body))
+
+    def render_page(self, locale: str, name: str, context: Mapping[str, Any]) -> str:
+        """One page (templates/pages/...) in `locale`. Raises TemplateError."""
+        return self._render(locale, name, {**context, "dir": text_direction(locale)})
 
     def user_fields_used(self) -> frozenset[str]:
         """The `user` fields any template names, so variants differ only where output can.

@@ -37,7 +37,7 @@ from engine.dispatch import Dispatcher, SendOptions
 from engine.errors import EngineError
 from engine.logs import fields
 from engine.planning import PlanResult, plan_campaign
-from engine.specs import restore, spec_hash
+from engine.specs import restore, spec_folder, spec_hash
 from engine.status import HEARTBEAT_SECONDS, campaign_status
 from engine.statuses import FINAL
 from engine.store import campaigns as campaign_store
@@ -320,7 +320,7 @@ class Daemon:
         if campaign_id in self.memory.specs:
             return self.memory.specs[campaign_id]
         files = await asyncio.to_thread(campaign_store.stored_files, self.engine, campaign_id)
-        folder = self.settings.var / "specs" / f"{campaign_id}-{digest[:16]}"
+        folder = spec_folder(self.settings.var, campaign_id, digest)
         try:
             loaded = await asyncio.to_thread(restore, campaign_id, files, folder)
         except (EngineError, OSError) as exc:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.campaigns import LoadedCampaign, Project, load_campaign
+from engine.campaigns import PAGES, LoadedCampaign, Project, load_campaign
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +25,15 @@ class SpecFile:
 
 
 def spec_files(loaded: LoadedCampaign) -> list[SpecFile]:
-    """The YAML, the template folder and shared layouts, and every catalog and glossary."""
+    """The YAML, the notice's and the objection's template folders, the shared layouts and
+    pages, and every catalog and glossary."""
     project = loaded.project
     paths = [loaded.path]
     for folder in (
         project.templates / loaded.campaign.template,
+        project.templates / loaded.campaign.objection.template,
         project.templates / "layouts",
+        project.templates / PAGES,
         project.locales,
     ):
         if folder.is_dir():
@@ -56,6 +59,11 @@ def changes(stored: Mapping[str, str], current: Iterable[SpecFile]) -> list[str]
     lines += [f"added {p}" for p in sorted(now.keys() - stored.keys())]
     lines += [f"removed {p}" for p in sorted(stored.keys() - now.keys())]
     return lines
+
+
+def spec_folder(var: Path, campaign_id: str, digest: str) -> Path:
+    """Where a launched campaign's files are restored: one folder per spec."""
+    return var / "specs" / f"{campaign_id}-{digest[:16]}"
 
 
 def restore(campaign_id: str, files: Sequence[SpecFile], folder: Path) -> LoadedCampaign:

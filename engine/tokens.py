@@ -39,6 +39,18 @@ class Keys:
         except (BadSignature, UnicodeDecodeError):
             return None
 
+    def open_token(self, token: str) -> tuple[str, float | None] | None:
+        """(token id, when it was issued if it is a timed token); None if not genuine."""
+        try:
+            return str(self._signer.unsign(token).decode()), None
+        except (BadSignature, UnicodeDecodeError):
+            pass
+        try:
+            value, issued = self._timed.unsign(token, return_timestamp=True)
+        except (BadSignature, UnicodeDecodeError):
+            return None
+        return value.decode(), issued.timestamp()
+
     def message_id(self, campaign_id: str, delivery_id: int, domain: str) -> str:
         """Deterministic per delivery, so a resend after a crash is recognisable."""
         digest = self._mac("message-id", f"{campaign_id}\0{delivery_id}")[:12]

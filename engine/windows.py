@@ -147,6 +147,12 @@ def zone_for(timezone: str | None, fallback: str | None) -> ZoneInfo:
     return ZoneInfo("UTC")
 
 
+def local_date(at: float, timezone: str | None, country: str) -> dt.date:
+    """The calendar date of `at` where the user lives (theirs, else their country's zone)."""
+    zone = zone_for(timezone, region_data().country(country).timezone)
+    return dt.datetime.fromtimestamp(at, zone).date()
+
+
 class SendTimes:
     """A campaign's send window applied to deliveries: when each may reach a transport."""
 

@@ -16,7 +16,9 @@ def test_shipped_campaign_validates_in_every_locale():
     report = validate(ROOT / "campaigns" / f"{SHIPPED}.yaml")
     assert report.errors == []
     assert len(report.locales) == 26
-    assert report.renders == 26 * 2 * 4  # locales x channels x sample users
+    notices = confirmations = 26 * 2 * 4  # locales x channels x sample users
+    pages = 26 * 6  # locales x (objection page, on record, confirmed, again, error, busy)
+    assert report.renders == notices + confirmations + pages
 
 
 def test_missing_template_file_is_caught(project):
@@ -144,17 +146,17 @@ def test_date_not_formatted_for_the_locale_is_caught(project):
 
 def test_unescaped_name_in_html_is_caught(project):
     project.edit(
-        "templates/ai-training-notice/_greeting.html",
+        "templates/layouts/_greeting.html",
         "user.name|bidi",
         "user.name|bidi|safe",
     )
     project.edit(
-        "templates/ai-training-notice/_greeting.html",
+        "templates/layouts/_greeting.html",
         "{% trans name=",
         "{% autoescape false %}{% trans name=",
     )
     project.edit(
-        "templates/ai-training-notice/_greeting.html",
+        "templates/layouts/_greeting.html",
         "{% endtrans %}{% else %}",
         "{% endtrans %}{% endautoescape %}{% else %}",
     )

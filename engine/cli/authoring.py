@@ -11,9 +11,10 @@ from engine.cli.common import app, err, fail, out
 from engine.errors import CampaignError, EngineError
 from engine.i18n import Catalogs
 from engine.models import Channel, LocaleChoice, LocaleSource, User
+from engine.outputscan import SAMPLE_TOKEN
 from engine.preview import LocalePreview, write_preview
 from engine.rendering import Renderer
-from engine.validation import SAMPLE_TOKEN, validate
+from engine.validation import validate
 
 
 @app.command("validate")

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlmodel import SQLModel
 
-from engine.store import tables  # noqa: F401  (registers the tables)
+from engine.store import tables  # declares (registers) the tables
 
 
 def open_database(url: str) -> Engine:
@@ -41,6 +41,7 @@ def open_database(url: str) -> Engine:
         engine = create_engine(url, pool_pre_ping=True)
     SQLModel.metadata.create_all(engine)
     _add_missing_columns(engine)
+    _widen_delivery_key(engine)
     return engine
 
 
@@ -59,14 +60,43 @@ def _add_missing_columns(engine: Engine) -> None:
                 clause = ""
                 if default is not None:
                     value = default.arg  # type: ignore[attr-defined]
-                    clause = " DEFAULT " + str(
-                        value.compile(dialect=engine.dialect)
-                        if hasattr(value, "compile")
-                        else value
-                    )
+                    if isinstance(value, str):
+                        value = "'" + value.replace("'", "''") + "'"
+                    elif hasattr(value, "compile"):
+                        value = value.compile(dialect=engine.dialect)
+                    clause = f" DEFAULT {value}"
                 conn.exec_driver_sql(
                     f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}{clause}'
                 )
+
+
+def _widen_delivery_key(engine: Engine) -> None:
+    """Migrate a database made before confirmations: a user may now have two deliveries
+    per campaign and channel (the notice and the confirmation of their objection)."""
+    old = ["campaign_id", "user_id", "channel"]
+    found = [
+        c for c in inspect(engine).get_unique_constraints("delivery") if c["column_names"] == old
+    ]
+    if not found:
+        return
+    delivery = tables.DeliveryRow.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f'ALTER TABLE delivery DROP CONSTRAINT "{found[0]["name"]}"')
+            conn.exec_driver_sql(
+                "ALTER TABLE delivery ADD UNIQUE (campaign_id, user_id, channel, message)"
+            )
+            return
+        # SQLite cannot drop a constraint: rebuild the table under the new declaration.
+        columns = ", ".join(f'"{c.name}"' for c in delivery.columns)
+        conn.exec_driver_sql("ALTER TABLE delivery RENAME TO delivery_before_migration")
+        for index in delivery.indexes:
+            conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index.name}"')
+        delivery.create(conn)
+        conn.exec_driver_sql(
+            f"INSERT INTO delivery ({columns}) SELECT {columns} FROM delivery_before_migration"
+        )
+        conn.exec_driver_sql("DROP TABLE delivery_before_migration")
 
 
 _NAMED = re.compile(r"(?<!:):(\w+)")

@@ -37,7 +37,7 @@ def insert_planned(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dic
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     statement = (
         dialect.insert(_delivery)
-        .on_conflict_do_nothing(index_elements=["campaign_id", "user_id", "channel"])
+        .on_conflict_do_nothing(index_elements=["campaign_id", "user_id", "channel", "message"])
         .returning(_delivery.c.id, _delivery.c.user_id, _delivery.c.channel)
     )
     inserted = {(r.user_id, r.channel): r.id for r in conn.execute(statement, list(rows))}
@@ -245,6 +245,7 @@ class Fallback:
                     _delivery.c.campaign_id == self.campaign_id,
                     _delivery.c.user_id.in_(sorted(set(user_ids))),
                     _delivery.c.channel.in_(self.channels),
+                    _delivery.c.message == "notice",
                 )
             )
             .mappings()

@@ -80,7 +80,7 @@ class DeliveryRow(SQLModel, table=True):
 
     __tablename__ = "delivery"
     __table_args__ = (
-        UniqueConstraint("campaign_id", "user_id", "channel"),
+        UniqueConstraint("campaign_id", "user_id", "channel", "message"),
         Index("ix_delivery_due", "campaign_id", "status", "next_attempt_at"),
     )
 
@@ -88,6 +88,8 @@ class DeliveryRow(SQLModel, table=True):
     campaign_id: str
     user_id: str
     channel: str
+    message: str = Field(default="notice", sa_column_kwargs={"server_default": "notice"})
+    # 'notice' (the campaign's message) or 'confirmation' (of the user's objection)
     country: str
     locale: str
     locale_source: str
@@ -147,3 +149,21 @@ class InAppNotification(SQLModel, table=True):
     objection_url: str
     created_at: float
     seen_at: float | None = None
+
+
+class ObjectionRow(SQLModel, table=True):
+    """A user's objection to a processing purpose: one per user and purpose, whichever
+    campaign's link carried it. The reason is personal data and stays out of the chain."""
+
+    __tablename__ = "objection"
+    __table_args__ = (UniqueConstraint("user_id", "purpose"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str
+    purpose: str = Field(index=True)
+    campaign_id: str  # whose notice carried the link
+    channel: str  # the notice's channel: email if it reached the user by email, else inapp
+    locale: str  # the language of the page the user objected on
+    reason: str | None = None
+    objected_at: float = Field(index=True)
+    via: str  # 'page' or 'api' (GDPR Art. 21(5), objection by automated means)

@@ -1,0 +1,130 @@
+"""`herald validate` for what follows an objection: the pages and the confirmation. Pure
+but for reading templates.
+
+Renders every page and the confirmation message in every locale of the campaign and
+fails on residue, a missing `lang`, a date not written the locale's way, and anything
+on the objection form that could stand between a user and their objection: a required
+field, a minimum length, any input but the optional reason.
+"""
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from engine.campaigns import Campaign, LoadedCampaign
+from engine.errors import Problem, TemplateError
+from engine.i18n import SOURCE_LOCALE, Catalogs
+from engine.models import Channel, LocaleChoice, LocaleSource, RenderedMessage
+from engine.outputscan import RESIDUE, SAMPLE_TOKEN, SAMPLE_USERS, Date, locator, scan_output
+from engine.pages import Page, busy_page, confirmed_page, error_page, object_page
+from engine.rendering import Renderer
+
+_HURDLE = re.compile(r"\s(required|minlength|pattern)\b", re.IGNORECASE)
+_INPUT = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
+_HIDDEN = re.compile(r"""type\s*=\s*["']?hidden\b""", re.IGNORECASE)
+_CONDITIONAL = re.compile(r"\bif (your|the) objection\b|\bmay continue\b", re.IGNORECASE)
+SAMPLE_CONTACT = "dpo@example.com"
+
+
+def confirmation_channels(c: Campaign) -> tuple[Channel, ...]:
+    """A confirmation goes by email when the notice did, and in-app otherwise."""
+    email = Channel.EMAIL in (*c.channels, c.fallback)
+    return (Channel.EMAIL, Channel.INAPP) if email else (Channel.INAPP,)
+
+
+def check_objection(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, list[Problem]]:
+    """Render the confirmation for every sample user and every page, in every locale of
+    `catalogs`; the problems, each once."""
+    c, templates = loaded.campaign, loaded.project.templates
+    renderer = Renderer(templates, catalogs)
+    locate = locator(catalogs, templates / c.objection.template)
+    objected = Date("the objection date", c.schedule.start.date() + dt.timedelta(days=1))
+    seen: dict[str, Problem] = {}
+    count = 0
+
+    def note(problem: Problem) -> None:
+        seen.setdefault(f"{problem.path}:{problem.line}:{problem.message}", problem)
+
+    locales = sorted(catalogs.available)
+    for locale in locales:
+        choice = LocaleChoice(locale, LocaleSource.USER, False)
+        for channel in confirmation_channels(c):
+            for user in SAMPLE_USERS:
+                try:
+                    message = renderer.render_full(
+                        c,
+                        user,
+                        channel,
+                        objection_url=c.objection.url.format(token=SAMPLE_TOKEN),
+                        locale=choice,
+                        template=c.objection.template,
+                        extra={"objection": {"at": objected.value}},
+                    )
+                except TemplateError as exc:
+                    note(_template_problem(exc, locale))
+                    continue
+                count += 1
+                for problem in scan_output(c, message, user, None, locate, objected):
+                    note(problem)
+                if locale == SOURCE_LOCALE:
+                    for problem in _conditional(c, message):
+                        note(problem)
+        for page in _sample_pages(c, locale, locales, objected.value):
+            try:
+                html = renderer.render_page(locale, page.template, page.context)
+            except TemplateError as exc:
+                note(_template_problem(exc, locale))
+                continue
+            count += 1
+            for problem in scan_page(templates / page.template, html, locale):
+                note(problem)
+    return count, list(seen.values())
+
+
+def _sample_pages(c: Campaign, locale: str, locales: list[str], at: dt.date) -> Iterator[Page]:
+    yield object_page(c, locale, locales, None)
+    yield object_page(c, locale, locales, at)
+    yield confirmed_page(c, locale, locales, at, first=True)
+    yield confirmed_page(c, locale, locales, at, first=False)
+    yield error_page(locale, locales, [SAMPLE_CONTACT])
+    yield busy_page(locale, locales)
+
+
+def scan_page(path: Path, html: str, locale: str) -> Iterator[Problem]:
+    key = f"[{locale}] page"
+    for residue in sorted({m.group(0) for m in RESIDUE.finditer(html)}):
+        yield Problem(path, f"placeholder residue {residue!r}", key=key)
+    if f'lang="{locale.replace("_", "-")}"' not in html:
+        yield Problem(path, f'the page does not declare lang="{locale}"', key=key)
+    form = html[html.find("<form") : html.find("</form>")] if "<form" in html else ""
+    if _HURDLE.search(form):
+        yield Problem(
+            path,
+            "the objection form has a required field or a minimum length: "
+            "an objection needs no reason and no answer",
+            key=key,
+        )
+    for field in _INPUT.findall(form):
+        if not _HIDDEN.search(field):
+            yield Problem(
+                path,
+                f"the objection form asks for more than an optional reason: {field}",
+                key=key,
+            )
+
+
+def _conditional(c: Campaign, message: RenderedMessage) -> Iterator[Problem]:
+    for part in (message.subject, message.text):
+        match = _CONDITIONAL.search(part)
+        if match:
+            yield Problem(
+                Path("templates") / c.objection.template,
+                f"conditional wording {match.group(0)!r} in the confirmation: "
+                "state plainly what will happen",
+                key=f"[{SOURCE_LOCALE}] {message.channel.value}",
+            )
+
+
+def _template_problem(exc: TemplateError, locale: str) -> Problem:
+    return Problem(Path("templates") / exc.template, exc.reason, exc.line, key=f"[{locale}]")

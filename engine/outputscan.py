@@ -1,0 +1,150 @@
+"""Scanning rendered output for what a reader must never see. Pure.
+
+Placeholder residue of any templating style, a name that was not escaped or isolated
+for bidirectional text, a subject on several lines, a missing objection link, and a
+date not written the locale's way. Used by `herald validate` on every sample render.
+"""
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from markupsafe import escape
+
+from engine.campaigns import Campaign
+from engine.catalogcheck import msgstrs
+from engine.errors import Problem
+from engine.i18n import SOURCE_LOCALE, Catalogs, Formatter
+from engine.models import RenderedMessage, User
+from engine.rendering import FSI, PDI, clean_field
+
+SAMPLE_TOKEN = "SAMPLE-TOKEN"
+SAMPLE_USERS = (
+    User("sample-plain", "maria@example.com", "Maria Example", "DE", None),
+    User("sample-no-name", "no-name@example.com", None, "FR", None),
+    User("sample-rtl", "rtl@example.com", "مريم الحسيني", "SE", None),
+    User(
+        "sample-markup",
+        "markup@example.com",
+        '<script>alert(1)</script>\r\nBcc: victim@example.com "Eve"',
+        "NL",
+        None,
+    ),
+)
+_HTML_TAGS = frozenset(
+    "a abbr b bdi bdo blockquote body br caption center code col colgroup dd div dl dt em "
+    "font footer h1 h2 h3 h4 h5 h6 head header hr html i img li link meta ol p pre s small "
+    "span strong style sub sup table tbody td tfoot th thead title tr u ul".split()
+)
+RESIDUE = re.compile(
+    r"\{\{|\}\}|\{%|%\}|\{#|#\}"  # Jinja syntax
+    r"|%\(\w+\)[sdif]?|(?<![\w%])%[sd]\b"  # printf placeholders
+    r"|\{\w+\}|\$\{\w+\}|\[\[?[A-Z_]{3,}\]?\]|%[A-Za-z_]+%"  # brace, shell, merge-tag styles
+    r"|&lt;/?\w+&gt;"  # an escaped <name>
+)
+_URL = re.compile(r"https?://[^\s\"'<>]+")
+_TAG = re.compile(r"<\s*/?\s*([A-Za-z_][\w:-]*)")
+
+
+@dataclass(frozen=True)
+class Date:
+    """A date the output must show, and how problems name it."""
+
+    name: str  # e.g. "the effective date"
+    value: dt.date
+
+
+Locator = Callable[[str, str], tuple[Path, int | None]]
+
+
+def scan_output(
+    c: Campaign,
+    message: RenderedMessage,
+    user: User,
+    url: str | None,
+    locate: Locator | None = None,
+    date: Date | None = None,
+) -> list[Problem]:
+    """What a reader must never see: residue, a missing link or date, injected markup.
+
+    `url` must appear as a link unless it is None; `date` (default: the policy's
+    effective date) must be written in the locale's long form. `locate(token, locale)`
+    finds the file and line a residue token came from.
+    """
+    locale = message.locale.locale
+    key = f"[{locale}] {message.channel.value}"
+    out: list[Problem] = []
+
+    def problem(text: str, token: str | None = None) -> None:
+        path, line = (locate or _nowhere(c))(token or "", locale)
+        out.append(Problem(path, text, line, key=key))
+
+    name = clean_field(user.name) or ""
+    parts = {"subject": message.subject, "text": message.text}
+    if message.html is not None:
+        parts["html"] = message.html
+    for part, content in parts.items():
+        scrubbed = without_name(content, name)
+        residues = {m.group(0) for m in RESIDUE.finditer(scrubbed)}
+        tags = {t.lower() for t in _TAG.findall(scrubbed)}
+        residues |= {f"<{tag}>" for tag in (tags - _HTML_TAGS if part == "html" else tags)}
+        for residue in sorted(residues):
+            token = residue.replace("&lt;", "<").replace("&gt;", ">")
+            problem(f"placeholder residue {residue!r} in the {part}", token)
+        if name and name in content.replace(FSI, "").replace(PDI, ""):
+            isolated = f"<bdi>{escape(name)}</bdi>" if part == "html" else f"{FSI}{name}{PDI}"
+            if content.count(isolated) != content.count(escape(name) if part == "html" else name):
+                problem(
+                    f"the name of sample user {user.id} is not isolated for bidirectional "
+                    f"text in the {part}"
+                )
+    if "<script" in (message.html or "").lower():
+        problem(f"markup from the name of sample user {user.id} reached the HTML unescaped")
+    if "\n" in message.subject or "\r" in message.subject:
+        problem("the subject spans several lines")
+    if url is not None and url not in message.text:
+        problem("the objection link is missing from the text")
+    if url is not None and message.html is not None and f'href="{escape(url)}"' not in message.html:
+        problem("the objection link is missing from the HTML (no <a href> to it)")
+    what = date or Date("the effective date", c.policy.effective_date)
+    long = Formatter(locale).date(what.value, "long")
+    english = Formatter(SOURCE_LOCALE).date(what.value, "long")
+    iso = what.value.isoformat()
+    for part, content in parts.items():
+        if part != "subject" and long not in content:
+            problem(f"{what.name} is not written as {long!r} in the {part}")
+        if english != long and english in content:
+            problem(f"{what.name} is written in English ({english!r}) in the {part}")
+        if iso != long and iso in _URL.sub("", content):
+            problem(f"{what.name} is written as {iso!r}, not as {long!r}, in the {part}")
+    return out
+
+
+def _nowhere(c: Campaign) -> Locator:
+    return lambda token, locale: (Path("templates") / c.template, None)
+
+
+def locator(catalogs: Catalogs, template_dir: Path) -> Locator:
+    """Where a residue token comes from: the locale's catalog first, then the templates."""
+    templates = sorted(p for p in template_dir.rglob("*") if p.is_file())
+
+    def locate(token: str, locale: str) -> tuple[Path, int | None]:
+        if token and catalogs.po_path(locale).exists():
+            for entry in catalogs.catalog(locale):
+                if entry.id and any(token in text for text in msgstrs(entry)):
+                    return catalogs.po_path(locale), entry.lineno
+        for path in templates if token else ():
+            for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+                if token in line:
+                    return path, number
+        return template_dir, None
+
+    return locate
+
+
+def without_name(content: str, name: str) -> str:
+    if not name:
+        return content
+    return content.replace(str(escape(name)), "NAME").replace(name, "NAME")
