@@ -16,7 +16,16 @@ from engine.campaigns import Campaign, LoadedCampaign
 from engine.errors import Problem, TemplateError
 from engine.i18n import SOURCE_LOCALE, Catalogs
 from engine.models import Channel, LocaleChoice, LocaleSource, RenderedMessage
-from engine.outputscan import RESIDUE, SAMPLE_TOKEN, SAMPLE_USERS, Date, locator, scan_output
+from engine.outputscan import (
+    HTML_TAGS,
+    RESIDUE,
+    SAMPLE_TOKEN,
+    SAMPLE_USERS,
+    TAG,
+    Date,
+    locator,
+    scan_output,
+)
 from engine.pages import Page, busy_page, confirmed_page, error_page, object_page
 from engine.rendering import Renderer
 
@@ -25,6 +34,7 @@ _INPUT = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
 _HIDDEN = re.compile(r"""type\s*=\s*["']?hidden\b""", re.IGNORECASE)
 _CONDITIONAL = re.compile(r"\bif (your|the) objection\b|\bmay continue\b", re.IGNORECASE)
 SAMPLE_CONTACT = "dpo@example.com"
+PAGE_TAGS = HTML_TAGS | {"button", "form", "input", "label", "main", "nav", "section", "textarea"}
 
 
 def confirmation_channels(c: Campaign) -> tuple[Channel, ...]:
@@ -93,7 +103,9 @@ def _sample_pages(c: Campaign, locale: str, locales: list[str], at: dt.date) -> 
 
 def scan_page(path: Path, html: str, locale: str) -> Iterator[Problem]:
     key = f"[{locale}] page"
-    for residue in sorted({m.group(0) for m in RESIDUE.finditer(html)}):
+    residues = {m.group(0) for m in RESIDUE.finditer(html)}
+    residues |= {f"<{tag}>" for tag in {t.lower() for t in TAG.findall(html)} - PAGE_TAGS}
+    for residue in sorted(residues):
         yield Problem(path, f"placeholder residue {residue!r}", key=key)
     if f'lang="{locale.replace("_", "-")}"' not in html:
         yield Problem(path, f'the page does not declare lang="{locale}"', key=key)

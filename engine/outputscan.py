@@ -33,7 +33,7 @@ SAMPLE_USERS = (
         None,
     ),
 )
-_HTML_TAGS = frozenset(
+HTML_TAGS = frozenset(
     "a abbr b bdi bdo blockquote body br caption center code col colgroup dd div dl dt em "
     "font footer h1 h2 h3 h4 h5 h6 head header hr html i img li link meta ol p pre s small "
     "span strong style sub sup table tbody td tfoot th thead title tr u ul".split()
@@ -45,7 +45,7 @@ RESIDUE = re.compile(
     r"|&lt;/?\w+&gt;"  # an escaped <name>
 )
 _URL = re.compile(r"https?://[^\s\"'<>]+")
-_TAG = re.compile(r"<\s*/?\s*([A-Za-z_][\w:-]*)")
+TAG = re.compile(r"<\s*/?\s*([A-Za-z_][\w:-]*)")
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,8 @@ def scan_output(
     for part, content in parts.items():
         scrubbed = without_name(content, name)
         residues = {m.group(0) for m in RESIDUE.finditer(scrubbed)}
-        tags = {t.lower() for t in _TAG.findall(scrubbed)}
-        residues |= {f"<{tag}>" for tag in (tags - _HTML_TAGS if part == "html" else tags)}
+        tags = {t.lower() for t in TAG.findall(scrubbed)}
+        residues |= {f"<{tag}>" for tag in (tags - HTML_TAGS if part == "html" else tags)}
         for residue in sorted(residues):
             token = residue.replace("&lt;", "<").replace("&gt;", ">")
             problem(f"placeholder residue {residue!r} in the {part}", token)

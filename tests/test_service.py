@@ -81,7 +81,8 @@ def test_get_shows_the_german_page_and_records_nothing(served):
     assert '<html lang="de" dir="ltr">' in page.text
     assert "Ihr Widerspruchsrecht" in page.text  # the official term (Art. 21 GDPR, de)
     assert "berechtigten Interessen" in page.text
-    assert page.text.count("<button") == 1 and "Ich widerspreche" in page.text
+    assert page.text.count("<button") == 1
+    assert "Ich widerspreche" in page.text
     assert '<label for="reason">Grund (optional)</label>' in page.text
     assert not re.search(r"\b(required|minlength)\b", page.text)
     for _ in range(3):  # link scanners prefetch
@@ -107,7 +108,8 @@ def test_post_records_once_and_confirms_plainly(served):
     assert served.count("delivery", "message = 'confirmation'") == 1
     assert served.scalar("SELECT reason FROM objection") is None  # the first post is the record
     page = served.http.get(url)
-    assert "Ihr Widerspruch ist erfasst" in page.text and "<form" not in page.text
+    assert "Ihr Widerspruch ist erfasst" in page.text
+    assert "<form" not in page.text
 
 
 def test_the_reason_is_optional_and_any_length(served):
@@ -117,7 +119,8 @@ def test_the_reason_is_optional_and_any_length(served):
         assert response.status_code == 200, user
     assert served.count("objection") == 3
     kept = served.scalar("SELECT reason FROM objection WHERE user_id = 'nl-1'")
-    assert len(kept) == 10_000 and "\r" not in kept  # cut, never refused
+    assert len(kept) == 10_000
+    assert "\r" not in kept
     assert "&lt;b&gt;" not in served.http.get(f"/object/{served.token('nl-1')}").text
 
 
@@ -149,7 +152,8 @@ def test_bad_tokens_get_one_page_and_record_nothing(served):
     french = served.http.get(
         f"/object/{bad[0]}", headers={"Accept-Language": "fr-CH, fr;q=0.9, en;q=0.5"}
     )
-    assert '<html lang="fr"' in french.text and "Ce lien ne fonctionne pas" in french.text
+    assert '<html lang="fr"' in french.text
+    assert "Ce lien ne fonctionne pas" in french.text
 
 
 def test_the_token_reveals_neither_email_nor_id(served):
@@ -158,7 +162,8 @@ def test_the_token_reveals_neither_email_nor_id(served):
     for part in token.split("."):
         decoded += base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
     for secret in (b"de-1", b"anna", b"example.com"):
-        assert secret not in decoded and secret.decode() not in token
+        assert secret not in decoded
+        assert secret.decode() not in token
 
 
 def test_security_headers(served):
@@ -173,20 +178,24 @@ def test_security_headers(served):
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["cache-control"] == "no-store"
         csp = headers["content-security-policy"]
-        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+        assert "default-src 'none'" in csp
+        assert "frame-ancestors 'none'" in csp
         assert "script-src" not in csp
         # nothing from another origin: every src/href is relative
         assert not re.search(r'(src|href)="(https?:)?//', response.text)
     css = served.http.get("/static/herald.css")
-    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert css.status_code == 200
+    assert css.headers["content-type"].startswith("text/css")
 
 
 def test_language_switcher_offers_every_locale_of_the_campaign(served):
     token = served.token("de-1")
     page = served.http.get(f"/object/{token}", params={"lang": "fr"})
-    assert '<html lang="fr"' in page.text and "Votre droit d'opposition" in page.text
+    assert '<html lang="fr"' in page.text
+    assert "Votre droit d'opposition" in page.text
     links = re.findall(r'<a href="\?lang=(\w+)" lang="[\w-]+"', page.text)
-    assert len(links) == 26 and {"de", "en", "fr", "ga", "mt", "is", "nb"} <= set(links)
+    assert len(links) == 26
+    assert {"de", "en", "fr", "ga", "mt", "is", "nb"} <= set(links)
     odd = served.http.get(f"/object/{token}", params={"lang": "xx"})
     assert '<html lang="de"' in odd.text  # unknown: the notice's language
     confirmed = served.http.post(f"/object/{token}", data={"lang": "fr"})
@@ -199,13 +208,15 @@ def test_objection_by_automated_means(served):
     first = served.http.post("/api/objections", json={"token": token})
     assert first.status_code == 201
     body = first.json()
-    assert body["status"] == "recorded" and body["purpose"] == "ai-training"
+    assert body["status"] == "recorded"
+    assert body["purpose"] == "ai-training"
     again = served.http.post("/api/objections", json={"token": token, "reason": "bot"})
     assert again.status_code == 200
     assert again.json()["status"] == "already_recorded"
     assert again.json()["objected_at"] == body["objected_at"]
     bad = served.http.post("/api/objections", json={"token": _tampered(token)})
-    assert bad.status_code == 404 and "detail" in bad.json()
+    assert bad.status_code == 404
+    assert "detail" in bad.json()
     assert served.count("objection") == 1
     assert served.scalar("SELECT via FROM objection") == "api"
     spec = served.http.get("/openapi.json").json()
@@ -219,7 +230,8 @@ def test_posts_are_limited_per_client(sent):
         assert s.http.post(f"/object/{tokens[0]}", data={}).status_code == 200
         assert s.http.post("/api/objections", json={"token": tokens[1]}).status_code == 201
         limited = s.http.post(f"/object/{tokens[2]}", data={})
-        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
         assert "<h1>" in limited.text
         assert s.http.post("/api/objections", json={"token": tokens[2]}).status_code == 429
         assert s.http.get(f"/object/{tokens[2]}").status_code == 200  # reading is not limited
@@ -233,11 +245,13 @@ def test_feed_lists_localized_notices_and_needs_a_key(served):
     headers = {"X-API-Key": API_KEY}
     page = served.http.get(path, headers=headers).json()
     [notice] = page["items"]
-    assert notice["locale"] == "fr" and notice["campaign"] == "ai-training-notice"
+    assert notice["locale"] == "fr"
+    assert notice["campaign"] == "ai-training-notice"
     assert notice["title"] == "Nous modifions la manière dont nous utilisons vos informations"
     assert "droit d'opposition" in notice["body"]
     assert notice["objection_url"].endswith(served.token("fr-1"))
-    assert notice["seen_at"] is None and notice["created_at"].endswith("Z")
+    assert notice["seen_at"] is None
+    assert notice["created_at"].endswith("Z")
     assert page["next_cursor"] is None
 
     served.http.post(f"/object/{served.token('nl-1')}", data={})  # an in-app confirmation
@@ -250,7 +264,8 @@ def test_feed_lists_localized_notices_and_needs_a_key(served):
         params={"limit": 1, "cursor": newest["next_cursor"]},
         headers=headers,
     ).json()
-    assert older["items"][0]["id"] < newest["items"][0]["id"] and older["next_cursor"] is None
+    assert older["items"][0]["id"] < newest["items"][0]["id"]
+    assert older["next_cursor"] is None
     bad = served.http.get(path, params={"cursor": "nonsense"}, headers=headers)
     assert bad.status_code == 400
 
@@ -262,7 +277,8 @@ def test_seen_is_recorded_once(served):
     assert served.http.post(url).status_code == 401
     first = served.http.post(url, headers=headers).json()
     second = served.http.post(url, headers=headers).json()
-    assert first["seen_at"] is not None and second["seen_at"] == first["seen_at"]
+    assert first["seen_at"] is not None
+    assert second["seen_at"] == first["seen_at"]
     assert served.count("event", "kind = 'seen'") == 1
     assert served.http.post("/api/notifications/999999/seen", headers=headers).status_code == 404
     assert served.herald("evidence", "verify", "--db").exit_code == 0
@@ -277,7 +293,8 @@ def test_a_key_reads_only_its_campaigns(sent):
     with serve_campaign(sent) as s:
         headers = {"X-API-Key": "other-key-0123456789abcdef0123456789"}
         page = s.http.get("/api/users/de-1/notifications", headers=headers)
-        assert page.status_code == 200 and page.json()["items"] == []
+        assert page.status_code == 200
+        assert page.json()["items"] == []
         notice_id = s.scalar("SELECT id FROM inapp_notification WHERE user_id = 'de-1'")
         seen = s.http.post(f"/api/notifications/{notice_id}/seen", headers=headers)
         assert seen.status_code == 404
@@ -298,7 +315,8 @@ def test_a_later_campaign_for_the_same_purpose_shows_the_earlier_objection(sent)
     with serve_campaign(sent) as s:
         s.http.post(f"/object/{s.token('de-1')}", data={"lang": "en"})
         page = s.http.get(f"/object/{s.token('de-1', 'ai-training-2025')}", params={"lang": "en"})
-        assert "Your objection is on record" in page.text and "<form" not in page.text
+        assert "Your objection is on record" in page.text
+        assert "<form" not in page.text
         assert re.search(r"You objected on \w+ \d+, \d{4}\.", page.text)
         again = s.http.post(f"/object/{s.token('de-1', 'ai-training-2025')}", data={"lang": "en"})
         assert "Nothing else has changed." in again.text
@@ -317,7 +335,8 @@ def test_the_confirmation_is_sent_by_email_through_the_pipeline(served, smtp_ser
     assert mail["To"].addresses[0].addr_spec == "anna@example.com"
     assert mail["Subject"] == "Wir haben Ihren Widerspruch erfasst"
     text = mail.get_body(("plain",)).get_content()
-    assert "Ab dem" in text and "verwenden wir Ihre Beiträge" in text
+    assert "Ab dem" in text
+    assert "verwenden wir Ihre Beiträge" in text
     assert "falls" not in text.lower()  # no conditional wording
     events = served.count("event", "kind = 'sent' AND data LIKE '%\"message\":\"confirmation\"%'")
     assert events == 1

@@ -32,6 +32,7 @@ from engine.statuses import FINAL
 from engine.store import campaigns as campaign_store
 from engine.store import deliveries, open_database
 from engine.store.campaigns import stored_hashes, stored_spec
+from engine.store.deliveries import first_reached
 from engine.store.events import chain_heads
 from engine.store.reporting import coverage_rows
 from engine.store.users import import_users, insert_users
@@ -360,3 +361,11 @@ def demo_command(
             "sends now, so no notice counts as sent before the deadline"
         )
     print_report(out, _report(engine, loaded))
+    sample = first_reached(engine, loaded.campaign.id)
+    if sample:
+        keys = Keys(settings.secret)
+        step(
+            f"user {sample['user_id']}'s objection page ({sample['locale']}): run `herald serve`, "
+            "then open"
+        )
+        out.print(f"  http://127.0.0.1:8080/object/{keys.token(sample['token_id'])}", markup=False)

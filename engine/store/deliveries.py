@@ -327,3 +327,24 @@ def lease_expiry(engine: Engine, campaign_id: str) -> float | None:
             )
         ).scalar()
     return None if value is None else float(value)
+
+
+def first_reached(engine: Engine, campaign_id: str) -> dict[str, Any] | None:
+    """A user the campaign's notice reached by email (the first by id), for a demo."""
+    with engine.connect() as conn:
+        row = (
+            conn.execute(
+                select(_delivery.c.user_id, _delivery.c.token_id, _delivery.c.locale)
+                .where(
+                    _delivery.c.campaign_id == campaign_id,
+                    _delivery.c.message == "notice",
+                    _delivery.c.channel == "email",
+                    _delivery.c.status == DeliveryStatus.SENT.value,
+                )
+                .order_by(_delivery.c.user_id)
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+    return dict(row) if row else None

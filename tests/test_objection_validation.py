@@ -1,0 +1,83 @@
+"""`validate` guards the objection path: a form that asks for more than nothing, a page or
+confirmation missing a language, the wrong legal term, conditional wording."""
+
+from engine.validation import validate
+
+OBJECT_HTML = "templates/pages/object.html"
+DE_OBJECTION = "locales/de/LC_MESSAGES/objection.po"
+INAPP_BODY = "templates/ai-training-objection/inapp_body.txt"
+
+
+def _errors(project):
+    return validate(project.campaign).errors
+
+
+def test_a_required_reason_is_refused(project):
+    project.edit(OBJECT_HTML, '<textarea id="reason"', '<textarea required id="reason"')
+    problems = _errors(project)
+    assert problems
+    assert all("required field or a minimum length" in p.message for p in problems)
+    assert str(problems[0].path).endswith(OBJECT_HTML)
+
+
+def test_a_minimum_length_is_refused(project):
+    project.edit(OBJECT_HTML, '<textarea id="reason"', '<textarea minlength="100" id="reason"')
+    assert any("minimum length" in p.message for p in _errors(project))
+
+
+def test_a_question_on_the_form_is_refused(project):
+    project.edit(
+        OBJECT_HTML,
+        "<button",
+        '<label for="email">Email</label><input id="email" type="email" name="email">\n<button',
+    )
+    [problem] = {p.message for p in _errors(project)}
+    assert "asks for more than an optional reason" in problem
+    assert 'type="email"' in problem
+
+
+def test_every_language_of_the_notice_needs_the_objection_catalog(project):
+    project.path("locales/fi/LC_MESSAGES/objection.po").unlink()
+    [problem] = _errors(project)
+    assert problem.path == project.path("locales/fi/LC_MESSAGES/objection.po")
+    assert "every language of the notice" in problem.message
+
+
+def test_the_page_must_use_the_official_term_for_the_right_to_object(project):
+    project.edit(DE_OBJECTION, 'msgstr "Ihr Widerspruchsrecht"', 'msgstr "Ihr Einspruchsrecht"')
+    problems = _errors(project)
+    assert any(
+        p.path == project.path(DE_OBJECTION) and "widerspruchsrecht" in p.message.lower()
+        for p in problems
+    ), problems
+
+
+def test_conditional_wording_in_the_confirmation_is_refused(project):
+    project.edit(
+        INAPP_BODY, "From {{ date }}, we", "If your objection is honoured, from {{ date }} we"
+    )
+    project.edit(
+        "campaigns/ai-training-notice.yaml", "require_complete: true", "require_complete: false"
+    )
+    problems = _errors(project)
+    assert any("conditional wording 'If your objection'" in p.message for p in problems)
+
+
+def test_a_placeholder_left_in_a_page_is_caught(project):
+    project.edit(OBJECT_HTML, "</form>", "<p>Hallo <name>,</p>\n</form>")
+    problems = _errors(project)
+    assert any("residue '<name>'" in p.message and "page" in (p.key or "") for p in problems)
+
+
+def test_a_missing_objection_template_folder_names_the_key(project):
+    project.edit(
+        "campaigns/ai-training-notice.yaml",
+        "template: ai-training-objection",
+        "template: ai-training-objections",
+    )
+    [problem] = _errors(project)
+    assert problem.key == "objection.template"
+    assert "does not exist" in problem.message
+    assert problem.line == project.line_of(
+        "campaigns/ai-training-notice.yaml", "template: ai-training-objections"
+    )
