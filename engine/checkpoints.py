@@ -11,7 +11,6 @@ import base64
 import datetime as dt
 import json
 import os
-import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from engine.config import require_private
 from engine.errors import ConfigError
 
 _FIELDS = ("campaign", "seq", "hash", "at", "public_key", "signature")
@@ -57,12 +57,7 @@ class Signer:
                 pass
             finally:
                 tmp.unlink(missing_ok=True)
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigError(
-                f"{path} has permissions {mode:o}; it must be readable by its owner only "
-                f"(chmod 600 {path})"
-            )
+        require_private(path)
         try:
             loaded = ser.load_pem_private_key(path.read_bytes(), password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm):

@@ -60,6 +60,16 @@ class Settings:
         return self.var / "checkpoints"
 
 
+def require_private(path: Path) -> None:
+    """Refuse a secret file that others can read. Raises ConfigError."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path} has permissions {mode:o}; it must be readable by its owner only "
+            f"(chmod 600 {path})"
+        )
+
+
 def load_or_create_key(path: Path) -> bytes:
     """Read the key file, creating it (0600, 32 random bytes) on first use.
 
@@ -74,12 +84,7 @@ def load_or_create_key(path: Path) -> bytes:
         else:
             with os.fdopen(fd, "w") as fp:
                 fp.write(secrets.token_hex(32) + "\n")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigError(
-            f"{path} has permissions {mode:o}; it must be readable by its owner only "
-            f"(chmod 600 {path})"
-        )
+    require_private(path)
     key = path.read_text(encoding="ascii").strip()
     if len(key) < 32:
         raise ConfigError(f"{path} holds no usable key; delete it to generate a new one")

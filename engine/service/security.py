@@ -5,7 +5,6 @@ client limit on posts, and API keys. Pure but for reading the key file.
 import hmac
 import logging
 import re
-import stat
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -15,6 +14,7 @@ from pathlib import Path
 import yaml
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine.config import require_private
 from engine.errors import ConfigError
 from engine.logs import fields
 
@@ -160,12 +160,7 @@ class ApiKeys:
 
 
 def _read_key_file(path: Path) -> list[ApiKey]:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigError(
-            f"{path} has permissions {mode:o}; it must be readable by its owner only "
-            f"(chmod 600 {path})"
-        )
+    require_private(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
