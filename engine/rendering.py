@@ -61,11 +61,27 @@ class TemplateSet:
         return f"{self.name}/{part}"
 
 
+class _CompiledOnce(jinja2.BytecodeCache):
+    """Compiled templates shared by the locales' Environments: translations are looked up
+    when a template runs, so its code is the same in every locale; compile it once."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if bucket.key in self._code:
+            bucket.bytecode_from_string(self._code[bucket.key])
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
 class Renderer:
     """Renders one campaign's templates in any locale the catalogs hold."""
 
     def __init__(self, templates_dir: Path, catalogs: Catalogs) -> None:
         self.templates_dir, self.catalogs = templates_dir, catalogs
+        self._compiled = _CompiledOnce()
         self._envs: dict[str, jinja2.Environment] = {}
         self._skeletons: dict[tuple[Any, ...], Skeleton | None] = {}
         self._fields_used: frozenset[str] | None = None
@@ -175,6 +191,7 @@ class Renderer:
                 autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
                 extensions=["jinja2.ext.i18n"],
                 keep_trailing_newline=True,
+                bytecode_cache=self._compiled,
             )
             env.policies["ext.i18n.trimmed"] = True  # as babel.cfg extracts them
             env.install_gettext_translations(  # type: ignore[attr-defined]  # added by the i18n extension

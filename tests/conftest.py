@@ -37,11 +37,15 @@ class ScratchProject:
         return next(i for i, line in enumerate(lines, 1) if needle in line)
 
 
+def copy_project(root: Path) -> ScratchProject:
+    for folder in ("campaigns", "templates", "locales"):
+        shutil.copytree(ROOT / folder, root / folder)
+    return ScratchProject(root)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> ScratchProject:
-    for folder in ("campaigns", "templates", "locales"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    return ScratchProject(tmp_path)
+    return copy_project(tmp_path)
 
 
 @dataclass
@@ -92,21 +96,26 @@ def database_url(project: ScratchProject) -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture
-def herald(project: ScratchProject, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Herald:
-    monkeypatch.chdir(project.root)
+def scratch_herald(project: ScratchProject, database_url: str | None = None) -> Herald:
+    """`herald` in `project`, with its own database (default: a SQLite file in var/) and
+    key, and a campaign that waits for no rate limit, backoff or office hours
+    (tests/test_schedule.py covers send windows)."""
     env = {
-        "HERALD_DB": database_url,
+        "HERALD_DB": database_url or f"sqlite:///{project.root / 'var' / 'herald.db'}",
         "HERALD_VAR": str(project.root / "var"),
         "HERALD_SECRET": "test-secret-0123456789abcdef",
     }
     h = Herald(project, env)
-    # Tests do not wait for rate limits, real backoff or office hours (tests/test_schedule.py
-    # covers send windows).
     h.set_campaign(SEND_WINDOW, "")
     h.set_campaign("rate_per_second: 200", "rate_per_second: 100000")
     h.set_campaign("retry_base_seconds: 60", "retry_base_seconds: 0.05")
     return h
+
+
+@pytest.fixture
+def herald(project: ScratchProject, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Herald:
+    monkeypatch.chdir(project.root)
+    return scratch_herald(project, database_url)
 
 
 @pytest.fixture

@@ -26,18 +26,19 @@ def free_port() -> int:
 
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
-    """Run `app` with uvicorn in a thread; yields its base URL."""
-    port = free_port()
+    """Run `app` with uvicorn in a thread on a port the OS picks; yields its base URL."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"
+        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="off"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
-        assert time.monotonic() < deadline, "the service did not start"
+        assert thread.is_alive(), "the service stopped while starting"
+        assert time.monotonic() < deadline, "the service did not start within 10 s"
         time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -10,7 +10,7 @@ from contextlib import chdir
 import pytest
 from itsdangerous import Signer
 
-from tests.conftest import ROOT, SEND_WINDOW, SHIPPED, Herald, ScratchProject
+from tests.conftest import SHIPPED, Herald, ScratchProject, copy_project, scratch_herald
 from tests.service import Served, serve_campaign
 
 USERS = """id,email,name,country,locale,timezone
@@ -26,12 +26,10 @@ API_KEY = "feed-key-0123456789abcdef0123456789"
 def sent_once(tmp_path_factory):
     """The shipped campaign planned and sent (outbox) to a German, a French and an
     in-app-only Dutch user; made once, copied for each test."""
-    root = tmp_path_factory.mktemp("sent")
-    for folder in ("campaigns", "templates", "locales"):
-        shutil.copytree(ROOT / folder, root / folder)
+    project = copy_project(tmp_path_factory.mktemp("sent"))
+    root = project.root
     (root / "users.csv").write_text(USERS, encoding="utf-8")
-    herald = Herald(ScratchProject(root), _env(root))
-    herald.set_campaign(SEND_WINDOW, "")
+    herald = scratch_herald(project)
     for command in (("users", "import", "users.csv"), ("plan", SHIPPED), ("send", SHIPPED)):
         with chdir(root):
             assert herald(*command).exit_code == 0, command
