@@ -48,7 +48,7 @@ def check_objection(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, li
     `catalogs`; the problems, each once."""
     c, templates = loaded.campaign, loaded.project.templates
     renderer = Renderer(templates, catalogs)
-    locate = locator(catalogs, templates / c.objection.template)
+    locate = locator(catalogs, templates / c.objection.template, templates / "layouts")
     objected = Date("the objection date", c.schedule.start.date() + dt.timedelta(days=1))
     seen: dict[str, Problem] = {}
     count = 0

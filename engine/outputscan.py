@@ -126,15 +126,21 @@ def _nowhere(c: Campaign) -> Locator:
     return lambda token, locale: (Path("templates") / c.template, None)
 
 
-def locator(catalogs: Catalogs, template_dir: Path) -> Locator:
-    """Where a residue token comes from: the locale's catalog first, then the templates."""
-    templates = sorted(p for p in template_dir.rglob("*") if p.is_file())
+def locator(catalogs: Catalogs, template_dir: Path, *more_dirs: Path) -> Locator:
+    """Where a residue token comes from: the locale's catalogs first (the domain's, then
+    its fallback's), then the templates."""
+    templates = sorted(
+        p for folder in (template_dir, *more_dirs) for p in folder.rglob("*") if p.is_file()
+    )
+    chain = [catalogs, *([catalogs.fallback] if catalogs.fallback else [])]
 
     def locate(token: str, locale: str) -> tuple[Path, int | None]:
-        if token and catalogs.po_path(locale).exists():
-            for entry in catalogs.catalog(locale):
+        for domain in chain if token else ():
+            if not domain.po_path(locale).exists():
+                continue
+            for entry in domain.catalog(locale):
                 if entry.id and any(token in text for text in msgstrs(entry)):
-                    return catalogs.po_path(locale), entry.lineno
+                    return domain.po_path(locale), entry.lineno
         for path in templates if token else ():
             for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
                 if token in line:
