@@ -2,11 +2,14 @@
 
 The coverage equation holds by construction: each targeted user is in exactly one of
 notified (some channel reached them), failed (every channel failed for good) or pending.
+Seen and objected come beside it: users who opened their in-app notice, and objections
+carried by this campaign's links.
 """
 
 import datetime as dt
 from typing import Any
 
+from engine.models import Channel
 from engine.status import iso
 from engine.statuses import DeliveryStatus
 
@@ -34,8 +37,31 @@ def build_report(
     for channel, status, count in rows["channel_status"]:
         channels.setdefault(channel, {s.value: 0 for s in DeliveryStatus})[status] = count
 
-    def breakdown(items: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-        return {r["key"]: {k: int(r[k]) for k in _BUCKETS} for r in items}
+    seen, objected = rows["seen"], rows["objected"]
+
+    def breakdown(key: str) -> dict[str, dict[str, int]]:
+        """Coverage by `key` with seen and objected beside it. An objection page's
+        language need not be a notice's, so a locale may appear with objections only."""
+        table = {r["key"]: {k: int(r[k]) for k in _BUCKETS} for r in rows[key]}
+        names = set(table) | set(seen[key]) | set(objected[key])
+        return {
+            name: {
+                **table.get(name, dict.fromkeys(_BUCKETS, 0)),
+                "seen": int(seen[key].get(name, 0)),
+                "objected": int(objected[key].get(name, 0)),
+            }
+            for name in sorted(names)
+        }
+
+    # In-app is the only channel that tells us a notice was seen.
+    by_channel = {
+        name: {
+            "seen": int(seen["total"]) if name == Channel.INAPP.value else 0,
+            "objected": int(objected["by_channel"].get(name, 0)),
+        }
+        for name in sorted({c.value for c in Channel} | set(objected["by_channel"]))
+    }
+    median = rows["median_notice_to_objection_s"]
 
     return {
         "campaign": campaign_id,
@@ -60,6 +86,10 @@ def build_report(
         "failure_reasons": [
             {"channel": ch, "reason": reason, "count": n} for ch, reason, n in rows["reasons"]
         ],
-        "by_country": breakdown(rows["by_country"]),
-        "by_locale": breakdown(rows["by_locale"]),
+        "seen": int(seen["total"]),
+        "objected": int(objected["total"]),
+        "median_notice_to_objection_s": None if median is None else float(median),
+        "by_country": breakdown("by_country"),
+        "by_locale": breakdown("by_locale"),
+        "by_channel": by_channel,
     }

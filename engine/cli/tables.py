@@ -50,6 +50,12 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         ("fell back to another locale", share(report["fell_back_locale"])),
         ("possible duplicates", str(report["possible_duplicates"])),
         ("fallback deliveries planned", str(report["fallback_planned"])),
+        ("seen in-app", share(report["seen"])),
+        ("objected", share(report["objected"])),
+        (
+            "median time from notice to objection",
+            format_duration(report["median_notice_to_objection_s"]),
+        ),
     ):
         summary.add_row(label, value)
     holds = "holds" if report["coverage_equation_holds"] else "DOES NOT HOLD"
@@ -63,6 +69,12 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     for channel, counts in sorted(report["channels"].items()):
         channels.add_row(channel, *(str(counts.get(s, 0)) for s in statuses))
     console.print(channels)
+    engagement = Table(title="seen and objected by channel", title_justify="left")
+    for column in ("channel", "seen", "objected"):
+        engagement.add_column(column, justify="left" if column == "channel" else "right")
+    for channel, figures in report["by_channel"].items():
+        engagement.add_row(channel, str(figures["seen"]), str(figures["objected"]))
+    console.print(engagement)
     if report["failure_reasons"]:
         reasons = Table(title="failures", title_justify="left")
         for column in ("channel", "reason", "count"):
@@ -73,11 +85,29 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     for key in ("by_country", "by_locale"):
         table = Table(title=key.replace("_", " "), title_justify="left")
         table.add_column(key.split("_")[1])
-        for column in ("targeted", "notified", "failed", "pending", "fell back"):
-            table.add_column(column, justify="right")
+        for column in _BREAKDOWN:
+            label = column.replace("_", " ")
+            # Narrow terminals wrap "fell back" rather than cut a header to "object…".
+            table.add_column(label, justify="right", min_width=max(map(len, label.split())))
         for name, row in report[key].items():
-            table.add_row(
-                name,
-                *(str(row[c]) for c in ("targeted", "notified", "failed", "pending", "fell_back")),
-            )
+            table.add_row(name, *(str(row[c]) for c in _BREAKDOWN))
         console.print(table)
+
+
+_BREAKDOWN = ("targeted", "notified", "failed", "pending", "fell_back", "seen", "objected")
+_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+
+
+def format_duration(seconds: float | None) -> str:
+    """The two largest units, e.g. 2 h 5 min (a remainder below them is dropped);
+    "none" for None."""
+    if seconds is None:
+        return "none"
+    left = round(abs(seconds))
+    values = []
+    for name, size in _UNITS:
+        n, left = divmod(left, size)
+        values.append((n, name))
+    first = next((i for i, (n, _) in enumerate(values) if n), len(values) - 1)
+    shown = " ".join(f"{n} {name}" for n, name in values[first : first + 2] if n) or "0 s"
+    return f"-{shown}" if seconds < 0 and shown != "0 s" else shown

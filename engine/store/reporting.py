@@ -1,12 +1,14 @@
 """Aggregates for the coverage report, computed in SQL. I/O: the database.
 
-Every figure is a GROUP BY over the delivery table, so the report costs the same memory
-for a thousand users as for ten million.
+Every figure is a GROUP BY over the delivery table (or a count over a join with it), so
+the report costs the same memory for a thousand users as for ten million. Only notices
+count: a confirmation queued after an objection is a second message to the same user,
+not a second user told.
 """
 
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 _PER_USER = """
     SELECT user_id, MAX(country) AS country, MAX(locale) AS locale,
@@ -14,14 +16,46 @@ _PER_USER = """
            MAX(CASE WHEN status IN ('sent', 'delivered') THEN 1 ELSE 0 END) AS notified,
            MIN(CASE WHEN status IN ('sent', 'delivered', 'failed') THEN 1 ELSE 0 END) AS final,
            MIN(CASE WHEN status IN ('sent', 'delivered') THEN sent_at END) AS first_notified
-    FROM delivery WHERE campaign_id = :c GROUP BY user_id
+    FROM delivery WHERE campaign_id = :c AND message = 'notice' GROUP BY user_id
+"""
+
+# Users who opened their in-app notice: one notification per in-app notice delivery.
+_SEEN = """
+    SELECT d.country AS country, d.locale AS locale
+    FROM delivery d JOIN inapp_notification n ON n.delivery_id = d.id
+    WHERE d.campaign_id = :c AND d.message = 'notice' AND n.seen_at IS NOT NULL
+"""
+
+# Objections carried by this campaign's links. The country is the user's, from their
+# notice (a correlated lookup per objection, on the delivery key's index); the locale
+# is the objection page's language and the channel the one the notice reached them by.
+_OBJECTED = """
+    SELECT o.locale AS locale, o.channel AS channel,
+           (SELECT MAX(d.country) FROM delivery d
+            WHERE d.campaign_id = :c AND d.user_id = o.user_id AND d.message = 'notice'
+           ) AS country
+    FROM objection o WHERE o.campaign_id = :c
+"""
+
+# Seconds from each user's first notice that went out to their objection; NULL when no
+# notice went out, which the median ignores. The status test sits inside MIN so that the
+# lookup uses the (campaign, user) key: as a WHERE term, SQLite picks the status index
+# and scans every sent notice of the campaign for each objection.
+_DELAYS = """
+    SELECT o.objected_at - (
+               SELECT MIN(CASE WHEN d.status IN ('sent', 'delivered') THEN d.sent_at END)
+               FROM delivery d
+               WHERE d.campaign_id = :c AND d.user_id = o.user_id AND d.message = 'notice'
+           ) AS delay
+    FROM objection o WHERE o.campaign_id = :c
 """
 
 
 def coverage_rows(
     engine: Engine, campaign_id: str, deadline: float, effective: float
 ) -> dict[str, Any]:
-    """Per-user outcomes rolled up overall, by country and by locale."""
+    """Per-user outcomes rolled up overall, by country and by locale, with the users
+    who saw their notice in-app and who objected."""
 
     def rollup(key: str | None) -> str:
         """Per-user rows summed by `key`, or over everyone when it is None."""
@@ -47,16 +81,16 @@ def coverage_rows(
         total = rows(rollup(None))
         channel_status = conn.execute(
             text(
-                "SELECT channel, status, COUNT(*) FROM delivery WHERE campaign_id = :c "
-                "GROUP BY channel, status"
+                "SELECT channel, status, COUNT(*) FROM delivery "
+                "WHERE campaign_id = :c AND message = 'notice' GROUP BY channel, status"
             ),
             params,
         ).all()
         reasons = conn.execute(
             text(
                 "SELECT channel, last_error, COUNT(*) AS n FROM delivery "
-                "WHERE campaign_id = :c AND status = 'failed' GROUP BY channel, last_error "
-                "ORDER BY n DESC, channel LIMIT 20"
+                "WHERE campaign_id = :c AND message = 'notice' AND status = 'failed' "
+                "GROUP BY channel, last_error ORDER BY n DESC, channel LIMIT 20"
             ),
             params,
         ).all()
@@ -65,7 +99,7 @@ def coverage_rows(
                 "SELECT SUM(CASE WHEN interrupted > 0 AND status IN ('sent', 'delivered') "
                 "THEN 1 ELSE 0 END), MIN(CASE WHEN status IN ('pending', 'deferred') "
                 "THEN next_attempt_at END), SUM(CASE WHEN is_fallback THEN 1 ELSE 0 END) "
-                "FROM delivery WHERE campaign_id = :c"
+                "FROM delivery WHERE campaign_id = :c AND message = 'notice'"
             ),
             params,
         ).one()
@@ -78,20 +112,60 @@ def coverage_rows(
             "duplicates": extra[0] or 0,
             "next_due": extra[1],
             "fallback_planned": extra[2] or 0,
+            "seen": _figures(conn, _SEEN, params, ("country", "locale")),
+            "objected": _figures(conn, _OBJECTED, params, ("country", "locale", "channel")),
+            "median_notice_to_objection_s": _median_delay(conn, params),
         }
+
+
+def _figures(
+    conn: Connection, source: str, params: dict[str, Any], keys: tuple[str, ...]
+) -> dict[str, Any]:
+    """{"total": n, "by_<key>": {value: n}} over the rows of `source`."""
+    found: dict[str, Any] = {
+        "total": conn.execute(text(f"SELECT COUNT(*) FROM ({source}) AS s"), params).scalar_one()
+    }
+    for key in keys:
+        counts = conn.execute(
+            text(
+                f"SELECT {key}, COUNT(*) FROM ({source}) AS s "
+                f"WHERE {key} IS NOT NULL GROUP BY {key}"
+            ),
+            params,
+        ).all()
+        found[f"by_{key}"] = {value: int(n) for value, n in counts}
+    return found
+
+
+def _median_delay(conn: Connection, params: dict[str, Any]) -> float | None:
+    """The median of _DELAYS: count them, then read only the middle one or two."""
+    sql = f"SELECT COUNT(delay) FROM ({_DELAYS}) AS s"
+    count = conn.execute(text(sql), params).scalar_one()
+    if not count:
+        return None
+    middle = conn.execute(
+        text(
+            f"SELECT delay FROM ({_DELAYS}) AS s WHERE delay IS NOT NULL "
+            "ORDER BY delay LIMIT :n OFFSET :skip"
+        ),
+        {**params, "n": 2 - count % 2, "skip": (count - 1) // 2},
+    ).scalars()
+    values = [float(v) for v in middle]
+    return sum(values) / len(values) if values else None
 
 
 RATE_WINDOW_SECONDS = 60.0
 
 
 def status_figures(engine: Engine, campaign_id: str, now: float) -> dict[str, Any]:
-    """Targeted users, deliveries per status, the send rate over the last minute, next due."""
+    """Targeted users, notices per status, the send rate over the last minute, next due."""
     params = {"c": campaign_id, "since": now - RATE_WINDOW_SECONDS}
     with engine.connect() as conn:
         counts: dict[str, int] = dict(
             conn.execute(
                 text(
-                    "SELECT status, COUNT(*) FROM delivery WHERE campaign_id = :c GROUP BY status"
+                    "SELECT status, COUNT(*) FROM delivery "
+                    "WHERE campaign_id = :c AND message = 'notice' GROUP BY status"
                 ),
                 params,
             ).all()
@@ -101,7 +175,7 @@ def status_figures(engine: Engine, campaign_id: str, now: float) -> dict[str, An
                 "SELECT COUNT(DISTINCT user_id), "
                 "SUM(CASE WHEN sent_at >= :since THEN 1 ELSE 0 END), "
                 "MIN(CASE WHEN status IN ('pending', 'deferred') THEN next_attempt_at END) "
-                "FROM delivery WHERE campaign_id = :c"
+                "FROM delivery WHERE campaign_id = :c AND message = 'notice'"
             ),
             params,
         ).one()

@@ -161,7 +161,7 @@ class ObjectionRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     user_id: str
     purpose: str = Field(index=True)
-    campaign_id: str  # whose notice carried the link
+    campaign_id: str = Field(index=True)  # whose notice carried the link
     channel: str  # the notice's channel: email if it reached the user by email, else inapp
     locale: str  # the language of the page the user objected on
     reason: str | None = None
