@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from engine.store import open_database
 from engine.tokens import Keys
+from tests.daemon import DaemonProcess, until
 from tests.service import free_port, serve_campaign
 
 USERS = """id,email,name,country,locale,timezone
@@ -80,6 +81,18 @@ def test_herald_serve_binds_loopback_and_keeps_tokens_out_of_the_log(sent):
     assert token not in output
     assert token.split(".")[0] not in output
     assert "anna@example.com" not in output
+
+
+def test_a_running_daemon_sends_the_confirmation(sent, smtp_server):
+    _launch(sent)  # every notice went out, through the outbox
+    with DaemonProcess(sent, smtp_server.url) as daemon, serve_campaign(sent) as s:
+        daemon.wait_log("started")
+        assert s.http.post(f"/object/{_token(sent, 'de-1')}", data={}).status_code == 200
+        until(lambda: smtp_server.mailbox.messages, 30, daemon.output)
+        assert daemon.stop() == 0
+    [mail] = smtp_server.mailbox.messages
+    assert mail["Subject"] == "Wir haben Ihren Widerspruch erfasst"
+    assert "@" not in "".join(daemon.raw)
 
 
 def test_an_expired_token_gets_the_error_page(sent, monkeypatch):
