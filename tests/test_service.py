@@ -12,6 +12,7 @@ from itsdangerous import Signer
 
 from tests.conftest import SHIPPED, Herald, ScratchProject, copy_project, scratch_herald
 from tests.service import Served, serve_campaign
+from tests.smtp import Mailbox, serve
 
 USERS = """id,email,name,country,locale,timezone
 de-1,anna@example.com,Anna Müller,DE,de,Europe/Berlin
@@ -341,3 +342,19 @@ def test_the_confirmation_is_sent_by_email_through_the_pipeline(served, smtp_ser
     assert served.herald("evidence", "verify", "--db").exit_code == 0
     report = json.loads(served.herald("report", "ai-training-notice", "--format", "json").output)
     assert report["notified"] == 3  # confirmations are not notices
+
+
+def test_a_confirmation_that_cannot_be_emailed_is_given_in_app(served):
+    served.http.post(f"/object/{served.token('de-1')}", data={})
+    for server in serve(Mailbox(rcpt_reply="550 5.1.1 no such user")):
+        result = served.herald("send", "ai-training-notice", smtp=server.url)
+        assert result.exit_code == 0, result.output
+    statuses = served.scalar(
+        "SELECT GROUP_CONCAT(channel || ':' || status) FROM delivery "
+        "WHERE message = 'confirmation' AND user_id = 'de-1'"
+    )
+    assert sorted(statuses.split(",")) == ["email:failed", "inapp:delivered"]
+    headers = {"X-API-Key": API_KEY}
+    feed = served.http.get("/api/users/de-1/notifications", headers=headers).json()
+    assert feed["items"][0]["title"] == "Wir haben Ihren Widerspruch erfasst"
+    assert served.herald("evidence", "verify", "--db").exit_code == 0

@@ -204,7 +204,52 @@ def record(
         failed = [r for r in results if r.status is DeliveryStatus.FAILED]
         if fallback and failed:
             events += fallback.plan(conn, [r.user_id for r in failed])
+        if failed:
+            events += _confirm_in_app(conn, failed)
         append_events(conn, campaign_id, events)
+
+
+def _confirm_in_app(conn: Connection, failed: Sequence[Result]) -> list[dict[str, Any]]:
+    """An objection is always confirmed: when its email failed for good, in-app instead."""
+    at = {r.delivery_id: r.event["at"] for r in failed if r.event}
+    rows = (
+        conn.execute(
+            select(_delivery).where(
+                _delivery.c.id.in_(list(at)),
+                _delivery.c.message == "confirmation",
+                _delivery.c.channel == "email",
+            )
+        )
+        .mappings()
+        .all()
+    )
+    if not rows:
+        return []
+    keep = ("campaign_id", "user_id", "message", "country", "locale", "locale_source")
+    when = {row["user_id"]: at[row["id"]] for row in rows}
+    new = [
+        {
+            **{k: row[k] for k in keep},
+            "channel": "inapp",
+            "fell_back": row["fell_back"],
+            "is_fallback": True,
+            "token_id": row["token_id"],
+            "status": DeliveryStatus.PENDING.value,
+            "next_attempt_at": 0.0,  # due at once
+        }
+        for row in rows
+    ]
+    return [
+        {
+            "kind": "planned",
+            "at": when[row["user_id"]],
+            "delivery_id": row["id"],
+            "user_id": row["user_id"],
+            "channel": row["channel"],
+            "data": {"message": "confirmation", "fallback": True, "locale": row["locale"]},
+        }
+        for row in insert_planned(conn, new)
+    ]
 
 
 _RESULT_COLUMNS = (
