@@ -2,11 +2,11 @@
 
 The only module that touches every stage. It is a small pipeline inside one process:
 
-    producer: claim a batch ▶ render ▶ queue ─▶ senders (one per connection) ─▶ results
-                                                                     recorder ▶ database
+    producer: claim a batch ▶ pack ▶ queue ─▶ senders (one per connection) ─▶ results
+                                                                   recorder ▶ database
 
-so that rendering and database writes overlap with messages in flight. Database calls
-run on one worker thread; everything else is on the event loop.
+so that rendering and packing (packing.py) and database writes overlap with messages in
+flight. Database calls run on one worker thread; everything else is on the event loop.
 """
 
 import asyncio
@@ -25,12 +25,10 @@ from sqlalchemy import Engine
 
 from engine.campaigns import LoadedCampaign
 from engine.channels.base import Outgoing, Receipt, Transport
-from engine.errors import DeliveryError, PermanentDeliveryError
-from engine.i18n import Catalogs
-from engine.mime import build_email, domain_of, encode_address, mail_date, parse_sender
-from engine.models import Channel, LocaleChoice, LocaleSource, RenderedMessage, User
+from engine.errors import DeliveryError
+from engine.models import Channel, RenderedMessage
+from engine.packing import Packer
 from engine.ratelimit import RateLimiter
-from engine.rendering import Renderer, clean_field
 from engine.statuses import DeliveryStatus, RetryPolicy
 from engine.store import campaigns as campaign_store
 from engine.store import deliveries, rates
@@ -38,7 +36,7 @@ from engine.store.deliveries import Fallback, Result
 from engine.store.events import iso
 from engine.store.objections import CONFIRMATION, objections_of
 from engine.tokens import Keys
-from engine.windows import SendTimes, local_date
+from engine.windows import SendTimes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,18 +74,12 @@ class Dispatcher:
         self.engine, self.campaign, self.keys, self.transports = engine, c, keys, transports
         self.options, self.clock = options, clock
         self.owner = deliveries.worker_id()
-        self.renderer = Renderer(loaded.project.templates, Catalogs(loaded.project.locales))
-        self.confirmations = Renderer(
-            loaded.project.templates, Catalogs.objection(loaded.project.locales)
-        )
+        self.packer = Packer(loaded, keys, clock)
         self.retry = RetryPolicy(c.delivery.retry_base_seconds, c.delivery.max_attempts)
         self.times = SendTimes(c.schedule.send_window)
         self.limiters = {
             ch: RateLimiter(c.schedule.rate_per_second, self._slots(ch), clock) for ch in Channel
         }
-        sender_name, self.sender = parse_sender(c.sender.from_)
-        self.from_header = encode_address(sender_name, self.sender)
-        self.domain = domain_of(self.sender)
         self.rng = random.Random()
         self._inflight = 0  # claimed by this worker and not yet recorded
         self._at_transport: set[int] = set()  # handed to a transport, no answer yet
@@ -193,7 +185,7 @@ class Dispatcher:
                 user = users.get(row["user_id"])
                 row["timezone"] = user["timezone"] if user else None
                 row["objected_at"] = objected.get(row["user_id"])
-                await queue.put((row, self._prepare(row, user)))
+                await queue.put((row, self.packer.pack(row, user)))
                 if i % 32 == 31:
                     await asyncio.sleep(0)  # let senders run between renders
 
@@ -234,84 +226,6 @@ class Dispatcher:
                 return
             row, prepared = item
             results.append(await self._deliver(row, prepared))
-
-    def _prepare(
-        self, row: dict[str, Any], user_row: dict[str, Any] | None
-    ) -> tuple[RenderedMessage, Outgoing] | DeliveryError:
-        """Render and package one delivery; a problem with this user is returned, not raised."""
-        c = self.campaign
-        channel = Channel(row["channel"])
-        if user_row is None:
-            return PermanentDeliveryError("the user no longer exists")
-        user = User(
-            user_row["id"],
-            user_row["email"],
-            user_row["name"],
-            user_row["country"],
-            user_row["locale"],
-            user_row["timezone"],
-        )
-        if channel is Channel.EMAIL and not user.email:
-            return PermanentDeliveryError("no email address")
-        token = self.keys.token(row["token_id"], timed=c.objection.token_ttl_days is not None)
-        url = c.objection.url.format(token=token)
-        choice = LocaleChoice(row["locale"], LocaleSource(row["locale_source"]), row["fell_back"])
-        if row["message"] == CONFIRMATION:
-            if row["objected_at"] is None:
-                return PermanentDeliveryError("no objection on record to confirm")
-            objected = local_date(row["objected_at"], user.timezone, user.country)
-            message = self.confirmations.render_full(
-                c,
-                user,
-                channel,
-                objection_url=url,
-                locale=choice,
-                template=c.objection.template,
-                extra={"objection": {"at": objected}},
-            )
-        else:
-            message = self.renderer.render(c, user, channel, objection_url=url, locale=choice)
-        message_id = self.keys.message_id(c.id, row["id"], self.domain)
-        if channel is Channel.INAPP:
-            notification = {
-                "delivery_id": row["id"],
-                "user_id": user.id,
-                "campaign_id": c.id,
-                "locale": choice.locale,
-                "title": message.subject,
-                "body": message.text,
-                "objection_url": url,
-                "created_at": self.clock(),
-            }
-            return message, Outgoing(
-                row["id"], user.id, channel, message_id, notification=notification
-            )
-        assert user.email is not None
-        assert message.html is not None
-        try:
-            data = self._email_bytes(message, user, message_id, choice)
-        except ValueError as exc:  # a header value we refuse to send; about this user only
-            return PermanentDeliveryError(f"cannot build the message: {exc}")
-        return message, Outgoing(
-            row["id"], user.id, channel, message_id, self.sender, user.email, data
-        )
-
-    def _email_bytes(
-        self, message: RenderedMessage, user: User, message_id: str, choice: LocaleChoice
-    ) -> bytes:
-        assert user.email is not None
-        assert message.html is not None
-        return build_email(
-            from_header=self.from_header,
-            to_header=encode_address(clean_field(user.name), user.email),
-            subject=message.subject,
-            text=message.text,
-            html=message.html,
-            message_id=message_id,
-            date=mail_date(int(self.clock())),
-            language=choice.locale.replace("_", "-"),
-            reply_to=self.campaign.sender.reply_to,
-        )
 
     async def _deliver(
         self, row: dict[str, Any], prepared: tuple[RenderedMessage, Outgoing] | DeliveryError
