@@ -358,3 +358,12 @@ def test_a_confirmation_that_cannot_be_emailed_is_given_in_app(served):
     feed = served.http.get("/api/users/de-1/notifications", headers=headers).json()
     assert feed["items"][0]["title"] == "Wir haben Ihren Widerspruch erfasst"
     assert served.herald("evidence", "verify", "--db").exit_code == 0
+
+
+def test_a_form_too_large_to_read_still_objects(served):
+    response = served.http.post(
+        f"/object/{served.token('de-1')}", data={"reason": "x" * (3 * 1024 * 1024)}
+    )
+    assert response.status_code == 200
+    assert "Ihr Widerspruch ist erfasst" in response.text
+    assert served.count("objection", "reason IS NULL") == 1

@@ -18,11 +18,14 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Form, HTTPException, Query, Request, Security
+from fastapi import FastAPI, HTTPException, Query, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 
 from engine.campaigns import PAGES, Project, load_campaign
 from engine.config import Settings
@@ -155,11 +158,20 @@ def create_app(
         return service.render(pages.renderer, page)
 
     @app.post("/object/{token}", include_in_schema=False)
+    async def objection_form(request: Request, token: str) -> Response:
+        # Read here, not by FastAPI: a form too large to parse (a reason of megabytes)
+        # still objects, without the reason, instead of answering 400.
+        try:
+            form = await request.form()
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        except (HTTPException, StarletteHTTPException, MultiPartException):
+            fields = {}
+        return await run_in_threadpool(
+            objection_post, request, token, fields.get("reason"), fields.get("lang")
+        )
+
     def objection_post(
-        request: Request,
-        token: str,
-        reason: Annotated[str | None, Form()] = None,
-        lang: Annotated[str | None, Form()] = None,
+        request: Request, token: str, reason: str | None, lang: str | None
     ) -> Response:
         wait = limit.allow(_client(request))
         if wait is not None:
