@@ -176,6 +176,8 @@ def test_security_headers(served):
         assert headers["referrer-policy"] == "no-referrer"
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["cache-control"] == "no-store"
+        assert headers["x-frame-options"] == "DENY"
+        assert "max-age" in headers["strict-transport-security"]
         csp = headers["content-security-policy"]
         assert "default-src 'none'" in csp
         assert "frame-ancestors 'none'" in csp

@@ -36,6 +36,7 @@ _COMMON = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
+    (b"strict-transport-security", b"max-age=31536000"),  # browsers heed it over HTTPS only
     (b"permissions-policy", b"interest-cohort=()"),
 ]
 _TOKEN_PATH = re.compile(r"^/object/[^/]+")
