@@ -1,11 +1,13 @@
 """End to end: YAML -> plan -> send through a real aiosmtpd server -> report and evidence."""
 
 import json
+import re
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from engine.tokens import Keys
 from tests.conftest import ROOT
 from tests.smtp import Mailbox, refuse_login, serve
 
@@ -318,6 +320,9 @@ def test_demo_runs_end_to_end_and_is_safe_to_rerun(herald):
     first = herald("demo", "--users", "300")
     assert first.exit_code == 0, first.output
     assert "targeted = notified + failed + pending: holds" in first.stdout
+    link = re.search(r"http://127\.0\.0\.1:8080/object/(\S+)", first.stdout)
+    assert link, first.stdout  # one user's objection page, for herald serve
+    assert Keys(herald.env["HERALD_SECRET"].encode()).open_token(link.group(1)) is not None
     again = herald("demo", "--users", "300")
     assert again.exit_code == 0
     assert "planned 0 new deliveries" in again.stdout
