@@ -91,6 +91,14 @@ def test_preview_out_writes_a_page_per_locale_and_channel_and_an_index(in_projec
     german = (out / "email-de.html").read_text(encoding="utf-8")
     assert "26. Juni 2024" in german
     assert "<bdi>&lt;b&gt;Eve&lt;/b&gt;</bdi>" in german
+    # and what follows an objection: the pages and the confirmation, in every locale
+    for kind in ("objection-page", "confirmed-page", "confirmation-email", "confirmation-inapp"):
+        assert len(list(out.glob(f"{kind}-*.html"))) == 26, kind
+    page = (out / "objection-page-de.html").read_text(encoding="utf-8")
+    assert "Ihr Widerspruchsrecht" in page
+    assert 'href="herald.css"' in page
+    assert (out / "herald.css").is_file()
+    assert "Wir haben Ihren Widerspruch erfasst" in index
 
 
 def test_schema_prints_json(in_project):

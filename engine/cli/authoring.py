@@ -6,13 +6,13 @@ from typing import Annotated
 import typer
 from rich.panel import Panel
 
-from engine.campaigns import campaign_json_schema, load_campaign, resolve_campaign_path
+from engine.campaigns import PAGES, campaign_json_schema, load_campaign, resolve_campaign_path
 from engine.cli.common import app, err, fail, out
 from engine.errors import CampaignError, EngineError
 from engine.i18n import Catalogs
 from engine.models import Channel, LocaleChoice, LocaleSource, User
 from engine.outputscan import SAMPLE_TOKEN
-from engine.preview import LocalePreview, write_preview
+from engine.preview import LocalePreview, objection_preview, write_preview
 from engine.rendering import Renderer
 from engine.validation import validate
 
@@ -102,12 +102,21 @@ def preview_command(
             )
             for choice in choices
         ]
+        if out_dir is not None:
+            pages = Renderer(loaded.project.templates, Catalogs.objection(loaded.project.locales))
+            previews = [objection_preview(c, pages, user, p, url) for p in previews]
     except CampaignError as exc:
         fail(exc.problems)
     except EngineError as exc:
         fail(str(exc))
     if out_dir is not None:
-        index = write_preview(out_dir, c.id, f"{name or '(no name)'}, {country}", previews)
+        index = write_preview(
+            out_dir,
+            c.id,
+            f"{name or '(no name)'}, {country}",
+            previews,
+            loaded.project.templates / PAGES / "herald.css",
+        )
         out.print(
             f"wrote {len(previews)} locale(s) x {len(channels)} channel(s) to "
             f"{out_dir}; open {index}",
