@@ -62,14 +62,13 @@ def check_objection(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, li
         for channel in confirmation_channels(c):
             for user in SAMPLE_USERS:
                 try:
-                    message = renderer.render_full(
+                    message = renderer.render_confirmation(
                         c,
                         user,
                         channel,
                         objection_url=c.objection.url.format(token=SAMPLE_TOKEN),
                         locale=choice,
-                        template=c.objection.template,
-                        extra={"objection": {"at": objected.value}},
+                        objected=objected.value,
                     )
                 except TemplateError as exc:
                     note(_template_problem(exc, locale))

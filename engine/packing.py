@@ -57,14 +57,8 @@ class Packer:
             if row["objected_at"] is None:
                 return PermanentDeliveryError("no objection on record to confirm")
             objected = local_date(row["objected_at"], user.timezone, user.country)
-            message = self.confirmations.render_full(
-                c,
-                user,
-                channel,
-                objection_url=url,
-                locale=choice,
-                template=c.objection.template,
-                extra={"objection": {"at": objected}},
+            message = self.confirmations.render_confirmation(
+                c, user, channel, objection_url=url, locale=choice, objected=objected
             )
         else:
             message = self.notices.render(c, user, channel, objection_url=url, locale=choice)

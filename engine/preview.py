@@ -96,14 +96,8 @@ def objection_preview(
     locale, today = preview.locale, dt.date.today()
     choice = LocaleChoice(locale, LocaleSource.USER, False)
     confirmations = tuple(
-        renderer.render_full(
-            c,
-            user,
-            channel,
-            objection_url=url,
-            locale=choice,
-            template=c.objection.template,
-            extra={"objection": {"at": today}},
+        renderer.render_confirmation(
+            c, user, channel, objection_url=url, locale=choice, objected=today
         )
         for channel in confirmation_channels(c)
     )

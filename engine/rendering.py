@@ -5,6 +5,7 @@ raises (StrictUndefined), HTML is autoescaped, and nothing a user supplied can r
 header or inject markup.
 """
 
+import datetime as dt
 import re
 import traceback
 import unicodedata
@@ -154,6 +155,28 @@ class Renderer:
         title = header_text(self._render(lang, names["inapp_title.txt"], context))
         body = self._render(lang, names["inapp_body.txt"], context)
         return RenderedMessage(user.id, channel, locale, title, _tidy(body))
+
+    def render_confirmation(
+        self,
+        campaign: Campaign,
+        user: User,
+        channel: Channel,
+        *,
+        objection_url: str,
+        locale: LocaleChoice,
+        objected: dt.date,
+    ) -> RenderedMessage:
+        """The confirmation of `user`'s objection of `objected` (the objection template;
+        a renderer with the objection catalogs)."""
+        return self.render_full(
+            campaign,
+            user,
+            channel,
+            objection_url=objection_url,
+            locale=locale,
+            template=campaign.objection.template,
+            extra={"objection": {"at": objected}},
+        )
 
     def render_page(self, locale: str, name: str, context: Mapping[str, Any]) -> str:
         """One page (templates/pages/...) in `locale`. Raises TemplateError."""
