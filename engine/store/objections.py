@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from engine.models import Channel
+from engine.models import Channel, LocaleSource
 from engine.statuses import DeliveryStatus
 from engine.store import pages, writing
 from engine.store.deliveries import insert_planned
@@ -153,7 +153,9 @@ def record_objection(
                     "message": CONFIRMATION,
                     "country": notice.country,
                     "locale": locale,
-                    "locale_source": notice.locale_source if locale == notice.locale else "user",
+                    "locale_source": (
+                        notice.locale_source if locale == notice.locale else LocaleSource.USER.value
+                    ),
                     "fell_back": notice.fell_back and locale == notice.locale,
                     "token_id": notice.token_id,
                     "status": DeliveryStatus.PENDING.value,
