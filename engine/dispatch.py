@@ -29,12 +29,12 @@ from engine.errors import DeliveryError
 from engine.models import Channel, RenderedMessage
 from engine.packing import Packer
 from engine.ratelimit import RateLimiter
-from engine.statuses import DeliveryStatus, RetryPolicy
+from engine.statuses import CONFIRMATION, DeliveryStatus, RetryPolicy
 from engine.store import campaigns as campaign_store
 from engine.store import deliveries, rates
 from engine.store.deliveries import Fallback, Result
 from engine.store.events import iso
-from engine.store.objections import CONFIRMATION, objections_of
+from engine.store.objections import objections_of
 from engine.tokens import Keys
 from engine.windows import SendTimes
 

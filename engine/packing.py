@@ -16,7 +16,7 @@ from engine.i18n import Catalogs
 from engine.mime import build_email, domain_of, encode_address, mail_date, parse_sender
 from engine.models import Channel, LocaleChoice, LocaleSource, RenderedMessage, User
 from engine.rendering import Renderer, clean_field
-from engine.store.objections import CONFIRMATION
+from engine.statuses import CONFIRMATION
 from engine.tokens import Keys
 from engine.windows import local_date
 

@@ -14,6 +14,9 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"  # permanent
 
 
+# What a delivery carries: the campaign's notice, or the confirmation of an objection.
+NOTICE, CONFIRMATION = "notice", "confirmation"
+
 FINAL = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED})
 
 

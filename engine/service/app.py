@@ -13,7 +13,7 @@ unless the user picks another of the campaign's languages.
 import base64
 import binascii
 import datetime as dt
-import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -37,8 +37,6 @@ from engine.rendering import Renderer
 from engine.service.security import ApiKey, ApiKeys, Guard, PostLimit
 from engine.store import objections as store
 from engine.tokens import Keys
-
-log = logging.getLogger(__name__)
 
 
 class ObjectionRequest(BaseModel):
@@ -81,13 +79,14 @@ class Service:
     """Everything the routes share: the store, the keys, the renderers."""
 
     def __init__(self, settings: Settings, engine: Engine, project: Project) -> None:
-        self.engine, self.project = engine, project
+        self.engine = engine
         self.objections = Objections(engine, Keys(settings.secret), settings.var)
         self.api_keys = ApiKeys.load(settings.api_key, settings.api_keys)
         catalogs = Catalogs.objection(project.locales)
         self.renderer = Renderer(project.templates, catalogs)
         self.locales = tuple(sorted(catalogs.available))
         self.contacts = _contacts(project)
+        self.stylesheet = (project.templates / PAGES / "herald.css").read_bytes()
         self._pages: dict[str, _Pages] = {}
 
     def pages_for(self, target: Target) -> _Pages:
@@ -118,7 +117,7 @@ class Service:
     def busy(self, request: Request, wait: float) -> HTMLResponse:
         locale = _choose(request.query_params.get("lang"), _accepted(request), self.locales)
         page = busy_page(locale, self.locales)
-        return self.render(self.renderer, page, {"Retry-After": str(int(wait + 0.999))})
+        return self.render(self.renderer, page, {"Retry-After": _seconds(wait)})
 
 
 def create_app(
@@ -126,7 +125,7 @@ def create_app(
 ) -> FastAPI:
     """The service's ASGI app. Raises ConfigError for an unusable API key file."""
     service = Service(settings, engine, project)
-    limit = PostLimit(posts_per_minute)
+    posts = PostLimit(posts_per_minute)
     app = FastAPI(
         title="Herald",
         summary="Objection links and the in-app feed of Herald's campaigns.",
@@ -173,7 +172,7 @@ def create_app(
     def objection_post(
         request: Request, token: str, reason: str | None, lang: str | None
     ) -> Response:
-        wait = limit.allow(_client(request))
+        wait = posts.allow(_client(request))
         if wait is not None:
             return service.busy(request, wait)
         target = service.objections.resolve(token)
@@ -202,10 +201,10 @@ def create_app(
     def object_by_api(request: Request, body: ObjectionRequest) -> Any:
         """Object for a user by automated means (GDPR Art. 21(5)), with the token of
         their link. Recording is idempotent: a repeat answers 200 with the first date."""
-        wait = limit.allow(_client(request))
+        wait = posts.allow(_client(request))
         if wait is not None:
             return JSONResponse(
-                {"detail": "too many requests"}, 429, {"Retry-After": str(int(wait + 0.999))}
+                {"detail": "too many requests"}, 429, {"Retry-After": _seconds(wait)}
             )
         target = service.objections.resolve(body.token)
         if target is None:
@@ -257,8 +256,9 @@ def create_app(
 
     @app.get("/static/herald.css", include_in_schema=False)
     def stylesheet() -> Response:
-        css = (project.templates / PAGES / "herald.css").read_bytes()
-        return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+        return Response(
+            service.stylesheet, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
+        )
 
     @app.get("/healthz", tags=["service"])
     def health() -> dict[str, str]:
@@ -291,6 +291,10 @@ def _accepted(request: Request) -> list[str]:
         if tag and tag != "*" and quality > 0:
             weighted.append((-quality, i, tag))
     return [tag for _, _, tag in sorted(weighted)]
+
+
+def _seconds(wait: float) -> str:
+    return str(math.ceil(wait))
 
 
 def _client(request: Request) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from engine.statuses import FINAL, DeliveryStatus
+from engine.statuses import CONFIRMATION, FINAL, NOTICE, DeliveryStatus
 from engine.store import executemany, writing
 from engine.store.events import append_events
 from engine.store.tables import CampaignRow, DeliveryRow, InAppNotification, UserRow
@@ -216,7 +216,7 @@ def _confirm_in_app(conn: Connection, failed: Sequence[Result]) -> list[dict[str
         conn.execute(
             select(_delivery).where(
                 _delivery.c.id.in_(list(at)),
-                _delivery.c.message == "confirmation",
+                _delivery.c.message == CONFIRMATION,
                 _delivery.c.channel == "email",
             )
         )
@@ -246,7 +246,7 @@ def _confirm_in_app(conn: Connection, failed: Sequence[Result]) -> list[dict[str
             "delivery_id": row["id"],
             "user_id": row["user_id"],
             "channel": row["channel"],
-            "data": {"message": "confirmation", "fallback": True, "locale": row["locale"]},
+            "data": {"message": CONFIRMATION, "fallback": True, "locale": row["locale"]},
         }
         for row in insert_planned(conn, new)
     ]
@@ -290,7 +290,7 @@ class Fallback:
                     _delivery.c.campaign_id == self.campaign_id,
                     _delivery.c.user_id.in_(sorted(set(user_ids))),
                     _delivery.c.channel.in_(self.channels),
-                    _delivery.c.message == "notice",
+                    _delivery.c.message == NOTICE,
                 )
             )
             .mappings()
@@ -382,7 +382,7 @@ def first_reached(engine: Engine, campaign_id: str) -> dict[str, Any] | None:
                 select(_delivery.c.user_id, _delivery.c.token_id, _delivery.c.locale)
                 .where(
                     _delivery.c.campaign_id == campaign_id,
-                    _delivery.c.message == "notice",
+                    _delivery.c.message == NOTICE,
                     _delivery.c.channel == "email",
                     _delivery.c.status == DeliveryStatus.SENT.value,
                 )

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.models import Channel, LocaleSource
-from engine.statuses import DeliveryStatus
+from engine.statuses import CONFIRMATION, NOTICE, DeliveryStatus
 from engine.store import pages, writing
 from engine.store.deliveries import insert_planned
 from engine.store.events import append_events, iso
@@ -23,7 +23,6 @@ _delivery = DeliveryRow.__table__  # type: ignore[attr-defined]
 _objection = ObjectionRow.__table__  # type: ignore[attr-defined]
 _inapp = InAppNotification.__table__  # type: ignore[attr-defined]
 _user = UserRow.__table__  # type: ignore[attr-defined]
-NOTICE, CONFIRMATION = "notice", "confirmation"
 _REACHED = (DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value)
 
 

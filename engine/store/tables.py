@@ -8,6 +8,8 @@ because they are evidence meant to be read.
 from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
+from engine.statuses import NOTICE
+
 
 class UserRow(SQLModel, table=True):
     __tablename__ = "user"
@@ -88,7 +90,7 @@ class DeliveryRow(SQLModel, table=True):
     campaign_id: str
     user_id: str
     channel: str
-    message: str = Field(default="notice", sa_column_kwargs={"server_default": "notice"})
+    message: str = Field(default=NOTICE, sa_column_kwargs={"server_default": NOTICE})
     # 'notice' (the campaign's message) or 'confirmation' (of the user's objection)
     country: str
     locale: str
