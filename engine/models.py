@@ -1,5 +1,6 @@
 """Value types passed between pipeline stages. Pure: no I/O."""
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -49,3 +50,43 @@ class RenderedMessage:
     subject: str  # email subject or in-app title; single line, header-safe
     text: str
     html: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpecFile:
+    """One file of a campaign's spec (its YAML, a template, a catalog), as launched."""
+
+    path: str  # relative to the project root, with forward slashes
+    content: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRecord:
+    """What the campaign table keeps of a campaign file's schedule."""
+
+    id: str
+    title: str
+    start_at: float
+    deadline_at: float
+    rate_per_second: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A row of a user file that was not imported, and why."""
+
+    line: int
+    reason: str
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A clean row of a user file, ready to upsert."""
+
+    line: int
+    values: dict[str, Any]  # id, email, name, country, locale, timezone, attributes (JSON text)

@@ -12,10 +12,10 @@ import httpx
 import uvicorn
 from sqlalchemy import text
 
-from engine.campaigns import Project
+from engine.authoring.campaigns import Project
 from engine.config import Settings
+from engine.delivery.tokens import Keys
 from engine.service.app import create_app
-from engine.tokens import Keys
 
 
 def free_port() -> int:

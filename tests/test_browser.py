@@ -19,10 +19,10 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from sqlalchemy import Engine, text
 
-from engine.campaigns import Project
+from engine.authoring.campaigns import Project
 from engine.config import Settings
+from engine.delivery.tokens import Keys
 from engine.service.app import create_app
-from engine.tokens import Keys
 from tests.conftest import copy_project, scratch_herald
 from tests.service import serving
 

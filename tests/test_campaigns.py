@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from engine.campaigns import campaign_json_schema, load_campaign
+from engine.authoring.campaigns import campaign_json_schema, load_campaign
 from engine.errors import CampaignError, Problem
 from engine.models import Channel
 
@@ -162,7 +162,7 @@ def test_schema_is_json_schema_forbidding_unknown_keys():
 
 
 def test_spec_hash_changes_with_templates_and_catalogs(project):
-    from engine.specs import spec_hash
+    from engine.authoring.specs import spec_hash
 
     first = spec_hash(load_campaign(project.campaign))
     assert spec_hash(load_campaign(project.campaign)) == first

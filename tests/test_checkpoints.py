@@ -11,14 +11,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from engine.checkpoints import (
+from engine.errors import ConfigError
+from engine.evidence.checkpoints import (
     Checkpoint,
     Signer,
     check_checkpoints,
     read_checkpoints,
     write_checkpoints,
 )
-from engine.errors import ConfigError
 
 AT = 1_714_564_800.75  # 2024-05-01T12:00:00.75Z
 

@@ -36,7 +36,7 @@ def test_short_secret_is_refused():
     ],
 )
 def test_bad_smtp_url_is_a_config_error(url, fragment):
-    from engine.channels.smtp import SmtpSettings
+    from engine.delivery.channels.smtp import SmtpSettings
 
     with pytest.raises(ConfigError, match=fragment):
         SmtpSettings.from_url(url)

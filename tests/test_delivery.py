@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from engine.tokens import Keys
+from engine.delivery.tokens import Keys
 from tests.conftest import ROOT
 from tests.smtp import Mailbox, refuse_login, serve
 
@@ -218,7 +218,7 @@ def test_tampered_event_fails_verify_naming_the_row(herald):
 
 def test_history_rewritten_with_fresh_hashes_fails_against_the_signed_checkpoint(herald):
     """Whoever can write the database can recompute the chain, but cannot sign."""
-    from engine.evidence import GENESIS, event_hash
+    from engine.canonical import GENESIS, event_hash
 
     assert _launch(herald).exit_code == 0
     ok = herald("evidence", "verify", "--db")

@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from engine.i18n import Catalogs, Formatter
+from engine.authoring.i18n import Catalogs, Formatter
 from engine.models import LocaleSource
 from tests.conftest import ROOT
 

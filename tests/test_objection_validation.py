@@ -1,7 +1,7 @@
 """`validate` guards the objection path: a form that asks for more than nothing, a page or
 confirmation missing a language, the wrong legal term, conditional wording."""
 
-from engine.validation import validate
+from engine.authoring.validation import validate
 
 OBJECT_HTML = "templates/pages/object.html"
 DE_OBJECTION = "locales/de/LC_MESSAGES/objection.po"

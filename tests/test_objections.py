@@ -15,8 +15,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from engine.delivery.tokens import Keys
 from engine.store import open_database
-from engine.tokens import Keys
 from tests.daemon import DaemonProcess, until
 from tests.service import free_port, serve_campaign
 

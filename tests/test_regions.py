@@ -1,6 +1,6 @@
 import pytest
 
-from engine.regions import region_data
+from engine.authoring.regions import region_data
 
 
 def test_regions_eu_has_27_states_plus_outermost_regions_and_aland():

@@ -1,10 +1,10 @@
 import pytest
 
-from engine.campaigns import load_campaign
+from engine.authoring.campaigns import load_campaign
+from engine.authoring.i18n import Catalogs
+from engine.authoring.rendering import FSI, PDI, Renderer
 from engine.errors import TemplateError
-from engine.i18n import Catalogs
 from engine.models import Channel, LocaleSource, User
-from engine.rendering import FSI, PDI, Renderer
 from tests.conftest import ROOT, SHIPPED
 
 URL = "https://privacy.example.com/object/TOKEN123"

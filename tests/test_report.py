@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from engine.cli.tables import format_duration
+from engine.delivery.tokens import Keys
 from engine.store.objections import find_notice, mark_seen, record_objection
-from engine.tokens import Keys
 
 CAMPAIGN = "ai-training-notice"
 PURPOSE = "ai-training"  # the shipped campaign's policy.purpose

@@ -8,18 +8,18 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from engine.campaigns import load_campaign
-from engine.channels.base import Transport
-from engine.channels.memory import MemoryTransport
-from engine.dispatch import Dispatcher, SendOptions
+from engine.authoring.campaigns import load_campaign
+from engine.delivery.channels.base import Transport
+from engine.delivery.channels.memory import MemoryTransport
+from engine.delivery.dispatch import Dispatcher, SendOptions
+from engine.delivery.planning import plan_campaign
+from engine.delivery.ratelimit import RateLimiter, local_slots
+from engine.delivery.tokens import Keys
 from engine.errors import TemporaryDeliveryError
+from engine.evidence.status import campaign_status
 from engine.models import Channel
-from engine.planning import plan_campaign
-from engine.ratelimit import RateLimiter, local_slots
-from engine.status import campaign_status
 from engine.store import open_database
 from engine.store.users import insert_users
-from engine.tokens import Keys
 
 KEYS = Keys(b"test-secret-0123456789abcdef")
 # One recipient per zone; the shipped window is Mon-Fri 09:00-18:00 in their local time.

@@ -5,7 +5,7 @@ import inspect
 import aiosmtplib
 import pytest
 
-from engine.channels.smtp import _translated_smtp_errors
+from engine.delivery.channels.smtp import _translated_smtp_errors
 from engine.errors import (
     DeliveryError,
     PermanentDeliveryError,

@@ -8,8 +8,8 @@ import zoneinfo
 
 from babel import Locale
 
-from engine.regions import region_data
-from engine.synthetic import _countries, generate_users
+from engine.authoring.regions import region_data
+from engine.delivery.synthetic import _countries, generate_users
 
 SAMPLE = list(generate_users(5_000))
 REQUIRED = set(

@@ -1,6 +1,6 @@
 import base64
 
-from engine.tokens import Keys
+from engine.delivery.tokens import Keys
 
 KEYS = Keys(b"a-test-secret-of-enough-length")
 

@@ -4,11 +4,11 @@ import asyncio
 
 import pytest
 
-from engine.channels.base import Outgoing, Transport
-from engine.channels.inapp import InAppTransport
-from engine.channels.memory import MemoryTransport
-from engine.channels.outbox import OutboxTransport
-from engine.channels.smtp import SmtpSettings, SmtpTransport
+from engine.delivery.channels.base import Outgoing, Transport
+from engine.delivery.channels.inapp import InAppTransport
+from engine.delivery.channels.memory import MemoryTransport
+from engine.delivery.channels.outbox import OutboxTransport
+from engine.delivery.channels.smtp import SmtpSettings, SmtpTransport
 from engine.errors import DeliveryError, PermanentDeliveryError
 from engine.models import Channel
 from tests.smtp import Mailbox, serve

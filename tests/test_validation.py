@@ -1,6 +1,6 @@
 """`validate` catches each broken input of the reference campaign, naming file and line."""
 
-from engine.validation import validate
+from engine.authoring.validation import validate
 from tests.conftest import ROOT, SHIPPED
 
 DE_PO = "locales/de/LC_MESSAGES/messages.po"

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.windows import Window, zone_for
+from engine.delivery.windows import Window, zone_for
 
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
 ALL_DAYS = [*WEEKDAYS, "sat", "sun"]

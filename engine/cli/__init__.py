@@ -1,6 +1,8 @@
 """The `herald` command line. The only package that writes to the terminal.
 
 Exit codes: 0 success, 1 input rejected (every reason on stderr), 2 usage error.
+Commands parse arguments, call one function of a layer below and print; any layer may be
+imported from here, and nothing imports this package.
 """
 
 from engine.cli import (  # noqa: F401  (registers the commands)

@@ -6,15 +6,20 @@ from typing import Annotated
 import typer
 from rich.panel import Panel
 
-from engine.campaigns import PAGES, campaign_json_schema, load_campaign, resolve_campaign_path
+from engine.authoring.campaigns import (
+    PAGES,
+    campaign_json_schema,
+    load_campaign,
+    resolve_campaign_path,
+)
+from engine.authoring.i18n import Catalogs
+from engine.authoring.outputscan import SAMPLE_TOKEN
+from engine.authoring.preview import LocalePreview, objection_preview, write_preview
+from engine.authoring.rendering import Renderer
+from engine.authoring.validation import validate
 from engine.cli.common import app, err, fail, out
 from engine.errors import CampaignError, EngineError
-from engine.i18n import Catalogs
 from engine.models import Channel, LocaleChoice, LocaleSource, User
-from engine.outputscan import SAMPLE_TOKEN
-from engine.preview import LocalePreview, objection_preview, write_preview
-from engine.rendering import Renderer
-from engine.validation import validate
 
 
 @app.command("validate")

@@ -2,43 +2,36 @@
 
 import asyncio
 import dataclasses
-import datetime as dt
 import json
-import multiprocessing
-import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from sqlalchemy import Engine
 
-from engine.audience import ImportFormatError, read_rows
-from engine.campaigns import LoadedCampaign, load_campaign, resolve_campaign_path
-from engine.channels import build_transports
-from engine.checkpoints import Signer, write_checkpoints
+from engine.authoring.campaigns import LoadedCampaign, load_campaign, resolve_campaign_path
+from engine.authoring.validation import validate
 from engine.cli.common import app, err, fail, open_store, out
 from engine.cli.tables import print_plan, print_report
 from engine.config import Settings
-from engine.dispatch import Dispatcher, RunSummary, SendOptions
+from engine.delivery import runs
+from engine.delivery.audience import ImportFormatError, read_rows
+from engine.delivery.dispatch import RunSummary, SendOptions
+from engine.delivery.planning import plan_campaign
+from engine.delivery.synthetic import generate_users
+from engine.delivery.tokens import Keys
 from engine.errors import ConfigError, EngineError
-from engine.planning import plan_campaign
-from engine.report import build_report
-from engine.specs import changes, spec_files, spec_hash
+from engine.evidence.report import campaign_report
 from engine.statuses import FINAL
 from engine.store import campaigns as campaign_store
-from engine.store import deliveries, open_database
-from engine.store.campaigns import stored_hashes, stored_spec
+from engine.store import deliveries
 from engine.store.deliveries import first_reached
-from engine.store.events import chain_heads
-from engine.store.reporting import coverage_rows
 from engine.store.users import import_users, insert_users
-from engine.synthetic import generate_users
-from engine.tokens import Keys
-from engine.validation import validate
 
 users_app = typer.Typer(help="Import or generate the audience.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
@@ -104,7 +97,7 @@ def plan_command(campaign: Annotated[str, typer.Argument(help="Campaign file or 
     settings, engine = open_store()
     result = plan_campaign(engine, loaded, Keys(settings.secret))
     if result.spec_changed:
-        _refuse_changed(engine, loaded)
+        fail(runs.spec_changed(engine, loaded).lines)
     print_plan(out, loaded.campaign.id, result)
 
 
@@ -118,149 +111,83 @@ def send_command(
     ] = 60.0,
 ) -> None:
     """Deliver what is due until every delivery is final (or nothing is due soon)."""
-    try:  # `plan` validated the campaign; _check_planned proves the files are unchanged
+    try:  # `plan` validated the campaign; check_planned proves the files are unchanged
         loaded = load_campaign(resolve_campaign_path(campaign))
     except EngineError as exc:
         fail(str(exc))
     settings, engine = open_store()
-    _check_planned(engine, loaded)
+    try:
+        runs.check_planned(engine, loaded)
+    except runs.LaunchError as exc:
+        fail(exc.lines)
     options = SendOptions(concurrency=concurrency, max_wait_s=max_wait)
     started = time.monotonic()
-    extra = [_spawn_worker(loaded.path, options) for _ in range(workers - 1)]
+    extra = runs.Workers.spawn(loaded.path, options, workers - 1)
     try:
         summary = asyncio.run(_send(engine, loaded, settings, options))
     except EngineError as exc:
-        _stop_workers(extra)
+        extra.join(stop_first=True)
         fail(str(exc))
-    for process in extra:
-        if summary.stopped:
-            process.terminate()  # SIGTERM: the worker finishes its messages in flight
-        process.join()
+    extra.join(stop_first=summary.stopped)  # SIGTERM: workers finish their messages in flight
     _checkpoint(settings, engine)
     _print_outcome(engine, loaded, summary, time.monotonic() - started)
 
 
 def _checkpoint(settings: Settings, engine: Engine) -> None:
-    """Sign the chain heads that moved, outside the database (var/checkpoints/)."""
     try:
-        signer = Signer.load_or_create(settings.signing_key)
+        runs.sign_heads(settings, engine)
     except ConfigError as exc:
         fail(str(exc))
-    write_checkpoints(settings.checkpoints, signer, chain_heads(engine), time.time())
-
-
-def _check_planned(engine: Engine, loaded: LoadedCampaign) -> None:
-    stored = stored_spec(engine, loaded.campaign.id)
-    if stored is None:
-        fail(
-            f"campaign {loaded.campaign.id} has not been planned: run herald plan "
-            f"{loaded.campaign.id}"
-        )
-    if stored != spec_hash(loaded):
-        _refuse_changed(engine, loaded)
-
-
-def _refuse_changed(engine: Engine, loaded: LoadedCampaign) -> NoReturn:
-    what = changes(stored_hashes(engine, loaded.campaign.id), spec_files(loaded))
-    fail(
-        [
-            *what,
-            (
-                f"{loaded.path}, its templates or its catalogs changed since the campaign "
-                "started; a launched campaign keeps its spec: give the corrected campaign a new id"
-            ),
-        ]
-    )
 
 
 async def _send(
-    engine: Engine,
-    loaded: LoadedCampaign,
-    settings: Settings,
-    options: SendOptions,
-    show_progress: bool = True,
+    engine: Engine, loaded: LoadedCampaign, settings: Settings, options: SendOptions
 ) -> RunSummary:
-    stop = asyncio.Event()
-    _on_signals(stop)
-    transports = build_transports(settings, options.concurrency)
-    dispatcher = Dispatcher(engine, loaded, Keys(settings.secret), transports, options)
-    watcher = asyncio.create_task(_watch(engine, loaded.campaign.id)) if show_progress else None
-    try:
-        return await dispatcher.run(stop)
-    finally:
-        if watcher:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
-        for transport in transports.values():
-            await transport.close()
-
-
-def _on_signals(stop: asyncio.Event) -> None:
-    """First Ctrl-C or SIGTERM: stop claiming and finish what is in flight. Second: exit now."""
-    loop = asyncio.get_running_loop()
-
-    def handle() -> None:
-        if stop.is_set():
-            raise SystemExit(130)
+    def stopping() -> None:
         err.print("stopping: finishing messages in flight (Ctrl-C again to quit at once)")
-        stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, handle)
+    progress = _Progress(loaded.campaign.id)
+    with progress as show:
+        return await runs.send(engine, loaded, settings, options, stopping, show)
 
 
-async def _watch(engine: Engine, campaign_id: str) -> None:
-    """Progress from the database, so it counts every worker process."""
+class _Progress:
+    """A progress bar on a terminal; otherwise a line every 5 s with the rate."""
 
-    def done(counts: dict[str, int]) -> tuple[int, int]:
-        return sum(v for k, v in counts.items() if k in FINAL), sum(counts.values())
+    def __init__(self, campaign_id: str) -> None:
+        self.campaign_id = campaign_id
+        self.bar: Progress | None = None
+        self.last: tuple[int, float] | None = None
 
-    counts = await asyncio.to_thread(deliveries.progress, engine, campaign_id)
-    if sys.stderr.isatty():
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.speed} msg/s"),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=err, transient=True) as bar:
-            task = bar.add_task(campaign_id, total=done(counts)[1])
-            while True:
-                final, total = done(counts)
-                bar.update(task, completed=final, total=total)
-                await asyncio.sleep(0.5)
-                counts = await asyncio.to_thread(deliveries.progress, engine, campaign_id)
-    last, last_t = done(counts)[0], time.monotonic()
-    while True:
-        await asyncio.sleep(5)
-        counts = await asyncio.to_thread(deliveries.progress, engine, campaign_id)
-        final, total = done(counts)
+    def __enter__(self) -> Callable[[int, int], None]:
+        if sys.stderr.isatty():
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.speed} msg/s"),
+                TimeRemainingColumn(),
+            )
+            self.bar = Progress(*columns, console=err, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.campaign_id, total=None)
+        return self.show
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar:
+            self.bar.stop()
+
+    def show(self, final: int, total: int) -> None:
+        if self.bar:
+            self.bar.update(self.task, completed=final, total=total)
+            return
         now = time.monotonic()
-        rate = (final - last) / (now - last_t)
-        err.print(f"{campaign_id}: {final}/{total} final, {rate:.0f}/s", markup=False)
-        last, last_t = final, now
-
-
-def _spawn_worker(path: Path, options: SendOptions) -> multiprocessing.process.BaseProcess:
-    process = multiprocessing.get_context("spawn").Process(
-        target=_worker_main, args=(str(path), options), daemon=False
-    )
-    process.start()
-    return process
-
-
-def _worker_main(path: str, options: SendOptions) -> None:
-    """A worker process: the same dispatcher, without the terminal display."""
-    settings = Settings.from_env()
-    engine = open_database(settings.db_url)
-    asyncio.run(_send(engine, load_campaign(Path(path)), settings, options, show_progress=False))
-
-
-def _stop_workers(processes: list[multiprocessing.process.BaseProcess]) -> None:
-    for process in processes:
-        process.terminate()
-        process.join()
+        if self.last is None:
+            self.last = (final, now)
+        elif now - self.last[1] >= 5:
+            rate = (final - self.last[0]) / (now - self.last[1])
+            err.print(f"{self.campaign_id}: {final}/{total} final, {rate:.0f}/s", markup=False)
+            self.last = (final, now)
 
 
 def _print_outcome(
@@ -300,7 +227,7 @@ def report_command(
     except EngineError as exc:
         fail(str(exc))
     _, engine = open_store()
-    report = _report(engine, loaded)
+    report = campaign_report(engine, loaded.campaign)
     if fmt == "json":
         text = json.dumps(report, indent=2, ensure_ascii=False)
         if out_file:
@@ -312,13 +239,6 @@ def report_command(
             print_report(Console(file=fp, width=120, highlight=False), report)
     else:
         print_report(out, report)
-
-
-def _report(engine: Engine, loaded: LoadedCampaign) -> dict[str, Any]:
-    c = loaded.campaign
-    effective = dt.datetime.combine(c.policy.effective_date, dt.time(0), dt.UTC)
-    rows = coverage_rows(engine, c.id, c.schedule.deadline.timestamp(), effective.timestamp())
-    return build_report(c.id, c.title, c.schedule.deadline, effective, rows)
 
 
 def _without_window(loaded: LoadedCampaign) -> LoadedCampaign:
@@ -360,7 +280,7 @@ def demo_command(
             f"note: the shipped campaign's deadline ({deadline:%Y-%m-%d}) is past; the demo "
             "sends now, so no notice counts as sent before the deadline"
         )
-    print_report(out, _report(engine, loaded))
+    print_report(out, campaign_report(engine, loaded.campaign))
     sample = first_reached(engine, loaded.campaign.id)
     if sample:
         keys = Keys(settings.secret)

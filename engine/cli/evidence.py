@@ -4,10 +4,10 @@ from typing import Annotated
 
 import typer
 
-from engine.checkpoints import Signer, check_checkpoints, read_checkpoints
 from engine.cli.common import app, err, fail, open_store, out
 from engine.errors import ConfigError
-from engine.evidence import verify_chain
+from engine.evidence.chain import verify_chain
+from engine.evidence.checkpoints import Signer, check_checkpoints, read_checkpoints
 from engine.store.events import chain_heads, iter_events
 
 evidence_app = typer.Typer(help="Check the tamper-evident record.", no_args_is_help=True)

@@ -10,12 +10,12 @@ import typer
 from rich.table import Table
 
 from engine import logs
-from engine.campaigns import load_campaign, resolve_campaign_path
+from engine.authoring.campaigns import load_campaign, resolve_campaign_path
+from engine.authoring.specs import spec_hash
 from engine.cli.common import app, fail, open_store, out
+from engine.daemon.scheduler import Daemon, DaemonOptions
 from engine.errors import ConfigError, EngineError
-from engine.scheduler import Daemon, DaemonOptions
-from engine.specs import spec_hash
-from engine.status import HEARTBEAT_SECONDS, campaign_status, daemon_status
+from engine.evidence.status import HEARTBEAT_SECONDS, campaign_status, daemon_status
 from engine.store import campaigns as campaign_store
 from engine.store import daemons
 from engine.store.reporting import status_figures
@@ -144,7 +144,7 @@ def _set_paused(campaign: str, paused: bool) -> None:
             loaded = load_campaign(resolve_campaign_path(campaign))
         except EngineError as exc:
             fail(str(exc))
-        campaign_store.schedule(engine, loaded.campaign, spec_hash(loaded), time.time())
+        campaign_store.schedule(engine, loaded.campaign.record, spec_hash(loaded), time.time())
     word = "paused" if paused else "resumed"
     if campaign_store.set_paused(engine, campaign_id, paused, time.time(), by="cli"):
         out.print(f"{campaign_id}: {word}", markup=False)

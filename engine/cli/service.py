@@ -13,7 +13,7 @@ from typing import Annotated, Any, TextIO
 import typer
 
 from engine import logs
-from engine.campaigns import PAGES, Project
+from engine.authoring.campaigns import PAGES, Project
 from engine.cli.common import app, fail, open_store, out
 from engine.errors import ConfigError
 from engine.store.events import iso

@@ -5,7 +5,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from engine.planning import PlanResult
+from engine.delivery.planning import PlanResult
 
 
 def print_plan(console: Console, campaign_id: str, result: PlanResult) -> None:

@@ -27,16 +27,16 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
-from engine.campaigns import PAGES, Project, load_campaign
+from engine.authoring.campaigns import PAGES, Project, load_campaign
+from engine.authoring.i18n import SOURCE_LOCALE, Catalogs, normalize_locale
+from engine.authoring.pages import Page, busy_page, confirmed_page, error_page, object_page
+from engine.authoring.rendering import Renderer
 from engine.config import Settings
+from engine.delivery.tokens import Keys
 from engine.errors import EngineError
-from engine.i18n import SOURCE_LOCALE, Catalogs, normalize_locale
-from engine.objections import Objections, Target
-from engine.pages import Page, busy_page, confirmed_page, error_page, object_page
-from engine.rendering import Renderer
+from engine.service.objections import Objections, Target
 from engine.service.security import ApiKey, ApiKeys, Guard, PostLimit
 from engine.store import objections as store
-from engine.tokens import Keys
 
 
 class ObjectionRequest(BaseModel):

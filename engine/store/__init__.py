@@ -3,6 +3,8 @@
 The store is synchronous (SQLAlchemy Core on the hot paths, SQLModel for the schema).
 Its writes are short batched transactions; the dispatcher runs them on one worker
 thread so the event loop keeps its SMTP connections busy meanwhile.
+
+May import: the core only. No business rules live here.
 """
 
 import functools

@@ -11,8 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
-from engine.campaigns import Campaign
-from engine.specs import SpecFile
+from engine.models import CampaignRecord, SpecFile
 from engine.store import executemany, writing
 from engine.store.events import append_events, iso
 from engine.store.tables import CampaignRow
@@ -32,16 +31,16 @@ class Launch:
     same_spec: bool  # the files given are those the campaign was launched with
 
 
-def _schedule_values(c: Campaign) -> dict[str, Any]:
+def _schedule_values(c: CampaignRecord) -> dict[str, Any]:
     return {
         "title": c.title,
-        "start_at": c.schedule.start.timestamp(),
-        "deadline_at": c.schedule.deadline.timestamp(),
-        "rate_per_second": c.schedule.rate_per_second,
+        "start_at": c.start_at,
+        "deadline_at": c.deadline_at,
+        "rate_per_second": c.rate_per_second,
     }
 
 
-def schedule(engine: Engine, c: Campaign, spec_hash: str, now: float) -> bool:
+def schedule(engine: Engine, c: CampaignRecord, spec_hash: str, now: float) -> bool:
     """Record a campaign found on disk, or its new version while it has not started.
 
     Returns False (and changes nothing) when it has started already."""
@@ -58,7 +57,7 @@ def schedule(engine: Engine, c: Campaign, spec_hash: str, now: float) -> bool:
 
 
 def launch(
-    engine: Engine, c: Campaign, spec_hash: str, files: Sequence[SpecFile], now: float
+    engine: Engine, c: CampaignRecord, spec_hash: str, files: Sequence[SpecFile], now: float
 ) -> Launch:
     """Fix the campaign's spec as it begins planning: store its files, once."""
     with writing(engine) as conn:

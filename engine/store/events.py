@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, text
 
-from engine.evidence import GENESIS, canonical_json, event_hash
+from engine.canonical import GENESIS, canonical_json, event_hash
 from engine.store import executemany, pages
 from engine.store.tables import ChainHead, EventRow
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from engine.audience import Rejection, Row
+from engine.models import Rejection, Row
 from engine.store import pages
 from engine.store.tables import UserRow
 

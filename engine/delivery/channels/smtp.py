@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from engine.channels.base import Outgoing, Receipt, Transport
+from engine.delivery.channels.base import Outgoing, Receipt, Transport
 from engine.errors import (
     ConfigError,
     DeliveryError,

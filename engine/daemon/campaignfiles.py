@@ -15,12 +15,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from engine.campaigns import LoadedCampaign, load_campaign
+from engine.authoring.campaigns import LoadedCampaign, load_campaign
+from engine.authoring.specs import changes, spec_files, spec_hash
+from engine.authoring.validation import validate
 from engine.errors import CampaignError
 from engine.logs import fields
-from engine.specs import changes, spec_files, spec_hash
 from engine.store import campaigns as campaign_store
-from engine.validation import validate
 
 log = logging.getLogger("herald.daemon")
 
@@ -108,7 +108,7 @@ class CampaignFiles:
         self.seen[path] = _Seen(digest, loaded)
         c = loaded.campaign
         scheduled = await asyncio.to_thread(
-            campaign_store.schedule, self.engine, c, digest, time.time()
+            campaign_store.schedule, self.engine, c.record, digest, time.time()
         )
         if not scheduled:  # another daemon started it meanwhile; the next scan sees that
             self.seen.pop(path, None)

@@ -9,7 +9,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from engine.channels.base import Outgoing, Receipt, Transport
+from engine.delivery.channels.base import Outgoing, Receipt, Transport
 from engine.errors import TransportConfigError
 from engine.models import Channel
 

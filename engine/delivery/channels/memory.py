@@ -1,6 +1,6 @@
 """MemoryTransport: keeps messages in a list. For tests and dry runs. Pure."""
 
-from engine.channels.base import Outgoing, Receipt, Transport
+from engine.delivery.channels.base import Outgoing, Receipt, Transport
 from engine.errors import DeliveryError
 from engine.models import Channel
 

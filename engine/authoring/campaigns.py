@@ -16,10 +16,10 @@ from pydantic import (
     field_validator,
 )
 
+from engine.authoring.regions import region_data
+from engine.authoring.yamlsource import KeyPath, LocatedYaml, load_located
 from engine.errors import CampaignError, Problem
-from engine.models import Channel
-from engine.regions import region_data
-from engine.yamlsource import KeyPath, LocatedYaml, load_located
+from engine.models import CampaignRecord, Channel
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9-]{3,64}$")]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -122,6 +122,17 @@ class Campaign(_Spec):
             included |= data.expand(name) or set()
         excluded = {data.country_code(c) for c in self.audience.exclude_countries}
         return frozenset(included - excluded)
+
+    @property
+    def record(self) -> CampaignRecord:
+        """What the campaign table keeps of this file."""
+        return CampaignRecord(
+            self.id,
+            self.title,
+            self.schedule.start.timestamp(),
+            self.schedule.deadline.timestamp(),
+            self.schedule.rate_per_second,
+        )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The coverage report: who was told, how, and who is left. Pure: builds from aggregates.
+"""The coverage report: who was told, how, and who is left. Pure, but for `campaign_report`,
+which reads the aggregates from the database.
 
 The coverage equation holds by construction: each targeted user is in exactly one of
 notified (some channel reached them), failed (every channel failed for good) or pending.
@@ -9,9 +10,13 @@ carried by this campaign's links.
 import datetime as dt
 from typing import Any
 
+from sqlalchemy import Engine
+
+from engine.authoring.campaigns import Campaign
+from engine.evidence.status import iso
 from engine.models import Channel
-from engine.status import iso
 from engine.statuses import DeliveryStatus
+from engine.store.reporting import coverage_rows
 
 _BUCKETS = (
     "targeted",
@@ -93,3 +98,10 @@ def build_report(
         "by_locale": breakdown("by_locale"),
         "by_channel": by_channel,
     }
+
+
+def campaign_report(engine: Engine, c: Campaign) -> dict[str, Any]:
+    """The report of one campaign, from the database."""
+    effective = dt.datetime.combine(c.policy.effective_date, dt.time(0), dt.UTC)
+    rows = coverage_rows(engine, c.id, c.schedule.deadline.timestamp(), effective.timestamp())
+    return build_report(c.id, c.title, c.schedule.deadline, effective, rows)

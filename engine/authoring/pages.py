@@ -11,7 +11,7 @@ from typing import Any
 
 from babel import Locale
 
-from engine.campaigns import PAGES, Campaign
+from engine.authoring.campaigns import PAGES, Campaign
 
 
 @dataclass(frozen=True)

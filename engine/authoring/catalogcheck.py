@@ -8,9 +8,9 @@ from pathlib import Path
 from babel.messages.catalog import Message
 from babel.messages.extract import extract_from_file
 
+from engine.authoring.i18n import SOURCE_LOCALE, Catalogs
+from engine.authoring.yamlsource import load_located
 from engine.errors import Problem
-from engine.i18n import SOURCE_LOCALE, Catalogs
-from engine.yamlsource import load_located
 
 _PERCENT = re.compile(r"%\(\w+\)[sdif]|%[sdif]")
 _BRACE = re.compile(r"\{\w*\}")  # Babel's checker does not look at these

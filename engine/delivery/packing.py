@@ -9,16 +9,16 @@ a DeliveryError and fails only that delivery; a broken template raises TemplateE
 from collections.abc import Callable
 from typing import Any
 
-from engine.campaigns import LoadedCampaign
-from engine.channels.base import Outgoing
+from engine.authoring.campaigns import LoadedCampaign
+from engine.authoring.i18n import Catalogs
+from engine.authoring.rendering import Renderer, clean_field
+from engine.delivery.channels.base import Outgoing
+from engine.delivery.mime import build_email, domain_of, encode_address, mail_date, parse_sender
+from engine.delivery.tokens import Keys
+from engine.delivery.windows import local_date
 from engine.errors import DeliveryError, PermanentDeliveryError
-from engine.i18n import Catalogs
-from engine.mime import build_email, domain_of, encode_address, mail_date, parse_sender
 from engine.models import Channel, LocaleChoice, LocaleSource, RenderedMessage, User
-from engine.rendering import Renderer, clean_field
 from engine.statuses import CONFIRMATION
-from engine.tokens import Keys
-from engine.windows import local_date
 
 
 class Packer:

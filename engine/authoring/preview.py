@@ -12,11 +12,11 @@ from pathlib import Path
 import jinja2
 from babel import Locale
 
-from engine.campaigns import Campaign
+from engine.authoring.campaigns import Campaign
+from engine.authoring.objectioncheck import confirmation_channels
+from engine.authoring.pages import confirmed_page, object_page
+from engine.authoring.rendering import Renderer
 from engine.models import Channel, LocaleChoice, LocaleSource, RenderedMessage, User
-from engine.objectioncheck import confirmation_channels
-from engine.pages import confirmed_page, object_page
-from engine.rendering import Renderer
 
 _URL = re.compile(r"(https?://\S+)")
 _env = jinja2.Environment(

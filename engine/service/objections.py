@@ -14,14 +14,14 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from engine.campaigns import LoadedCampaign
+from engine.authoring.campaigns import LoadedCampaign
+from engine.authoring.specs import restore, spec_folder
+from engine.delivery.tokens import Keys
+from engine.delivery.windows import local_date
 from engine.errors import EngineError
-from engine.specs import restore, spec_folder
 from engine.store import campaigns as campaign_store
 from engine.store import objections as store
 from engine.store.objections import Notice, Recorded
-from engine.tokens import Keys
-from engine.windows import local_date
 
 MAX_TOKEN = 200  # ours are ~50 characters; anything longer is not worth verifying
 MAX_REASON = 10_000  # characters kept of a reason; a longer one is cut, never refused

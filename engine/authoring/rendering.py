@@ -17,11 +17,11 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from engine.campaigns import Campaign
+from engine.authoring.campaigns import Campaign
+from engine.authoring.i18n import Catalogs, Formatter, text_direction
+from engine.authoring.skeletons import PERSONAL, Skeleton, build_skeleton
 from engine.errors import CampaignError, TemplateError
-from engine.i18n import Catalogs, Formatter, text_direction
 from engine.models import Channel, LocaleChoice, RenderedMessage, User
-from engine.skeletons import PERSONAL, Skeleton, build_skeleton
 
 FSI, PDI = "\u2068", "\u2069"  # Unicode first-strong isolate / pop directional isolate
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")

@@ -23,9 +23,9 @@ from babel.messages.pofile import PoFileError, read_po
 from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 
+from engine.authoring.regions import region_data
 from engine.errors import Problem
 from engine.models import LocaleChoice, LocaleSource
-from engine.regions import region_data
 
 SOURCE_LOCALE = "en"  # the language of the msgids in templates/
 _ALIASES = {"no": "nb"}  # Norwegian: "no" is the macrolanguage, Bokmål is what we ship

@@ -12,11 +12,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.campaigns import Campaign, LoadedCampaign
-from engine.errors import Problem, TemplateError
-from engine.i18n import SOURCE_LOCALE, Catalogs
-from engine.models import Channel, LocaleChoice, LocaleSource, RenderedMessage
-from engine.outputscan import (
+from engine.authoring.campaigns import Campaign, LoadedCampaign
+from engine.authoring.i18n import SOURCE_LOCALE, Catalogs
+from engine.authoring.outputscan import (
     HTML_TAGS,
     RESIDUE,
     SAMPLE_TOKEN,
@@ -26,8 +24,10 @@ from engine.outputscan import (
     locator,
     scan_output,
 )
-from engine.pages import Page, busy_page, confirmed_page, error_page, object_page
-from engine.rendering import Renderer
+from engine.authoring.pages import Page, busy_page, confirmed_page, error_page, object_page
+from engine.authoring.rendering import Renderer
+from engine.errors import Problem, TemplateError
+from engine.models import Channel, LocaleChoice, LocaleSource, RenderedMessage
 
 _HURDLE = re.compile(r"\s(required|minlength|pattern)\b", re.IGNORECASE)
 _INPUT = re.compile(r"<input\b[^>]*>", re.IGNORECASE)

@@ -27,25 +27,25 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
-from engine.campaignfiles import CampaignFiles
-from engine.campaigns import LoadedCampaign
-from engine.channels import build_transports
-from engine.channels.base import Transport
-from engine.checkpoints import Signer, write_checkpoints
+from engine.authoring.campaigns import LoadedCampaign
+from engine.authoring.specs import restore, spec_folder, spec_hash
 from engine.config import Settings
-from engine.dispatch import Dispatcher, SendOptions
+from engine.daemon.campaignfiles import CampaignFiles
+from engine.delivery.channels import build_transports
+from engine.delivery.channels.base import Transport
+from engine.delivery.dispatch import Dispatcher, SendOptions
+from engine.delivery.planning import PlanResult, plan_campaign
+from engine.delivery.tokens import Keys
 from engine.errors import EngineError
+from engine.evidence.checkpoints import Signer, write_checkpoints
+from engine.evidence.status import HEARTBEAT_SECONDS, campaign_status
 from engine.logs import fields
-from engine.planning import PlanResult, plan_campaign
-from engine.specs import restore, spec_folder, spec_hash
-from engine.status import HEARTBEAT_SECONDS, campaign_status
 from engine.statuses import FINAL
 from engine.store import campaigns as campaign_store
 from engine.store import daemons, deliveries
 from engine.store.events import chain_heads
 from engine.store.reporting import status_figures
 from engine.store.users import users_version
-from engine.tokens import Keys
 
 log = logging.getLogger("herald.daemon")
 

@@ -23,20 +23,20 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from engine.campaigns import LoadedCampaign
-from engine.channels.base import Outgoing, Receipt, Transport
+from engine.authoring.campaigns import LoadedCampaign
+from engine.delivery.channels.base import Outgoing, Receipt, Transport
+from engine.delivery.packing import Packer
+from engine.delivery.ratelimit import RateLimiter
+from engine.delivery.tokens import Keys
+from engine.delivery.windows import SendTimes
 from engine.errors import DeliveryError
 from engine.models import Channel, RenderedMessage
-from engine.packing import Packer
-from engine.ratelimit import RateLimiter
 from engine.statuses import CONFIRMATION, DeliveryStatus, RetryPolicy
 from engine.store import campaigns as campaign_store
 from engine.store import deliveries, rates
 from engine.store.deliveries import Fallback, Result
 from engine.store.events import iso
 from engine.store.objections import objections_of
-from engine.tokens import Keys
-from engine.windows import SendTimes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from engine.authoring.regions import region_data
 from engine.models import Channel
-from engine.regions import region_data
 
 if TYPE_CHECKING:
-    from engine.campaigns import SendWindow
+    from engine.authoring.campaigns import SendWindow
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY = dt.timedelta(days=1)

@@ -4,7 +4,7 @@ The dispatcher writes `message.notification` in the same transaction as the stat
 `delivered` and its event, so an in-app notice exists exactly when the evidence says so.
 """
 
-from engine.channels.base import Outgoing, Receipt, Transport
+from engine.delivery.channels.base import Outgoing, Receipt, Transport
 from engine.models import Channel
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from markupsafe import escape
 
-from engine.campaigns import Campaign
-from engine.catalogcheck import msgstrs
+from engine.authoring.campaigns import Campaign
+from engine.authoring.catalogcheck import msgstrs
+from engine.authoring.i18n import SOURCE_LOCALE, Catalogs, Formatter
+from engine.authoring.rendering import FSI, PDI, clean_field
 from engine.errors import Problem
-from engine.i18n import SOURCE_LOCALE, Catalogs, Formatter
 from engine.models import RenderedMessage, User
-from engine.rendering import FSI, PDI, clean_field
 
 SAMPLE_TOKEN = "SAMPLE-TOKEN"
 SAMPLE_USERS = (

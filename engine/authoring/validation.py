@@ -8,20 +8,20 @@ confirmation, and scans the output. Reads files; otherwise pure.
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.campaigns import PAGES, Campaign, LoadedCampaign, load_campaign
-from engine.catalogcheck import (
+from engine.authoring.campaigns import PAGES, Campaign, LoadedCampaign, load_campaign
+from engine.authoring.catalogcheck import (
     SourceMessage,
     check_catalog,
     check_glossary,
     extract_messages,
     load_glossary,
 )
+from engine.authoring.i18n import Catalogs, read_po_file
+from engine.authoring.objectioncheck import check_objection
+from engine.authoring.outputscan import SAMPLE_TOKEN, SAMPLE_USERS, locator, scan_output
+from engine.authoring.rendering import Renderer
 from engine.errors import CampaignError, Problem, TemplateError
-from engine.i18n import Catalogs, read_po_file
 from engine.models import LocaleChoice, LocaleSource
-from engine.objectioncheck import check_objection
-from engine.outputscan import SAMPLE_TOKEN, SAMPLE_USERS, locator, scan_output
-from engine.rendering import Renderer
 
 
 @dataclass

@@ -8,20 +8,10 @@ neither change what the rest of the audience gets nor break a running campaign.
 import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from engine.campaigns import PAGES, LoadedCampaign, Project, load_campaign
-
-
-@dataclass(frozen=True, slots=True)
-class SpecFile:
-    path: str  # relative to the project root, with forward slashes
-    content: bytes
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.content).hexdigest()
+from engine.authoring.campaigns import PAGES, LoadedCampaign, Project, load_campaign
+from engine.models import SpecFile
 
 
 def spec_files(loaded: LoadedCampaign) -> list[SpecFile]:

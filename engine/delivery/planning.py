@@ -12,19 +12,19 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from engine.campaigns import LoadedCampaign
-from engine.i18n import Catalogs
+from engine.authoring.campaigns import LoadedCampaign
+from engine.authoring.i18n import Catalogs
+from engine.authoring.regions import region_data
+from engine.authoring.specs import spec_files, spec_hash
+from engine.delivery.tokens import Keys
+from engine.delivery.windows import SendTimes
 from engine.models import LocaleChoice
-from engine.regions import region_data
-from engine.specs import spec_files, spec_hash
 from engine.statuses import DeliveryStatus
 from engine.store import campaigns as campaign_store
 from engine.store import writing
 from engine.store.deliveries import insert_planned
 from engine.store.events import append_events, iso
 from engine.store.users import iter_users
-from engine.tokens import Keys
-from engine.windows import SendTimes
 
 
 @dataclass
@@ -53,7 +53,7 @@ def plan_campaign(
     now = time.time() if now is None else now
     result = PlanResult()
     files = spec_files(loaded)
-    launch = campaign_store.launch(engine, c, spec_hash(files), files, now)
+    launch = campaign_store.launch(engine, c.record, spec_hash(files), files, now)
     if not launch.same_spec:  # the caller refuses; a launched campaign keeps its spec
         result.spec_changed = True
         return result

@@ -7,32 +7,19 @@ a bad row never stops the good ones (unless the caller asks for --strict).
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
-from engine.i18n import normalize_locale
-from engine.regions import region_data
-from engine.rendering import clean_field
+from engine.authoring.i18n import normalize_locale
+from engine.authoring.regions import region_data
+from engine.authoring.rendering import clean_field
+from engine.models import Rejection, Row
 
 FIELDS = ("id", "email", "name", "country", "locale", "timezone")
 REQUIRED = ("id", "country")
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    line: int
-    reason: str
-    user_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    line: int
-    values: dict[str, Any]  # FIELDS plus "attributes" (a JSON string)
 
 
 class ImportFormatError(ValueError):

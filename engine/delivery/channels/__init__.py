@@ -1,10 +1,10 @@
 """Transports by channel, built from settings."""
 
-from engine.channels.base import Outgoing, Receipt, Transport
-from engine.channels.inapp import InAppTransport
-from engine.channels.outbox import OutboxTransport
-from engine.channels.smtp import SmtpSettings, SmtpTransport
 from engine.config import Settings
+from engine.delivery.channels.base import Outgoing, Receipt, Transport
+from engine.delivery.channels.inapp import InAppTransport
+from engine.delivery.channels.outbox import OutboxTransport
+from engine.delivery.channels.smtp import SmtpSettings, SmtpTransport
 from engine.models import Channel
 
 __all__ = ["Outgoing", "Receipt", "Transport", "build_transports"]

@@ -1,0 +1,160 @@
+"""Running a campaign's sending from a command: launch checks, worker processes, progress.
+
+I/O: database, child processes, signals. `herald send`, `herald demo` and the daemon share
+this; the command line only parses arguments and prints what it is told.
+"""
+
+import asyncio
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from engine.authoring.campaigns import LoadedCampaign, load_campaign
+from engine.authoring.specs import changes, spec_files, spec_hash
+from engine.config import Settings
+from engine.delivery.channels import build_transports
+from engine.delivery.dispatch import Dispatcher, RunSummary, SendOptions
+from engine.delivery.tokens import Keys
+from engine.errors import EngineError
+from engine.evidence.checkpoints import Signer, write_checkpoints
+from engine.statuses import FINAL
+from engine.store import deliveries, open_database
+from engine.store.campaigns import stored_hashes, stored_spec
+from engine.store.events import chain_heads
+
+Process = multiprocessing.process.BaseProcess
+
+
+class LaunchError(EngineError):
+    """The campaign cannot be sent as it stands: not planned, or its files changed."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def spec_changed(engine: Engine, loaded: LoadedCampaign) -> LaunchError:
+    """The refusal for a launched campaign whose files differ from those it started with."""
+    what = changes(stored_hashes(engine, loaded.campaign.id), spec_files(loaded))
+    return LaunchError(
+        [
+            *what,
+            (
+                f"{loaded.path}, its templates or its catalogs changed since the campaign "
+                "started; a launched campaign keeps its spec: give the corrected campaign a new id"
+            ),
+        ]
+    )
+
+
+def check_planned(engine: Engine, loaded: LoadedCampaign) -> None:
+    """Raise LaunchError unless the campaign was planned with exactly these files."""
+    stored = stored_spec(engine, loaded.campaign.id)
+    if stored is None:
+        c = loaded.campaign.id
+        raise LaunchError([f"campaign {c} has not been planned: run herald plan {c}"])
+    if stored != spec_hash(loaded):
+        raise spec_changed(engine, loaded)
+
+
+def sign_heads(settings: Settings, engine: Engine) -> None:
+    """Sign the chain heads that moved, outside the database (var/checkpoints/).
+
+    Raises ConfigError when the signing key is unusable."""
+    signer = Signer.load_or_create(settings.signing_key)
+    write_checkpoints(settings.checkpoints, signer, chain_heads(engine), time.time())
+
+
+async def send(
+    engine: Engine,
+    loaded: LoadedCampaign,
+    settings: Settings,
+    options: SendOptions,
+    on_stopping: Callable[[], None] | None = None,
+    watch: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """Deliver what is due in this process until done, idle for `options.max_wait_s`, or
+    stopped by SIGINT/SIGTERM (the first stops claiming, a second exits at once).
+
+    `watch(final, total)` is called with progress across every worker about twice a second.
+    """
+    stop = asyncio.Event()
+    _on_signals(stop, on_stopping)
+    transports = build_transports(settings, options.concurrency)
+    dispatcher = Dispatcher(engine, loaded, Keys(settings.secret), transports, options)
+    watcher = (
+        asyncio.create_task(watch_progress(engine, loaded.campaign.id, watch)) if watch else None
+    )
+    try:
+        return await dispatcher.run(stop)
+    finally:
+        if watcher:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        for transport in transports.values():
+            await transport.close()
+
+
+def _on_signals(stop: asyncio.Event, on_stopping: Callable[[], None] | None) -> None:
+    loop = asyncio.get_running_loop()
+
+    def handle() -> None:
+        if stop.is_set():
+            raise SystemExit(130)
+        if on_stopping:
+            on_stopping()
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handle)
+
+
+def progress(engine: Engine, campaign_id: str) -> tuple[int, int]:
+    """(final, total) deliveries of a campaign, counting every worker's."""
+    counts = deliveries.progress(engine, campaign_id)
+    return sum(v for k, v in counts.items() if k in FINAL), sum(counts.values())
+
+
+async def watch_progress(
+    engine: Engine, campaign_id: str, report: Callable[[int, int], None], every_s: float = 0.5
+) -> None:
+    """Call `report(final, total)` now and every `every_s` seconds, until cancelled."""
+    while True:
+        report(*await asyncio.to_thread(progress, engine, campaign_id))
+        await asyncio.sleep(every_s)
+
+
+@dataclass(frozen=True)
+class Workers:
+    """Extra worker processes running the same dispatcher on the same database."""
+
+    processes: Sequence[Process]
+
+    @classmethod
+    def spawn(cls, path: Path, options: SendOptions, count: int) -> "Workers":
+        context = multiprocessing.get_context("spawn")
+        processes = [
+            context.Process(target=_worker_main, args=(str(path), options), daemon=False)
+            for _ in range(count)
+        ]
+        for process in processes:
+            process.start()
+        return cls(processes)
+
+    def join(self, stop_first: bool = False) -> None:
+        """Wait for every worker; SIGTERM first (they finish their messages in flight)."""
+        for process in self.processes:
+            if stop_first:
+                process.terminate()
+            process.join()
+
+
+def _worker_main(path: str, options: SendOptions) -> None:
+    settings = Settings.from_env()
+    engine = open_database(settings.db_url)
+    asyncio.run(send(engine, load_campaign(Path(path)), settings, options))
