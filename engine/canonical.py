@@ -1,25 +1,104 @@
-"""The bytes of the evidence: canonical JSON and event hashes. Pure: no I/O.
+"""The bytes of the evidence: canonical JSON (RFC 8785) and Merkle hashing (RFC 9162). Pure.
 
-Each event's hash is SHA-256 over the previous event's hash and the event's canonical
-JSON (sorted keys, no spaces, UTF-8), so changing, removing or reordering any event
-breaks every hash after it. The store writes these bytes and the evidence layer checks
-them, so they live below both.
+docs/evidence.md fixes every byte; this module is its executable form for what the store
+writes. Events hold only strings, integers, booleans, null, arrays and objects (times are
+ISO 8601 strings, never floats), and for those values RFC 8785 is exactly `json.dumps` with
+sorted keys, no whitespace and UTF-8: `canonical` uses that fast form, and
+`is_canonical` checks stored bytes against the `rfc8785` package, the reference.
 """
 
 import hashlib
 import json
-from collections.abc import Mapping
 from typing import Any
 
-GENESIS = "0" * 64
-HASHED_FIELDS = ("campaign_id", "seq", "kind", "at", "delivery_id", "user_id", "channel", "data")
+import rfc8785
+
+FORMAT = 1  # the evidence format written now; see docs/evidence.md
+EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def canonical(value: Any) -> bytes:
+    """RFC 8785 bytes of `value`, which holds no floats. Raises ValueError on a float or
+    on a string that is not valid Unicode (a lone surrogate)."""
+    try:
+        text = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        body = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode: {exc}") from None
+    if _has_float(value):
+        raise ValueError("evidence holds no floats: use integers or ISO 8601 strings")
+    return body
 
 
-def event_hash(prev_hash: str, event: Mapping[str, Any]) -> str:
-    """`event` holds HASHED_FIELDS, with `data` already canonical JSON text."""
-    body = canonical_json({k: event[k] for k in HASHED_FIELDS})
-    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+def is_canonical(body: bytes) -> bool:
+    """Whether `body` is exactly the RFC 8785 form of the JSON it holds."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return False
+    if not _has_float(value) and body == canonical(value):
+        return True
+    try:
+        return bool(rfc8785.dumps(value) == body)
+    except rfc8785.CanonicalizationError:
+        return False
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return False
+
+
+def leaf_hash(body: bytes) -> bytes:
+    """RFC 9162 §2.1.1: SHA-256(0x00 ‖ entry)."""
+    return hashlib.sha256(b"\x00" + body).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """RFC 9162 §2.1.1: SHA-256(0x01 ‖ left ‖ right)."""
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+class Frontier:
+    """The roots of the perfect subtrees that make a tree of `size` leaves, largest first
+    (a "compact range"): enough to append in O(log n) and to compute the root, so a writer
+    never rereads the log. Stored with each campaign's head."""
+
+    __slots__ = ("hashes", "size")
+
+    def __init__(self, size: int = 0, hashes: list[bytes] | None = None) -> None:
+        if len(hashes or []) != size.bit_count():
+            raise ValueError(f"a tree of {size} leaves has {size.bit_count()} subtree roots")
+        self.size, self.hashes = size, list(hashes or [])
+
+    def append(self, leaf: bytes) -> None:
+        self.hashes.append(leaf)
+        size = self.size
+        while size & 1:  # each trailing 1 bit of the old size is a subtree of equal size
+            right = self.hashes.pop()
+            self.hashes[-1] = node_hash(self.hashes[-1], right)
+            size >>= 1
+        self.size += 1
+
+    def root(self) -> bytes:
+        """RFC 9162 §2.1.1 MTH of the leaves so far (SHA-256 of nothing when empty)."""
+        if not self.hashes:
+            return EMPTY_ROOT
+        root = self.hashes[-1]
+        for left in reversed(self.hashes[:-1]):
+            root = node_hash(left, root)
+        return root
+
+    def dump(self) -> str:
+        return ",".join(h.hex() for h in self.hashes)
+
+    @classmethod
+    def load(cls, size: int, text: str) -> "Frontier":
+        return cls(size, [bytes.fromhex(h) for h in text.split(",")] if text else [])

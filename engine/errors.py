@@ -6,6 +6,8 @@ EngineError
 ├── TemplateError     a template failed to render (undefined variable, syntax) → fix templates/
 ├── ConfigError       settings missing or wrong → raised at startup; stops everything
 │   └── TransportConfigError  the server rejected *our* setup (auth, TLS) → stops the run
+├── EvidenceError     the evidence log or its checkpoints do not hold together → stop
+│                     signing; `herald evidence verify` names what broke
 └── DeliveryError     one message on one channel failed → recorded; the run goes on
     ├── TemporaryDeliveryError   4xx, timeouts, dropped connections → retried with backoff
     └── PermanentDeliveryError   5xx, refused recipient → final; may trigger the fallback
@@ -68,6 +70,10 @@ class TemplateError(EngineError):
 
 class ConfigError(EngineError):
     """A setting is missing or invalid; names the variable or file."""
+
+
+class EvidenceError(EngineError):
+    """The database's events do not extend the signed checkpoints: nothing is signed."""
 
 
 class TransportConfigError(ConfigError):

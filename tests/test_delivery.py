@@ -198,62 +198,6 @@ def test_a_campaign_changed_after_it_started_is_refused_naming_the_file(herald, 
     assert "give the corrected campaign a new id" in result.stderr
 
 
-def test_tampered_event_fails_verify_naming_the_row(herald):
-    assert _launch(herald).exit_code == 0
-    ok = herald("evidence", "verify", "--db")
-    assert ok.exit_code == 0
-    assert "chain intact" in ok.stdout
-    with herald.database().begin() as conn:
-        row = conn.execute(
-            text("SELECT id, seq FROM event WHERE kind = 'sent' ORDER BY seq LIMIT 1")
-        ).one()
-        conn.execute(
-            text("UPDATE event SET data = replace(data, '250', '550') WHERE id = :id"),
-            {"id": row.id},
-        )
-    broken = herald("evidence", "verify", "--db")
-    assert broken.exit_code == 1
-    assert f"event seq {row.seq} (row id {row.id})" in broken.stderr
-
-
-def test_history_rewritten_with_fresh_hashes_fails_against_the_signed_checkpoint(herald):
-    """Whoever can write the database can recompute the chain, but cannot sign."""
-    from engine.canonical import GENESIS, event_hash
-
-    assert _launch(herald).exit_code == 0
-    ok = herald("evidence", "verify", "--db")
-    assert "1 signed checkpoint(s) match" in ok.stdout
-    with herald.database().begin() as conn:
-        events = [
-            dict(r) for r in conn.execute(text("SELECT * FROM event ORDER BY seq")).mappings()
-        ]
-        sent = next(e for e in events if e["kind"] == "sent")
-        sent["data"] = sent["data"].replace("250", "550")
-        prev = GENESIS
-        for event in events:
-            event["prev_hash"], event["hash"] = prev, event_hash(prev, event)
-            prev = event["hash"]
-            conn.execute(
-                text("UPDATE event SET data = :data, prev_hash = :prev_hash, hash = :hash "
-                     "WHERE id = :id"),
-                event,
-            )  # fmt: skip
-        conn.execute(text("UPDATE chain_head SET hash = :h"), {"h": prev})
-    broken = herald("evidence", "verify", "--db")
-    assert broken.exit_code == 1
-    assert "checkpoints/ai-training-notice.jsonl" in broken.stderr
-    assert f"the event there now hashes to {prev[:12]}" in broken.stderr
-
-
-def test_deleted_event_fails_verify(herald):
-    assert _launch(herald).exit_code == 0
-    with herald.database().begin() as conn:
-        conn.execute(text("DELETE FROM event WHERE seq = (SELECT max(seq) FROM event)"))
-    broken = herald("evidence", "verify", "--db")
-    assert broken.exit_code == 1
-    assert "removed" in broken.stderr
-
-
 def _event_kinds(herald, delivery_id: int) -> list[str]:
     with herald.database().connect() as conn:
         return [

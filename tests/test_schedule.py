@@ -141,7 +141,7 @@ def test_a_paused_campaign_claims_nothing(project, herald):
         kinds = [
             r[0] for r in conn.execute(text("SELECT kind FROM event WHERE delivery_id IS NULL"))
         ]
-    assert kinds == ["paused", "resumed"]
+    assert kinds == ["started", "audience", "paused", "resumed"]
 
 
 def test_shared_slots_hold_the_rate_across_limiters():

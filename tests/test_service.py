@@ -339,7 +339,7 @@ def test_the_confirmation_is_sent_by_email_through_the_pipeline(served, smtp_ser
     assert "Ab dem" in text
     assert "verwenden wir Ihre Beiträge" in text
     assert "falls" not in text.lower()  # no conditional wording
-    events = served.count("event", "kind = 'sent' AND data LIKE '%\"message\":\"confirmation\"%'")
+    events = served.count("event", "kind = 'sent' AND body LIKE '%\"message\":\"confirmation\"%'")
     assert events == 1
     assert served.herald("evidence", "verify", "--db").exit_code == 0
     report = json.loads(served.herald("report", "ai-training-notice", "--format", "json").output)

@@ -27,6 +27,7 @@ from engine.delivery.synthetic import generate_users
 from engine.delivery.tokens import Keys
 from engine.errors import ConfigError, EngineError
 from engine.evidence.report import campaign_report
+from engine.evidence.signing import sign_heads
 from engine.statuses import FINAL
 from engine.store import campaigns as campaign_store
 from engine.store import deliveries
@@ -135,7 +136,7 @@ def send_command(
 
 def _checkpoint(settings: Settings, engine: Engine) -> None:
     try:
-        runs.sign_heads(settings, engine)
+        sign_heads(settings, engine)
     except ConfigError as exc:
         fail(str(exc))
 

@@ -15,6 +15,7 @@ from engine.authoring.specs import spec_hash
 from engine.cli.common import app, fail, open_store, out
 from engine.daemon.scheduler import Daemon, DaemonOptions
 from engine.errors import ConfigError, EngineError
+from engine.evidence.signing import sign_heads
 from engine.evidence.status import HEARTBEAT_SECONDS, campaign_status, daemon_status
 from engine.store import campaigns as campaign_store
 from engine.store import daemons
@@ -137,7 +138,7 @@ def resume_command(campaign: Annotated[str, typer.Argument(help="Campaign file o
 
 
 def _set_paused(campaign: str, paused: bool) -> None:
-    _, engine = open_store()
+    settings, engine = open_store()
     campaign_id = _campaign_id(campaign)
     if campaign_store.get(engine, campaign_id) is None:
         try:  # not seen by a daemon yet: record it as scheduled, so the pause holds
@@ -150,6 +151,10 @@ def _set_paused(campaign: str, paused: bool) -> None:
         out.print(f"{campaign_id}: {word}", markup=False)
     else:
         out.print(f"{campaign_id}: already {word}", markup=False)
+    try:  # every writer signs what it wrote
+        sign_heads(settings, engine)
+    except EngineError as exc:
+        fail(str(exc))
 
 
 def _campaign_id(campaign: str) -> str:

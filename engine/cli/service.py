@@ -35,6 +35,10 @@ def serve_command(
         int, typer.Option(min=1, help="Objections one client address may post per minute.")
     ] = 10,
     log_format: Annotated[str, typer.Option(help="plain or json")] = "plain",
+    sign_every: Annotated[
+        float,
+        typer.Option(min=0.1, max=60, help="Sign new objections and seen marks this often (s)."),
+    ] = 30.0,
 ) -> None:
     """Serve the objection pages (/object/TOKEN) and the in-app feed API (/docs)."""
     import uvicorn  # here: the other commands need not load the web stack
@@ -49,7 +53,7 @@ def serve_command(
     logs.setup(log_format)
     settings, engine = open_store()
     try:
-        web = create_app(settings, engine, project, posts_per_minute)
+        web = create_app(settings, engine, project, posts_per_minute, sign_every)
     except ConfigError as exc:
         fail(str(exc))
     if not web.state.api_keys.keys:

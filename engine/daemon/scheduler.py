@@ -37,13 +37,12 @@ from engine.delivery.dispatch import Dispatcher, SendOptions
 from engine.delivery.planning import PlanResult, plan_campaign
 from engine.delivery.tokens import Keys
 from engine.errors import EngineError
-from engine.evidence.checkpoints import Signer, write_checkpoints
+from engine.evidence.signing import sign_heads, signer_for
 from engine.evidence.status import HEARTBEAT_SECONDS, campaign_status
 from engine.logs import fields
 from engine.statuses import FINAL
 from engine.store import campaigns as campaign_store
 from engine.store import daemons, deliveries
-from engine.store.events import chain_heads
 from engine.store.reporting import status_figures
 from engine.store.users import users_version
 
@@ -57,7 +56,7 @@ class DaemonOptions:
     scan_s: float = 5.0  # how often campaign files are looked at
     grace_s: float = 30.0  # on SIGTERM, how long messages in flight may take
     summary_s: float = 30.0  # how often a sending campaign's progress is logged
-    checkpoint_s: float = 60.0
+    checkpoint_s: float = 30.0  # every writer signs within 60 s
     concurrency: int = 8
 
 
@@ -83,7 +82,7 @@ class Daemon:
     def __init__(self, settings: Settings, engine: Engine, options: DaemonOptions) -> None:
         self.settings, self.engine, self.options = settings, engine, options
         self.keys = Keys(settings.secret)
-        self.signer = Signer.load_or_create(settings.signing_key)
+        signer_for(settings)  # refuse to start with a missing or replaced key
         self.id = deliveries.worker_id()
         self.started = time.time()
         self.memory = _Memory()
@@ -377,10 +376,7 @@ class Daemon:
         await asyncio.to_thread(self._heartbeat)
 
     async def _checkpoint(self) -> None:
-        heads = await asyncio.to_thread(chain_heads, self.engine)
-        await asyncio.to_thread(
-            write_checkpoints, self.settings.checkpoints, self.signer, heads, time.time()
-        )
+        await asyncio.to_thread(sign_heads, self.settings, self.engine)
 
 
 def _logged(job: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:

@@ -30,6 +30,7 @@ from engine.delivery.ratelimit import RateLimiter
 from engine.delivery.tokens import Keys
 from engine.delivery.windows import SendTimes
 from engine.errors import DeliveryError
+from engine.evidence.redaction import redact_addresses
 from engine.models import Channel, RenderedMessage
 from engine.statuses import CONFIRMATION, DeliveryStatus, RetryPolicy
 from engine.store import campaigns as campaign_store
@@ -260,6 +261,10 @@ class Dispatcher:
         values = {"status": status.value, "attempts": attempts, "next_attempt_at": at}
         return Result(row["id"], row["user_id"], status, values, None)
 
+    def _redacted(self, text: str | None) -> str | None:
+        """Server replies quote addresses; the evidence keeps their keyed hash instead."""
+        return None if text is None else redact_addresses(text, self.keys.email_hash)
+
     def _event(self, row: dict[str, Any], kind: str, data: dict[str, Any]) -> dict[str, Any]:
         return {
             "kind": kind,
@@ -296,7 +301,7 @@ class Dispatcher:
         data: dict[str, Any] = {
             "content_sha256": digest,
             "message_id": outgoing.message_id,
-            "reply": receipt.reply,
+            "reply": self._redacted(receipt.reply),
         }
         if row["interrupted"] or receipt.duplicate:
             data["possible_duplicate"] = True
@@ -329,7 +334,7 @@ class Dispatcher:
             "last_error": reason,
             "content_sha256": content_sha256(message) if message else None,
         }
-        data: dict[str, Any] = {"error": reason}
+        data: dict[str, Any] = {"error": self._redacted(reason)}
         if retry_at is not None:
             data["retry_at"] = iso(retry_at)
         return Result(

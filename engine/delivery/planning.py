@@ -16,6 +16,7 @@ from engine.authoring.campaigns import LoadedCampaign
 from engine.authoring.i18n import Catalogs
 from engine.authoring.regions import region_data
 from engine.authoring.specs import spec_files, spec_hash
+from engine.delivery.binding import audience_data, started_data
 from engine.delivery.tokens import Keys
 from engine.delivery.windows import SendTimes
 from engine.models import LocaleChoice
@@ -24,7 +25,7 @@ from engine.store import campaigns as campaign_store
 from engine.store import writing
 from engine.store.deliveries import insert_planned
 from engine.store.events import append_events, iso
-from engine.store.users import iter_users
+from engine.store.users import iter_users, users_by_country
 
 
 @dataclass
@@ -53,7 +54,10 @@ def plan_campaign(
     now = time.time() if now is None else now
     result = PlanResult()
     files = spec_files(loaded)
-    launch = campaign_store.launch(engine, c.record, spec_hash(files), files, now)
+    digest = spec_hash(files)
+    launch = campaign_store.launch(
+        engine, c.record, digest, files, now, started_data(c, files, digest)
+    )
     if not launch.same_spec:  # the caller refuses; a launched campaign keeps its spec
         result.spec_changed = True
         return result
@@ -120,5 +124,9 @@ def plan_campaign(
         result.new_deliveries += len(inserted)
         for row in rows:
             result.by_channel[row["channel"]] += 1
+    with writing(engine) as conn:
+        considered = users_by_country(conn)
+        data = audience_data(c, considered, result.by_country)
+        append_events(conn, c.id, [{"kind": "audience", "at": at, "data": data}])
     campaign_store.set_state(engine, c.id, "planned")
     return result

@@ -7,7 +7,6 @@ this; the command line only parses arguments and prints what it is told.
 import asyncio
 import multiprocessing
 import signal
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,10 @@ from engine.delivery.channels import build_transports
 from engine.delivery.dispatch import Dispatcher, RunSummary, SendOptions
 from engine.delivery.tokens import Keys
 from engine.errors import EngineError
-from engine.evidence.checkpoints import Signer, write_checkpoints
+from engine.evidence.signing import keep_signed
 from engine.statuses import FINAL
 from engine.store import deliveries, open_database
 from engine.store.campaigns import stored_hashes, stored_spec
-from engine.store.events import chain_heads
 
 Process = multiprocessing.process.BaseProcess
 
@@ -62,14 +60,6 @@ def check_planned(engine: Engine, loaded: LoadedCampaign) -> None:
         raise spec_changed(engine, loaded)
 
 
-def sign_heads(settings: Settings, engine: Engine) -> None:
-    """Sign the chain heads that moved, outside the database (var/checkpoints/).
-
-    Raises ConfigError when the signing key is unusable."""
-    signer = Signer.load_or_create(settings.signing_key)
-    write_checkpoints(settings.checkpoints, signer, chain_heads(engine), time.time())
-
-
 async def send(
     engine: Engine,
     loaded: LoadedCampaign,
@@ -77,11 +67,13 @@ async def send(
     options: SendOptions,
     on_stopping: Callable[[], None] | None = None,
     watch: Callable[[int, int], None] | None = None,
+    sign: bool = True,
 ) -> RunSummary:
     """Deliver what is due in this process until done, idle for `options.max_wait_s`, or
     stopped by SIGINT/SIGTERM (the first stops claiming, a second exits at once).
 
     `watch(final, total)` is called with progress across every worker about twice a second.
+    With `sign`, checkpoints are written every 30 s meanwhile, and once at the end.
     """
     stop = asyncio.Event()
     _on_signals(stop, on_stopping)
@@ -90,12 +82,17 @@ async def send(
     watcher = (
         asyncio.create_task(watch_progress(engine, loaded.campaign.id, watch)) if watch else None
     )
+    signed = asyncio.Event()
+    signer = asyncio.create_task(keep_signed(settings, engine, signed)) if sign else None
     try:
         return await dispatcher.run(stop)
     finally:
         if watcher:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+        if signer:
+            signed.set()
+            await signer
         for transport in transports.values():
             await transport.close()
 
@@ -157,4 +154,4 @@ class Workers:
 def _worker_main(path: str, options: SendOptions) -> None:
     settings = Settings.from_env()
     engine = open_database(settings.db_url)
-    asyncio.run(send(engine, load_campaign(Path(path)), settings, options))
+    asyncio.run(send(engine, load_campaign(Path(path)), settings, options, sign=False))

@@ -1,10 +1,29 @@
-"""Verifying a campaign's hash chain. Pure: no I/O."""
+"""Evidence format v0 (before v1): verifying a campaign's hash chain. Pure: no I/O.
 
+Databases written before format v1 keep these events (table `event_v0`): each event's
+hash is SHA-256 over the previous hash, a newline and the event's JSON with sorted keys.
+Nothing writes v0 any more; `herald evidence verify` still checks it and says so.
+"""
+
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.canonical import GENESIS, event_hash
+GENESIS = "0" * 64
+HASHED_FIELDS = ("campaign_id", "seq", "kind", "at", "delivery_id", "user_id", "channel", "data")
+
+
+def event_hash(prev_hash: str, event: Mapping[str, Any]) -> str:
+    """`event` holds HASHED_FIELDS, with `data` already JSON text."""
+    body = json.dumps(
+        {k: event[k] for k in HASHED_FIELDS},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)

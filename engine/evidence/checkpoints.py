@@ -1,17 +1,18 @@
-"""Signed checkpoints of each campaign's chain head, kept outside the database. I/O: files.
+"""Signed checkpoints (tree heads) and key rotations: their bytes, reading and writing.
+I/O: files.
 
-The hash chain alone proves only that the events agree with each other: a database admin
-who rewrites an event can recompute every hash after it. Each checkpoint line signs a
-chain head (seq, hash) with an Ed25519 key kept outside the database, so such a rewrite
-no longer matches a signature they cannot forge. The checkpoint folder (one append-only
-`<campaign_id>.jsonl` per campaign) can live on another disk or be shipped off-host.
+A checkpoint signs one campaign's Merkle tree at one size with an Ed25519 key kept outside
+the database, and names the previous checkpoint's hash, so the file is itself a chain.
+Each campaign has an append-only `<campaign>.jsonl` under var/checkpoints/ (and at the
+witness); `keys.jsonl` holds key rotations, each signed by the old key and the new.
+docs/evidence.md fixes every byte.
 """
 
 import base64
-import datetime as dt
+import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,43 +21,43 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from engine.canonical import FORMAT, Frontier, canonical
 from engine.config import require_private
 from engine.errors import ConfigError
 
-_FIELDS = ("campaign", "seq", "hash", "at", "public_key", "signature")
-_SIGNED = ("campaign", "seq", "hash", "at")
+CHECKPOINT_CONTEXT = b"herald checkpoint v1\n"
+ROTATION_CONTEXT = b"herald key rotation v1\n"
+KEYS_FILE = "keys.jsonl"
+_Fields = Mapping[str, type | tuple[type, ...]]
+_CHECKPOINT_FIELDS: _Fields = {"v": int, "campaign": str, "size": int, "root": str, "at": str,
+                      "prev": (str, type(None)), "range": list, "key": str, "sig": str}  # fmt: skip
+_ROTATION_FIELDS: _Fields = {"v": int, "type": str, "old": str, "new": str, "at": str,
+                    "sig_old": str, "sig_new": str}  # fmt: skip
+
+
+def fingerprint(public_key: bytes) -> str:
+    """SHA-256 of the raw 32-byte Ed25519 public key, in hex: how people name a key."""
+    return hashlib.sha256(public_key).hexdigest()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
 
 
 class Signer:
-    """An Ed25519 key that signs checkpoints."""
+    """An Ed25519 private key that signs checkpoints."""
 
     def __init__(self, key: Ed25519PrivateKey) -> None:
         self._key = key
-        pem = key.public_key().public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo)
-        self._public_key_pem = pem.decode("ascii")
+        self.public_key = key.public_key().public_bytes_raw()
 
     @classmethod
-    def load_or_create(cls, path: Path) -> "Signer":
-        """Read the PEM (PKCS8) key file, creating it (0600) on first use; refuses a key file
-        that others can read. A new key is written to a private temporary file, then linked
-        into place: nobody reads a half-written key, and a creation race's loser reads the
-        winner's."""
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
-            key = Ed25519PrivateKey.generate()
-            pem = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as fp:
-                    fp.write(pem)
-                    fp.flush()
-                    os.fsync(fp.fileno())
-                os.link(tmp, path)
-            except FileExistsError:  # another process created it first
-                pass
-            finally:
-                tmp.unlink(missing_ok=True)
+    def load(cls, path: Path) -> "Signer":
+        """Read the PEM (PKCS8) key file; refuses a file that others can read."""
         require_private(path)
         try:
             loaded = ser.load_pem_private_key(path.read_bytes(), password=None)
@@ -66,155 +67,203 @@ class Signer:
             raise ConfigError(f"{path} holds no Ed25519 private key (PEM, PKCS8, unencrypted)")
         return cls(loaded)
 
+    @classmethod
+    def create(cls, path: Path) -> "Signer":
+        """A new key written 0600 (to a private temporary file, then linked into place, so
+        nobody reads half a key); if another process won the race, theirs is read."""
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fp:
+                fp.write(pem)
+                fp.flush()
+                os.fsync(fp.fileno())
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        return cls.load(path)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.public_key)
+
     @property
     def public_key_pem(self) -> str:
-        return self._public_key_pem
+        key = self._key.public_key()
+        pem = key.public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo)
+        return pem.decode("ascii")
 
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(data)
 
 
+def public_key_from_pem(pem: bytes) -> bytes:
+    """The raw Ed25519 public key in a PEM file (a public key, or a private one)."""
+    try:
+        key: Any = ser.load_pem_public_key(pem)
+    except (ValueError, UnsupportedAlgorithm):
+        try:
+            key = ser.load_pem_private_key(pem, password=None).public_key()
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            key = None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError("not an Ed25519 public key in PEM")
+    return key.public_bytes_raw()
+
+
+def verify_signature(public_key: bytes, signature: bytes, data: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+    except (ValueError, InvalidSignature):
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     campaign: str
-    seq: int
-    hash: str
+    size: int
+    root: str
     at: str
-    public_key: str
-    signature: str
+    prev: str | None
+    range: tuple[str, ...]
+    key: str
+    sig: str
     line: int  # 1-based line number in its file
+    digest: str  # SHA-256 of the line's bytes: what the next checkpoint's `prev` names
+
+    def signed_bytes(self) -> bytes:
+        return CHECKPOINT_CONTEXT + canonical(self.fields())
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "v": FORMAT,
+            "campaign": self.campaign,
+            "size": self.size,
+            "root": self.root,
+            "at": self.at,
+            "prev": self.prev,
+            "range": list(self.range),
+            "key": self.key,
+        }
+
+    def frontier(self) -> Frontier:
+        return Frontier(self.size, [bytes.fromhex(h) for h in self.range])
 
 
-def write_checkpoints(
-    folder: Path, signer: Signer, heads: Mapping[str, tuple[int, str]], at: float
-) -> int:
-    """Append a signed line per campaign whose head differs from its file's last line; count."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    when = dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="seconds")
-    written = 0
-    for campaign, (seq, head) in sorted(heads.items()):
-        path = _file(folder, campaign)
-        last, ends_with_newline = _tail(path)
-        if _head_of(last) == (seq, head):
-            continue  # unchanged since the last checkpoint
-        record: dict[str, Any] = {"campaign": campaign, "seq": seq, "hash": head}
-        record["at"] = when.replace("+00:00", "Z")
-        record["public_key"] = signer.public_key_pem
-        record["signature"] = base64.b64encode(signer.sign(_signed_bytes(record))).decode()
-        line = ("" if ends_with_newline else "\n") + json.dumps(record, ensure_ascii=False)
-        with path.open("ab") as fp:  # a line torn by a crash stays its own (reported) line
-            fp.write(f"{line}\n".encode())
-            fp.flush()
-            os.fsync(fp.fileno())
-        written += 1
-    return written
+def make_checkpoint(
+    signer: Signer, campaign: str, tree: Frontier, at: str, previous: Checkpoint | None
+) -> bytes:
+    """The line (canonical JSON, no newline) of a new checkpoint."""
+    fields = {
+        "v": FORMAT,
+        "campaign": campaign,
+        "size": tree.size,
+        "root": tree.root().hex(),
+        "at": at,
+        "prev": previous.digest if previous else None,
+        "range": [h.hex() for h in tree.hashes],
+        "key": b64(signer.public_key),
+    }
+    sig = signer.sign(CHECKPOINT_CONTEXT + canonical(fields))
+    return canonical({**fields, "sig": b64(sig)})
 
 
-def read_checkpoints(folder: Path, campaign_id: str) -> Iterator[Checkpoint]:
-    """Stream a campaign's checkpoints (none without a file); ValueError on a malformed line."""
-    path = _file(folder, campaign_id)
-    if not path.exists():
-        return
-    with path.open("rb") as fp:
-        for number, raw in enumerate(fp, 1):
-            try:
-                record = json.loads(raw)
-            except ValueError as exc:
-                raise ValueError(f"{path}:{number}: not a JSON line ({exc})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{number}: not a JSON object")
-            for name in _FIELDS:
-                kind = int if name == "seq" else str
-                if not isinstance(record.get(name), kind) or isinstance(record[name], bool):
-                    raise ValueError(f"{path}:{number}: {name!r} missing or not a {kind.__name__}")
-            if record["campaign"] != campaign_id:
-                raise ValueError(f"{path}:{number}: checkpoint of campaign {record['campaign']!r}")
-            yield Checkpoint(**{name: record[name] for name in _FIELDS}, line=number)
+def make_rotation(old: Signer, new: Signer, at: str) -> bytes:
+    fields = {"v": FORMAT, "type": "rotation", "old": b64(old.public_key),
+              "new": b64(new.public_key), "at": at}  # fmt: skip
+    signed = ROTATION_CONTEXT + canonical(fields)
+    return canonical({**fields, "sig_old": b64(old.sign(signed)), "sig_new": b64(new.sign(signed))})
 
 
-def check_checkpoints(
-    checkpoints: Iterable[Checkpoint],
-    chain: Iterable[tuple[int, str]],
-    trusted_key_pem: str | None = None,
-) -> str | None:
-    """Check checkpoints against the stored chain ((seq, hash) in seq order), streaming both.
-
-    Returns None when every checkpoint holds, else a message naming the first problem."""
-    trusted = None if trusted_key_pem is None else _public_key(trusted_key_pem)
-    if trusted_key_pem is not None and trusted is None:
-        raise ConfigError("the trusted checkpoint key is not an Ed25519 public key in PEM")
-    keys: dict[str, Ed25519PublicKey | None] = {}
-    events, event, previous = iter(chain), None, None
-    for cp in checkpoints:
-        where = f"checkpoint line {cp.line}"
-        key = keys[cp.public_key] if cp.public_key in keys else _public_key(cp.public_key)
-        keys[cp.public_key] = key
-        if key is None:
-            return f"{where}: its public key is not an Ed25519 key"
-        if trusted is not None and key.public_bytes_raw() != trusted.public_bytes_raw():
-            return f"{where}: signed by a key other than the trusted one"
-        try:
-            key.verify(base64.b64decode(cp.signature, validate=True), _signed_bytes(vars(cp)))
-        except (ValueError, InvalidSignature):
-            return f"{where}: bad signature"
-        where += f" (seq {cp.seq})"
-        if previous is not None and cp.seq < previous.seq:
-            return f"{where}: seq goes backwards (line {previous.line} has seq {previous.seq})"
-        previous = cp
-        while event is None or event[0] < cp.seq:
-            if (following := next(events, None)) is None:
-                end = f"ends at seq {event[0]}" if event else "has no events"
-                return f"{where}: the chain {end}"
-            event = following
-        if event[0] != cp.seq:
-            return f"{where}: the chain has no event at that seq (next is seq {event[0]})"
-        if event[1] != cp.hash:
-            return (
-                f"{where}: the event there now hashes to {event[1][:12]}…, "
-                f"the checkpoint signed {cp.hash[:12]}…"
-            )
-    return None
-
-
-def _file(folder: Path, campaign_id: str) -> Path:
+def checkpoint_file(folder: Path, campaign_id: str) -> Path:
     if not campaign_id or campaign_id[0] == "." or any(c in campaign_id for c in "/\\\0"):
         raise ValueError(f"campaign id {campaign_id!r} cannot name a checkpoint file")
     return folder / f"{campaign_id}.jsonl"
 
 
-def _signed_bytes(fields: Mapping[str, Any]) -> bytes:
-    body = {name: fields[name] for name in _SIGNED}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+def read_checkpoints(path: Path) -> Iterator[Checkpoint]:
+    """Stream a checkpoint file (nothing if it is missing). ValueError names a malformed
+    line; signatures and links are checked by the verifier, not here."""
+    for number, raw, record in _records(path, _CHECKPOINT_FIELDS):
+        if not all(isinstance(h, str) for h in record["range"]):
+            raise ValueError(f"{path}:{number}: 'range' must hold hex strings")
+        yield Checkpoint(
+            **{k: record[k] for k in ("campaign", "size", "root", "at", "prev", "key", "sig")},
+            range=tuple(record["range"]),
+            line=number,
+            digest=hashlib.sha256(raw).hexdigest(),
+        )
 
 
-def _tail(path: Path, block: int = 4096) -> tuple[bytes | None, bool]:
-    """The last non-empty line, read backwards from the end, and whether the file ends
-    with a newline; (None, True) when the file is missing or empty."""
+@dataclass(frozen=True)
+class Rotation:
+    old: bytes
+    new: bytes
+    at: str
+    line: int
+    valid: bool  # both signatures hold
+
+
+def read_rotations(path: Path) -> Iterator[Rotation]:
+    for number, _raw, record in _records(path, _ROTATION_FIELDS):
+        fields = {k: record[k] for k in ("v", "type", "old", "new", "at")}
+        signed = ROTATION_CONTEXT + canonical(fields)
+        try:
+            old, new = unb64(record["old"]), unb64(record["new"])
+            sig_old, sig_new = unb64(record["sig_old"]), unb64(record["sig_new"])
+        except ValueError as exc:
+            raise ValueError(f"{path}:{number}: not base64 ({exc})") from None
+        valid = verify_signature(old, sig_old, signed) and verify_signature(new, sig_new, signed)
+        yield Rotation(old, new, record["at"], number, valid and record["type"] == "rotation")
+
+
+def _records(path: Path, fields: _Fields) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
     if not path.exists():
-        return None, True
+        return
     with path.open("rb") as fp:
-        pos, tail = fp.seek(0, os.SEEK_END), b""
-        while pos > 0:
-            pos, step = max(pos - block, 0), min(block, pos)
-            fp.seek(pos)
-            tail = fp.read(step) + tail
-            body = tail.rstrip(b"\n")
-            if (cut := body.rfind(b"\n")) >= 0 or pos == 0:
-                return body[cut + 1 :] or None, tail.endswith(b"\n")
-    return None, True
+        for number, line in enumerate(fp, 1):
+            raw = line.rstrip(b"\n")
+            try:
+                record = json.loads(raw)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{number}: not a JSON line ({exc})") from None
+            if not isinstance(record, dict) or set(record) != set(fields):
+                raise ValueError(f"{path}:{number}: expected the keys {', '.join(fields)}")
+            for name, kind in fields.items():
+                value = record[name]
+                if not isinstance(value, kind) or isinstance(value, bool):
+                    raise ValueError(f"{path}:{number}: {name!r} has the wrong type")
+            if record["v"] != FORMAT:
+                raise ValueError(f"{path}:{number}: format v{record['v']}, expected v{FORMAT}")
+            yield number, raw, record
 
 
-def _head_of(line: bytes | None) -> tuple[object, object] | None:
-    try:
-        record = json.loads(line) if line else None
-    except ValueError:
-        return None
-    return (record.get("seq"), record.get("hash")) if isinstance(record, dict) else None
+def last_checkpoint(path: Path) -> Checkpoint | None:
+    last = None
+    for last in read_checkpoints(path):  # noqa: B007 - a file holds one line per signing
+        pass
+    return last
 
 
-def _public_key(pem: str) -> Ed25519PublicKey | None:
-    try:
-        key = ser.load_pem_public_key(pem.encode())
-    except (ValueError, UnsupportedAlgorithm):
-        return None
-    return key if isinstance(key, Ed25519PublicKey) else None
+def append_line(path: Path, line: bytes) -> None:
+    """Append one line durably; a line torn by a crash stays its own (reported) line."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as fp:
+        if fp.tell() and not _ends_with_newline(path):
+            fp.write(b"\n")
+        fp.write(line + b"\n")
+        fp.flush()
+        os.fsync(fp.fileno())
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fp:
+        fp.seek(-1, os.SEEK_END)
+        return fp.read(1) == b"\n"

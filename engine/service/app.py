@@ -10,11 +10,14 @@ Pages are rendered from the campaign as it was launched, in the notice's languag
 unless the user picks another of the campaign's languages.
 """
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import math
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -34,6 +37,7 @@ from engine.authoring.rendering import Renderer
 from engine.config import Settings
 from engine.delivery.tokens import Keys
 from engine.errors import EngineError
+from engine.evidence.signing import keep_signed, signer_for
 from engine.service.objections import Objections, Target
 from engine.service.security import ApiKey, ApiKeys, Guard, PostLimit
 from engine.store import objections as store
@@ -121,16 +125,34 @@ class Service:
 
 
 def create_app(
-    settings: Settings, engine: Engine, project: Project, posts_per_minute: int = 10
+    settings: Settings,
+    engine: Engine,
+    project: Project,
+    posts_per_minute: int = 10,
+    sign_every_s: float = 30.0,
 ) -> FastAPI:
-    """The service's ASGI app. Raises ConfigError for an unusable API key file."""
+    """The service's ASGI app. Raises ConfigError for an unusable API key file or
+    signing key. While it runs, what it recorded is signed every `sign_every_s`."""
     service = Service(settings, engine, project)
     posts = PostLimit(posts_per_minute)
+    signer_for(settings)  # refuse to start with a missing or replaced signing key
+
+    @contextlib.asynccontextmanager
+    async def signing(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(keep_signed(settings, engine, stop, sign_every_s))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+
     app = FastAPI(
         title="Herald",
         summary="Objection links and the in-app feed of Herald's campaigns.",
         version="1",
         redoc_url=None,
+        lifespan=signing,
     )
     app.add_middleware(Guard)
     app.state.api_keys = service.api_keys

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlmodel import SQLModel
 
-from engine.store import tables  # declares (registers) the tables
+from engine.store import schema, tables  # tables declares (registers) the tables
 
 
 def open_database(url: str) -> Engine:
@@ -41,9 +41,11 @@ def open_database(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+    schema.retire_v0(engine)
     SQLModel.metadata.create_all(engine)
     _add_missing_columns(engine)
     _widen_delivery_key(engine)
+    schema.append_only(engine)
     return engine
 
 

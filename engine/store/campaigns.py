@@ -57,9 +57,15 @@ def schedule(engine: Engine, c: CampaignRecord, spec_hash: str, now: float) -> b
 
 
 def launch(
-    engine: Engine, c: CampaignRecord, spec_hash: str, files: Sequence[SpecFile], now: float
+    engine: Engine,
+    c: CampaignRecord,
+    spec_hash: str,
+    files: Sequence[SpecFile],
+    now: float,
+    started: dict[str, Any],
 ) -> Launch:
-    """Fix the campaign's spec as it begins planning: store its files, once."""
+    """Fix the campaign's spec as it begins planning: store its files and log `started`
+    (with `started` as its data), once."""
     with writing(engine) as conn:
         row = conn.execute(
             select(_campaign.c.planned_at, _campaign.c.spec_hash).where(_campaign.c.id == c.id)
@@ -86,6 +92,7 @@ def launch(
                 for f in files
             ],
         )
+        append_events(conn, c.id, [{"kind": "started", "at": iso(now), "data": started}])
         return Launch(started=False, same_spec=True)
 
 

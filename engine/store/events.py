@@ -1,27 +1,35 @@
-"""Appending to and reading the hash chain. I/O: the database.
+"""Appending to and reading each campaign's evidence log (format v1). I/O: the database.
 
 Appends happen inside the caller's transaction, the one that changes the state the
-events record, so a status change and its evidence commit together or not at all.
+events record, so a status change and its evidence commit together or not at all. Each
+event is stored as its canonical bytes (the Merkle leaf) and the campaign's tree head
+moves with it, in O(log n), under a lock that serialises writers of one campaign.
 """
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import hashlib
+import hmac
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy import Connection, Engine, bindparam, insert, select, text
 
-from engine.canonical import GENESIS, canonical_json, event_hash
+from engine.canonical import FORMAT, Frontier, canonical, leaf_hash
 from engine.store import executemany, pages
-from engine.store.tables import ChainHead, EventRow
+from engine.store.tables import EventRow, SubjectKey, TreeHead
 
 _event = EventRow.__table__  # type: ignore[attr-defined]
-_head = ChainHead.__table__  # type: ignore[attr-defined]
-
+_head = TreeHead.__table__  # type: ignore[attr-defined]
+_subject = SubjectKey.__table__  # type: ignore[attr-defined]
 
 _INSERT = (
-    "INSERT INTO event (campaign_id, seq, kind, at, delivery_id, user_id, channel, data, "
-    "prev_hash, hash) VALUES (:campaign_id, :seq, :kind, :at, :delivery_id, :user_id, "
-    ":channel, :data, :prev_hash, :hash)"
+    "INSERT INTO event (campaign_id, seq, kind, at, subject, delivery_id, channel, body) "
+    "VALUES (:campaign_id, :seq, :kind, :at, :subject, :delivery_id, :channel, :body)"
+)
+_INSERT_SUBJECT = (
+    "INSERT INTO subject_key (user_id, subject, secret) VALUES (:user_id, :subject, :secret) "
+    "ON CONFLICT (user_id) DO NOTHING"
 )
 
 
@@ -33,53 +41,138 @@ def iso(ts: float) -> str:
     )
 
 
+def subject_of(user_id: str, secret: bytes) -> str:
+    """A user's pseudonym: the first 128 bits of HMAC-SHA256(secret, user id), in hex."""
+    return hmac.new(secret, user_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def subjects(conn: Connection, user_ids: Iterable[str]) -> dict[str, str]:
+    """The subject of each user, made (with a new random secret) for users who have none."""
+    wanted = sorted(set(user_ids))
+    if not wanted:
+        return {}
+    query = select(_subject.c.user_id, _subject.c.subject).where(
+        _subject.c.user_id.in_(bindparam("ids", expanding=True))
+    )
+    found: dict[str, str] = {r[0]: r[1] for r in conn.execute(query, {"ids": wanted})}
+    missing = [u for u in wanted if u not in found]
+    if missing:
+        rows = []
+        for user_id in missing:
+            secret = os.urandom(32)
+            rows.append({"user_id": user_id, "subject": subject_of(user_id, secret)})
+            rows[-1]["secret"] = secret.hex()
+        executemany(conn, _INSERT_SUBJECT, rows)
+        found |= {r[0]: r[1] for r in conn.execute(query, {"ids": missing})}
+    return found
+
+
 def append_events(conn: Connection, campaign_id: str, events: Sequence[dict[str, Any]]) -> None:
-    """Chain and insert `events` (kind, at, delivery_id, user_id, channel, data: dict).
+    """Append `events` (kind, at, and optionally delivery_id, user_id or subject, channel,
+    data: a dict) to the campaign's log.
 
     The head row is locked for the rest of the transaction (SQLite: by BEGIN IMMEDIATE;
-    PostgreSQL: FOR UPDATE), so concurrent writers append one after another.
+    PostgreSQL: FOR UPDATE), so concurrent writers append one after another. A user id
+    never reaches the log: it becomes the user's subject.
     """
     if not events:
         return
-    query = select(_head.c.seq, _head.c.hash).where(_head.c.campaign_id == campaign_id)
+    query = select(_head.c.size, _head.c.frontier).where(_head.c.campaign_id == campaign_id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    row = conn.execute(query).first()
-    seq, prev = (row[0], row[1]) if row else (0, GENESIS)
+    head = conn.execute(query).first()
+    tree = Frontier.load(head[0], head[1]) if head else Frontier()
+    by_user = subjects(conn, (e["user_id"] for e in events if e.get("user_id")))
     rows = []
     for event in events:
-        seq += 1
+        subject = event.get("subject") or by_user.get(event.get("user_id") or "")
         record = {
-            "campaign_id": campaign_id,
-            "seq": seq,
+            "v": FORMAT,
+            "campaign": campaign_id,
+            "seq": tree.size + 1,
             "kind": event["kind"],
             "at": event["at"],
-            "delivery_id": event.get("delivery_id"),
-            "user_id": event.get("user_id"),
+            "subject": subject,
+            "delivery": event.get("delivery_id"),
             "channel": event.get("channel"),
-            "data": canonical_json(event.get("data", {})),
+            "data": event.get("data", {}),
         }
-        record["prev_hash"] = prev
-        record["hash"] = prev = event_hash(prev, record)
-        rows.append(record)
-    executemany(conn, _INSERT, rows)
-    if row:
-        conn.execute(
-            _head.update().where(_head.c.campaign_id == campaign_id).values(seq=seq, hash=prev)
+        body = canonical(record)
+        tree.append(leaf_hash(body))
+        rows.append(
+            {
+                "campaign_id": campaign_id,
+                "seq": record["seq"],
+                "kind": record["kind"],
+                "at": record["at"],
+                "subject": subject,
+                "delivery_id": record["delivery"],
+                "channel": record["channel"],
+                "body": body.decode("utf-8"),
+            }
         )
+    executemany(conn, _INSERT, rows)
+    values = {"size": tree.size, "root": tree.root().hex(), "frontier": tree.dump()}
+    if head:
+        conn.execute(_head.update().where(_head.c.campaign_id == campaign_id).values(**values))
     else:
-        conn.execute(insert(_head).values(campaign_id=campaign_id, seq=seq, hash=prev))
+        conn.execute(insert(_head).values(campaign_id=campaign_id, **values))
 
 
-def iter_events(engine: Engine, campaign_id: str, batch: int = 5000) -> Iterator[dict[str, Any]]:
-    """A campaign's events in seq order, streamed."""
-    for rows in pages(engine, _event, _event.c.campaign_id == campaign_id, _event.c.seq, batch):
+def iter_events(
+    engine: Engine, campaign_id: str, batch: int = 5000, after: int = 0
+) -> Iterator[dict[str, Any]]:
+    """A campaign's event rows in seq order, from seq `after + 1`, streamed."""
+    condition = (_event.c.campaign_id == campaign_id) & (_event.c.seq > after)
+    for rows in pages(engine, _event, condition, _event.c.seq, batch):
         yield from rows
 
 
-def chain_heads(engine: Engine) -> dict[str, tuple[int, str]]:
+def tree_heads(engine: Engine) -> dict[str, tuple[int, str]]:
+    """(size, root hex) of every campaign's tree as the head rows record it."""
     with engine.connect() as conn:
         return {
             r[0]: (r[1], r[2])
-            for r in conn.execute(text("SELECT campaign_id, seq, hash FROM chain_head"))
+            for r in conn.execute(text("SELECT campaign_id, size, root FROM tree_head"))
         }
+
+
+def logged_campaigns(engine: Engine) -> set[str]:
+    """Every campaign with events, a head or a campaign row: deleting one of them hides
+    nothing from `verify`."""
+    with engine.connect() as conn:
+        return {
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT DISTINCT campaign_id FROM event UNION SELECT campaign_id FROM "
+                    "tree_head UNION SELECT id FROM campaign WHERE planned_at IS NOT NULL"
+                )
+            )
+        }
+
+
+def subject_secret(engine: Engine, user_id: str) -> tuple[str, str] | None:
+    """(subject, secret hex) of a user, or None (never logged, or erased)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(_subject.c.subject, _subject.c.secret).where(_subject.c.user_id == user_id)
+        ).first()
+    return (row[0], row[1]) if row else None
+
+
+def v0_heads(engine: Engine) -> dict[str, tuple[int, str]]:
+    """Campaigns logged in evidence format v0 (a database from before v1), with their heads."""
+    with engine.connect() as conn:
+        if not engine.dialect.has_table(conn, "chain_head_v0"):
+            return {}
+        rows = conn.execute(text("SELECT campaign_id, seq, hash FROM chain_head_v0"))
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def iter_v0_events(engine: Engine, campaign_id: str) -> Iterator[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT * FROM event_v0 WHERE campaign_id = :c ORDER BY seq"), {"c": campaign_id}
+        ).mappings()
+        yield from (dict(r) for r in rows)

@@ -112,30 +112,55 @@ class DeliveryRow(SQLModel, table=True):
 
 
 class EventRow(SQLModel, table=True):
-    """Append-only, hash-chained per campaign: hash = SHA-256(prev_hash + canonical JSON)."""
+    """Evidence format v1 (docs/evidence.md): append-only, one Merkle tree per campaign.
+
+    `body` is the event's canonical bytes (RFC 8785): the Merkle leaf, and the only column
+    the evidence relies on. The other columns repeat fields of the body for queries;
+    `herald evidence verify` checks they agree. Triggers refuse UPDATE and DELETE.
+    """
 
     __tablename__ = "event"
-    __table_args__ = (UniqueConstraint("campaign_id", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "seq"),
+        Index("ix_event_delivery", "campaign_id", "delivery_id", "seq"),
+        Index("ix_event_subject", "subject"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: str
-    seq: int
+    seq: int  # 1-based: the event's leaf index + 1
     kind: str
     at: str
+    subject: str | None = None  # the user's pseudonym (see SubjectKey)
     delivery_id: int | None = None
-    user_id: str | None = None
     channel: str | None = None
-    data: str  # canonical JSON object
-    prev_hash: str
-    hash: str
+    body: str  # canonical JSON, UTF-8
 
 
-class ChainHead(SQLModel, table=True):
-    __tablename__ = "chain_head"
+class TreeHead(SQLModel, table=True):
+    """Each campaign's Merkle tree as appended so far: its size, root and compact range,
+    so an append costs O(log n). Anyone who can write the database can rewrite this row:
+    the signed checkpoints, kept outside it, are what an auditor trusts."""
+
+    __tablename__ = "tree_head"
 
     campaign_id: str = Field(primary_key=True)
-    seq: int
-    hash: str
+    size: int
+    root: str  # hex
+    frontier: str  # hex subtree roots, largest first, comma-separated
+
+
+class SubjectKey(SQLModel, table=True):
+    """A user's pseudonym in the evidence: subject = HMAC-SHA256(secret, user id).
+
+    The secret is random per user and lives only here; erasing the row makes the subject
+    unlinkable to anyone, while every event that names it still verifies."""
+
+    __tablename__ = "subject_key"
+
+    user_id: str = Field(primary_key=True)
+    subject: str = Field(unique=True)
+    secret: str  # hex, 32 random bytes
 
 
 class InAppNotification(SQLModel, table=True):

@@ -153,3 +153,9 @@ def users_version(engine: Engine) -> tuple[int, float]:
     with engine.connect() as conn:
         count, latest = conn.execute(text('SELECT COUNT(*), MAX(updated_at) FROM "user"')).one()
     return int(count), float(latest or 0.0)
+
+
+def users_by_country(conn: Connection) -> dict[str, int]:
+    """How many users each country has now (in the caller's transaction)."""
+    rows = conn.execute(text('SELECT country, COUNT(*) FROM "user" GROUP BY country'))
+    return {r[0]: int(r[1]) for r in rows}

@@ -1,0 +1,158 @@
+"""The tables agree with the events: deliveries, in-app bodies and objections. I/O: database.
+
+The report and the service read tables; the evidence is the events. Whoever edits a
+table (18 `failed` made `sent`, an objection deleted) without a matching event is named
+here. Deliveries and their events are merge-joined in id order, so memory stays flat.
+"""
+
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from engine.statuses import DeliveryStatus
+
+_FINAL_KINDS = {"delivered", "failed", "bounced"}
+_STATUS_KINDS = {"planned", "deferred", "sent", *_FINAL_KINDS}
+_OPEN = {DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value, "deferred"}
+_PAGE = 5000
+
+_DELIVERIES = text(
+    "SELECT d.id, d.status, d.channel, d.message_id, d.content_sha256, s.subject, "
+    "n.title, n.body FROM delivery d "
+    "LEFT JOIN subject_key s ON s.user_id = d.user_id "
+    "LEFT JOIN inapp_notification n ON n.delivery_id = d.id "
+    "WHERE d.campaign_id = :c AND d.id > :last ORDER BY d.id LIMIT :n"
+)
+_EVENTS = text(
+    "SELECT delivery_id, seq, kind, subject, channel, body FROM event "
+    "WHERE campaign_id = :c AND delivery_id IS NOT NULL AND "
+    "(delivery_id > :d OR (delivery_id = :d AND seq > :s)) "
+    "ORDER BY delivery_id, seq LIMIT :n"
+)
+_OBJECTIONS = text(
+    "SELECT o.id, o.purpose, o.via, s.subject FROM objection o "
+    "LEFT JOIN subject_key s ON s.user_id = o.user_id "
+    "WHERE o.campaign_id = :c AND o.id > :last ORDER BY o.id LIMIT :n"
+)
+
+
+def check_tables(engine: Engine, campaign: str) -> str | None:
+    """The first row of `delivery`, `inapp_notification` or `objection` that differs from
+    what the campaign's events say, or None."""
+    objected: dict[int, dict[str, Any]] = {}
+    groups = _event_groups(engine, campaign)
+    group = next(groups, None)
+    for row in _rows(engine, _DELIVERIES, campaign):
+        if group is not None and group[0] < row["id"]:
+            return f"delivery id {group[0]} is in the events but not in the delivery table"
+        if group is None or group[0] != row["id"]:
+            return f"delivery row id {row['id']} has no `planned` event"
+        problem = _compare(row, group[1], objected)
+        if problem:
+            return f"delivery row id {row['id']}: {problem}"
+        group = next(groups, None)
+    if group is not None:
+        return f"delivery id {group[0]} is in the events but not in the delivery table"
+    for row in _rows(engine, _OBJECTIONS, campaign):
+        event = objected.pop(row["id"], None)
+        if event is None:
+            return f"objection row id {row['id']} has no `objected` event"
+        if (row["subject"], row["purpose"], row["via"]) != (
+            event["subject"],
+            event["data"].get("purpose"),
+            event["data"].get("via"),
+        ):
+            return f"objection row id {row['id']} differs from its event (seq {event['seq']})"
+    if objected:
+        objection_id, event = next(iter(objected.items()))
+        return (
+            f"objection id {objection_id} (event seq {event['seq']}) is missing from the "
+            "objection table"
+        )
+    return None
+
+
+def _compare(
+    row: dict[str, Any], events: list[dict[str, Any]], objected: dict[int, dict[str, Any]]
+) -> str | None:
+    if events[0]["kind"] != "planned":
+        return f"its first event (seq {events[0]['seq']}) is `{events[0]['kind']}`, not `planned`"
+    status, success = "planned", None
+    for event in events:
+        kind = event["kind"]
+        if kind == "objected":
+            objected[event["data"].get("objection_id")] = event
+        if kind not in _STATUS_KINDS or kind == "planned" and event is events[0]:
+            continue
+        if status in _FINAL_KINDS or (status == "sent" and kind != "bounced"):
+            return f"event seq {event['seq']} `{kind}` follows the final `{status}`"
+        status = kind
+        if kind in ("sent", "delivered"):
+            success = event
+    if row["subject"] != events[0]["subject"]:
+        return "its user's subject differs from the events'"
+    if row["channel"] != events[0]["channel"]:
+        return f"channel {row['channel']!r}, the events say {events[0]['channel']!r}"
+    table = row["status"]
+    if status in ("planned", "deferred"):
+        if table not in _OPEN:
+            return f"status {table!r}, the events say it is still open ({status})"
+    elif table != status:
+        return f"status {table!r}, the events say {status!r} (seq {events[-1]['seq']})"
+    if success is not None:
+        data = success["data"]
+        if row["message_id"] != data.get("message_id"):
+            return f"message id differs from event seq {success['seq']}"
+        if row["content_sha256"] != data.get("content_sha256"):
+            return f"content hash differs from event seq {success['seq']}"
+    if row["title"] is not None or row["body"] is not None:
+        if success is None or success["kind"] != "delivered":
+            return "an in-app notification exists, but no `delivered` event"
+        digest = hashlib.sha256(row["title"].encode())
+        for part in (row["body"], ""):
+            digest.update(b"\0" + part.encode())
+        if digest.hexdigest() != success["data"].get("content_sha256"):
+            return f"the in-app title or body differs from what event seq {success['seq']} hashed"
+    elif success is not None and success["kind"] == "delivered":
+        return "the in-app notification is missing"
+    return None
+
+
+def _rows(engine: Engine, query: Any, campaign: str) -> Iterator[dict[str, Any]]:
+    last = 0
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(query, {"c": campaign, "last": last, "n": _PAGE}).mappings().all()
+        if not rows:
+            return
+        yield from (dict(r) for r in rows)
+        last = rows[-1]["id"]
+
+
+def _event_groups(engine: Engine, campaign: str) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """(delivery id, its events in seq order), in delivery id order."""
+    delivery, seq = 0, 0
+    current: tuple[int, list[dict[str, Any]]] | None = None
+    while True:
+        with engine.connect() as conn:
+            rows = (
+                conn.execute(_EVENTS, {"c": campaign, "d": delivery, "s": seq, "n": _PAGE})
+                .mappings()
+                .all()
+            )
+        if not rows:
+            break
+        for r in rows:
+            event = {**r, "data": json.loads(r["body"])["data"]}
+            if current is not None and current[0] != r["delivery_id"]:
+                yield current
+                current = None
+            if current is None:
+                current = (r["delivery_id"], [])
+            current[1].append(event)
+        delivery, seq = rows[-1]["delivery_id"], rows[-1]["seq"]
+    if current is not None:
+        yield current
