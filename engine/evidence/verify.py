@@ -112,6 +112,13 @@ def _verify(
     if witness is not None:  # a witness may have missed a line: each stands on its own
         witnessed = _checked(checkpoint_file(witness, campaign), trust, verdict, linked=False)
         verdict.witnessed = len(witnessed)
+        local_end = max((cp.size for _, cp in signed), default=0)
+        witness_end = max((cp.size for _, cp in witnessed), default=0)
+        if witness_end > local_end:
+            raise Broken(
+                f"{local_file} ends at size {local_end}, the witness holds size {witness_end}: "
+                "local checkpoints were deleted or rolled back"
+            )
         signed += witnessed
     by_size: dict[int, list[tuple[Path, Checkpoint]]] = {}
     for path, cp in signed:

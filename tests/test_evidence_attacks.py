@@ -1,0 +1,291 @@
+"""The evidence against an insider who can write the database and var/ (issue 11's attacks).
+
+One real run (SQLite file, aiosmtpd refusing some recipients with 550, an objection over
+HTTP, a pause) is made once; each test copies it, attacks the copy as an insider with
+sqlite3 and a shell would, and runs `herald evidence verify` with the pinned public key
+and the witness, and without the witness where the attack needs no off-host copy.
+"""
+
+import json
+import re
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from engine.canonical import Frontier, canonical, leaf_hash
+from tests.conftest import ROOT, Herald, copy_project, scratch_herald
+from tests.service import serve_campaign
+from tests.smtp import Mailbox, serve
+
+REFUSED = {"anna@example.com", "zofia@example.com"}
+
+
+class Refusing(Mailbox):
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        if address in REFUSED:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def _env(root: Path) -> dict[str, str]:
+    return {
+        "HERALD_DB": f"sqlite:///{root / 'var' / 'herald.db'}",
+        "HERALD_VAR": str(root / "var"),
+        "HERALD_SECRET": "test-secret-0123456789abcdef",
+        "HERALD_WITNESS": str(root / "witness"),
+    }
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("run")
+    h = scratch_herald(copy_project(root))
+    h.env.update(_env(root))
+    (root / "witness").mkdir(mode=0o700)
+    campaign = str(h.project.campaign)
+    assert h("users", "import", str(ROOT / "tests" / "users.csv")).exit_code == 0
+    assert h("users", "generate", "--count", "30").exit_code == 0
+    assert h("plan", campaign).exit_code == 0
+    for server in serve(Refusing()):
+        sent = h("send", campaign, "--max-wait", "3", smtp=server.url)
+        assert sent.exit_code == 0, sent.output
+        with serve_campaign(h) as served:
+            token = served.token("fr-1")
+            reply = served.http.post(
+                f"/object/{token}", data={"reason": "Luc Dupont, luc@example.com: non"}
+            )
+            assert reply.status_code == 200
+        confirmed = h("send", campaign, "--max-wait", "3", smtp=server.url)
+        assert confirmed.exit_code == 0, confirmed.output
+    assert h("pause", campaign).exit_code == 0
+    assert h("resume", campaign).exit_code == 0
+    key = h("evidence", "public-key")
+    assert key.exit_code == 0
+    (root / "pinned.pem").write_text(key.stdout)
+    return root
+
+
+@pytest.fixture
+def run(base: Path, tmp_path: Path) -> Herald:
+    shutil.copytree(base, tmp_path / "run", symlinks=True)
+    root = tmp_path / "run"
+    from tests.conftest import ScratchProject
+
+    return Herald(ScratchProject(root), _env(root))
+
+
+def verify(h: Herald, witness: bool = True, *extra: str):
+    root = h.project.root
+    args = ["evidence", "verify", "--db", "--public-key", str(root / "pinned.pem")]
+    if witness:
+        args += ["--witness", str(root / "witness")]
+    return h(*args, *extra)
+
+
+def db(h: Herald) -> sqlite3.Connection:
+    """The database as an insider opens it: triggers dropped first."""
+    conn = sqlite3.connect(h.project.root / "var" / "herald.db", isolation_level=None)
+    conn.execute("DROP TRIGGER event_no_update")
+    conn.execute("DROP TRIGGER event_no_delete")
+    return conn
+
+
+def rehead(conn: sqlite3.Connection, campaign: str = "ai-training-notice") -> None:
+    """Recompute the head row from the events as they now are (what a careful insider does)."""
+    tree = Frontier()
+    for (body,) in conn.execute(
+        "SELECT body FROM event WHERE campaign_id = ? ORDER BY seq", [campaign]
+    ):
+        tree.append(leaf_hash(body.encode()))
+    conn.execute(
+        "UPDATE tree_head SET size = ?, root = ?, frontier = ? WHERE campaign_id = ?",
+        [tree.size, tree.root().hex(), tree.dump(), campaign],
+    )
+
+
+def assert_broken(result, *needles: str) -> None:
+    assert result.exit_code == 1, result.output
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+def test_the_untouched_run_verifies_with_pinned_key_and_witness(run):
+    result = verify(run)
+    assert result.exit_code == 0, result.output
+    assert "OK ai-training-notice" in result.stdout
+    assert "witnessed" in result.stdout
+    assert "WARNING" not in result.stderr  # the key is pinned
+
+
+def test_no_event_holds_an_address_a_name_or_the_reason(run):
+    with db(run) as conn:
+        text = "\n".join(b for (b,) in conn.execute("SELECT body FROM event"))
+        user_ids = [u for (u,) in conn.execute('SELECT id FROM "user"')]
+        names = [n for (n,) in conn.execute('SELECT name FROM "user" WHERE name IS NOT NULL')]
+    assert '"failed"' in text
+    assert "550 5.1.1 <addr:" in text  # refusals are kept, their addresses redacted
+    assert '"objected"' in text
+    without_message_ids = re.sub(r"<[0-9a-f]+@example\.com>", "", text)
+    assert "@" not in without_message_ids
+    for needle in [*names, *REFUSED]:
+        assert needle not in text, needle
+    for user_id in user_ids:
+        assert f'"{user_id}"' not in text, user_id
+
+
+def test_tail_deleted_and_head_moved_back_is_caught_without_witness(run):
+    with db(run) as conn:
+        conn.execute("DELETE FROM event WHERE seq > (SELECT MAX(seq) - 5 FROM event)")
+        rehead(conn)
+    for witness in (True, False):
+        assert_broken(verify(run, witness), "were removed")
+
+
+def test_a_deleted_objection_is_caught(run):
+    with db(run) as conn:
+        conn.execute("DELETE FROM objection")
+    assert_broken(verify(run, False), "is missing from the objection table")
+
+
+def test_a_deleted_objection_with_its_events_is_caught(run):
+    with db(run) as conn:
+        seq = conn.execute("SELECT seq FROM event WHERE kind = 'objected'").fetchone()[0]
+        conn.execute("DELETE FROM objection")
+        conn.execute("DELETE FROM event WHERE seq >= ?", [seq])
+        rehead(conn)
+    assert_broken(verify(run, False), "were removed")
+
+
+def test_a_forged_sent_signed_by_the_next_send_is_caught(run):
+    """The insider appends a well-formed `sent` for a refused recipient and fixes the row;
+    the next `herald send` signs it, since it extends the log: the final `failed` before it
+    still gives it away."""
+    with db(run) as conn:
+        delivery, subject = conn.execute(
+            "SELECT d.id, s.subject FROM delivery d JOIN subject_key s ON s.user_id = d.user_id "
+            "WHERE d.status = 'failed' LIMIT 1"
+        ).fetchone()
+        size, frontier = conn.execute("SELECT size, frontier FROM tree_head").fetchone()
+        tree = Frontier.load(size, frontier)
+        data = {"content_sha256": "0" * 64, "message_id": "<forged@example.com>",
+                "reply": "250 2.0.0 OK queued as FORGED"}  # fmt: skip
+        record = {"v": 1, "campaign": "ai-training-notice", "seq": size + 1, "kind": "sent",
+                  "at": "2024-06-01T10:00:00.000Z", "subject": subject, "delivery": delivery,
+                  "channel": "email", "data": data}  # fmt: skip
+        body = canonical(record)
+        tree.append(leaf_hash(body))
+        conn.execute(
+            "INSERT INTO event (campaign_id, seq, kind, at, subject, delivery_id, channel, body)"
+            " VALUES ('ai-training-notice', ?, 'sent', ?, ?, ?, 'email', ?)",
+            [size + 1, record["at"], subject, delivery, body.decode()],
+        )
+        conn.execute(
+            "UPDATE tree_head SET size = ?, root = ?, frontier = ?",
+            [tree.size, tree.root().hex(), tree.dump()],
+        )
+        conn.execute(
+            "UPDATE delivery SET status = 'sent', message_id = '<forged@example.com>', "
+            "content_sha256 = ? WHERE id = ?",
+            ["0" * 64, delivery],
+        )
+    assert run("pause", str(run.project.campaign)).exit_code == 0  # a writer signs it all
+    assert_broken(verify(run), f"delivery row id {delivery}", "follows the final `failed`")
+
+
+def test_checkpoints_rolled_back_with_edits_after_them(run):
+    local = run.project.root / "var" / "checkpoints" / "ai-training-notice.jsonl"
+    lines = local.read_bytes().splitlines(keepends=True)
+    assert len(lines) >= 3
+    local.write_bytes(lines[0])
+    first = json.loads(lines[0])["size"]
+    with db(run) as conn:
+        conn.execute("DELETE FROM event WHERE seq > ?", [first + 3])
+        rehead(conn)
+    assert_broken(verify(run), "rolled back")
+    # Without the witness, only the age of the unsigned tail can tell.
+    assert verify(run, False).exit_code == 0
+    assert_broken(verify(run, False, "--max-unsigned-age", "0"), "unsigned since")
+
+
+def test_checkpoints_deleted(run):
+    (run.project.root / "var" / "checkpoints" / "ai-training-notice.jsonl").unlink()
+    assert_broken(verify(run), "deleted or rolled back")
+    assert_broken(verify(run, False), "no signed checkpoint")
+
+
+def test_key_replaced_and_everything_resigned(run):
+    """The insider deletes the key, the checkpoints and the witness's copy they can reach,
+    edits an event, and lets Herald make a new key and sign again."""
+    root = run.project.root
+    (root / "var" / "signing.pem").unlink()
+    shutil.rmtree(root / "var" / "checkpoints")
+    with db(run) as conn:
+        conn.execute(
+            "UPDATE event SET body = replace(body, '\"failed\"', '\"sent\"') WHERE kind = 'failed'"
+        )
+        conn.execute("UPDATE event SET kind = 'sent' WHERE kind = 'failed'")
+        conn.execute("UPDATE delivery SET status = 'sent' WHERE status = 'failed'")
+        rehead(conn)
+    env = {k: v for k, v in run.env.items() if k != "HERALD_WITNESS"}
+    resigned = Herald(run.project, env)
+    assert resigned("pause", str(run.project.campaign)).exit_code == 0
+    assert_broken(verify(run, False), "not the pinned key")
+    assert_broken(verify(run), "not the pinned key")
+
+
+def test_a_missing_key_is_refused_never_replaced(run):
+    (run.project.root / "var" / "signing.pem").unlink()
+    result = run("pause", str(run.project.campaign))
+    assert result.exit_code == 1
+    assert "is missing" in result.stderr
+    assert "restore the key file" in result.stderr
+    assert not (run.project.root / "var" / "signing.pem").exists()
+
+
+def test_delivery_rows_edited(run):
+    with db(run) as conn:
+        conn.execute("UPDATE delivery SET status = 'sent' WHERE status = 'failed'")
+    assert_broken(verify(run, False), "status 'sent', the events say 'failed'")
+
+
+def test_head_row_deleted(run):
+    with db(run) as conn:
+        conn.execute("DELETE FROM tree_head")
+        conn.execute("DELETE FROM campaign")
+    assert_broken(verify(run, False), "BROKEN ai-training-notice", "no head row")
+
+
+@pytest.mark.parametrize("edit", ["change", "swap", "delete"])
+def test_edits_swaps_and_deletions_in_the_middle(run, edit):
+    with db(run) as conn:
+        middle = conn.execute("SELECT MAX(seq) / 2 FROM event").fetchone()[0]
+        if edit == "change":
+            conn.execute(
+                'UPDATE event SET body = replace(body, \'"locale":"de"\', \'"locale":"en"\')'
+                " WHERE seq BETWEEN ? AND ?",
+                [middle, middle + 40],
+            )
+        elif edit == "swap":
+            conn.execute("UPDATE event SET seq = -1 WHERE seq = ?", [middle])
+            conn.execute("UPDATE event SET seq = ? WHERE seq = ?", [middle, middle + 1])
+            conn.execute("UPDATE event SET seq = ? WHERE seq = -1", [middle + 1])
+        else:
+            conn.execute("DELETE FROM event WHERE seq = ?", [middle])
+        rehead(conn)
+    result = verify(run, False)
+    assert result.exit_code == 1, result.output
+    assert any(
+        needle in result.stderr
+        for needle in ("an event up to there was changed", "differs from its column", "is missing")
+    ), result.stderr
+
+
+def test_triggers_refuse_update_and_delete(run):
+    conn = sqlite3.connect(run.project.root / "var" / "herald.db", isolation_level=None)
+    for statement in ("UPDATE event SET kind = 'x'", "DELETE FROM event"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute(statement)
+    conn.close()
