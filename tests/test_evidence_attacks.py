@@ -289,3 +289,43 @@ def test_triggers_refuse_update_and_delete(run):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             conn.execute(statement)
     conn.close()
+
+
+def _both(run: Herald) -> tuple[bool, bool]:
+    """(herald's verdict, the independent verifier's) on the run as it is now."""
+    from tests.independent_verifier import verify as independent
+
+    root = run.project.root
+    ours = verify(run, False).exit_code == 0
+    theirs = not independent(
+        root / "var" / "herald.db", root / "var" / "checkpoints", (root / "pinned.pem").read_bytes()
+    )
+    return ours, theirs
+
+
+def test_independent_verifier_agrees_on_the_untouched_run(run):
+    assert _both(run) == (True, True)
+
+
+@pytest.mark.parametrize("attack", ["middle", "tail", "forged-status", "resigned"])
+def test_independent_verifier_agrees_on_attacks(run, attack):
+    with db(run) as conn:
+        if attack == "middle":
+            conn.execute("UPDATE event SET body = replace(body, 'ai-training', 'ai-trainin') "
+                         "WHERE seq = 1")  # fmt: skip
+        elif attack == "tail":
+            conn.execute("DELETE FROM event WHERE seq > (SELECT MAX(seq) - 2 FROM event)")
+        elif attack == "forged-status":
+            seq = conn.execute("SELECT MAX(seq) FROM event WHERE kind = 'failed'").fetchone()[0]
+            conn.execute(
+                'UPDATE event SET body = replace(body, \'"kind":"failed"\', \'"kind":"sent"\')'
+                ", kind = 'sent' WHERE seq = ?",
+                [seq],
+            )
+        rehead(conn)
+    if attack == "resigned":
+        (run.project.root / "var" / "signing.pem").unlink()
+        shutil.rmtree(run.project.root / "var" / "checkpoints")
+        env = {k: v for k, v in run.env.items() if k != "HERALD_WITNESS"}
+        assert Herald(run.project, env)("pause", str(run.project.campaign)).exit_code == 0
+    assert _both(run) == (False, False)
