@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.delivery.planning import PlanResult
+from engine.evidence.reportpage import format_duration
 
 
 def print_plan(console: Console, campaign_id: str, result: PlanResult) -> None:
@@ -95,19 +96,3 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
 
 
 _BREAKDOWN = ("targeted", "notified", "failed", "pending", "fell_back", "seen", "objected")
-_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
-
-
-def format_duration(seconds: float | None) -> str:
-    """The two largest units, e.g. 2 h 5 min (a remainder below them is dropped);
-    "none" for None."""
-    if seconds is None:
-        return "none"
-    left = round(abs(seconds))
-    values = []
-    for name, size in _UNITS:
-        n, left = divmod(left, size)
-        values.append((n, name))
-    first = next((i for i, (n, _) in enumerate(values) if n), len(values) - 1)
-    shown = " ".join(f"{n} {name}" for n, name in values[first : first + 2] if n) or "0 s"
-    return f"-{shown}" if seconds < 0 and shown != "0 s" else shown
