@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from engine.cli.tables import format_duration
 from engine.delivery.tokens import Keys
+from engine.evidence.reportpage import format_duration
 from engine.store.objections import find_notice, mark_seen, record_objection
 
 CAMPAIGN = "ai-training-notice"
