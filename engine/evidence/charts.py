@@ -138,12 +138,11 @@ def timeline(
     first = min(days, default=dt.date(1970, 1, 1))
     last = max(days, default=first) + dt.timedelta(days=1)
     span = (last - first).days or 1
-    x0, x1, top, bottom = (
-        64.0,
-        WIDTH - 16.0,
-        24.0 + 16 * len(markers),
-        24.0 + 16 * len(markers) + 190,
-    )
+    # Each marker's label has a row of its own above the plot, so that two close dates
+    # (a deadline two weeks before the effective date) never overlap; then room for the
+    # ceiling's label.
+    x0, x1, top = 64.0, WIDTH - 16.0, 16.0 * len(markers) + 30
+    bottom = top + 190
 
     def x(day: dt.date) -> float:
         return x0 + (x1 - x0) * (day - first).days / span
@@ -172,13 +171,13 @@ def timeline(
     for i, marker in enumerate(markers):
         mx = x(marker.day)
         out.append(
-            f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{top - 16 * (len(markers) - i) + 4}" '
+            f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{16 * i + 4}" '
             f'y2="{bottom}" stroke="{TEXT}" stroke-dasharray="6 3"/>'
         )
         anchor = "end" if mx > (x0 + x1) / 2 else "start"
         shift = -4 if anchor == "end" else 4
         label = f"{marker.label} {marker.day.isoformat()}"
-        out.append(_text(mx + shift, top - 16 * (len(markers) - i) + 12, label, anchor))
+        out.append(_text(mx + shift, 16 * i + 14, label, anchor))
     for line in lines:
         path, running = [f"M{x0:.1f},{y(0):.1f}"], 0
         for day in sorted(line.per_day):
