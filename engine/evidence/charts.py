@@ -120,6 +120,11 @@ def bars(chart_id: str, title: str, desc: str, rows: list[Bar]) -> Markup:
     return _svg(chart_id, title, desc, height, out)
 
 
+def _stroke(line: Line) -> str:
+    dash = ' stroke-dasharray="5 3"' if line.dashed else ""
+    return f' stroke="{colour(line.name)}" stroke-width="2.5"{dash}'
+
+
 def _used(name: str, rows: list[Bar]) -> bool:
     return any(v for r in rows for n, v in r.parts if n == name)
 
@@ -184,10 +189,13 @@ def timeline(
             running += line.per_day[day]
             path.append(f"H{x(day):.1f}V{y(running):.1f}")
         path.append(f"H{x(last):.1f}")
-        dash = ' stroke-dasharray="5 3"' if line.dashed else ""
+        out.append(f'<path d="{"".join(path)}" fill="none"{_stroke(line)}/>')
+    legend_x = x0
+    for line in lines:  # a stroke like the line's own, dashes and all
         out.append(
-            f'<path d="{"".join(path)}" fill="none" stroke="{colour(line.name)}" '
-            f'stroke-width="2.5"{dash}/>'
+            f'<line x1="{legend_x}" x2="{legend_x + 22}" y1="{bottom + 36}" y2="{bottom + 36}"'
+            f"{_stroke(line)}/>"
         )
-    out += _legend([line.name for line in lines], bottom + 40, x0)
+        out.append(_text(legend_x + 28, bottom + 40, line.name))
+        legend_x += 40 + 7 * len(line.name)
     return _svg(chart_id, title, desc, int(bottom + 50), out)
