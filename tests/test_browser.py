@@ -1,7 +1,8 @@
-"""The objection pages in a real browser. I/O: Chromium, HTTP on loopback, a SQLite file.
+"""The objection pages and the HTML report in a real browser. I/O: Chromium, HTTP on
+loopback, a SQLite file.
 
 Debian's Chromium, driven by Playwright, with JavaScript off as some users keep it; and an
-axe-core scan of every page a user can reach from a link.
+axe-core scan of every page a user can reach from a link, and of the coverage report.
 
 Playwright never downloads a browser here: it starts /usr/bin/chromium. Without it these
 tests skip, unless HERALD_REQUIRE_BROWSER=1 (.ci/run sets it) makes that an error.
@@ -19,11 +20,13 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from sqlalchemy import Engine, text
 
-from engine.authoring.campaigns import Project
+from engine.authoring.campaigns import Project, load_campaign
 from engine.config import Settings
 from engine.delivery.tokens import Keys
+from engine.evidence.report import campaign_report
+from engine.evidence.reportpage import render_report_html
 from engine.service.app import create_app
-from tests.conftest import copy_project, scratch_herald
+from tests.conftest import ROOT, SHIPPED, copy_project, scratch_herald
 from tests.service import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,6 +43,8 @@ FLAGS = [
     "--disable-sync",
 ]
 BLOCKING = ("serious", "critical")
+# A4 portrait less the report's page margins (2 x 12 mm), in CSS pixels (96 to the inch).
+A4_TEXT_WIDTH = round((210 - 24) / 25.4 * 96)
 OBJECT = "Ich widerspreche"
 CONFIRMED = "Ihr Widerspruch ist erfasst"
 
@@ -192,3 +197,31 @@ def _violations(page: Page, name: str) -> list[str]:
         for v in results.response["violations"]
         if v["impact"] in BLOCKING
     ]
+
+
+def test_the_html_report_is_accessible_self_contained_and_fits_a4(browser, site, tmp_path):
+    campaign = load_campaign(ROOT / "campaigns" / f"{SHIPPED}.yaml").campaign
+    verdict = {"verified": True, "key_fingerprint": "SHA256:" + "ab" * 32, "checked_at": "now"}
+    report = campaign_report(site.engine, campaign)
+    assert report["notified"] > 0
+    path = tmp_path / "report.html"
+    path.write_text(render_report_html(report, verdict), encoding="utf-8")
+    requested: list[str] = []
+    # axe-core is a script: the page has none, so only the scan runs one.
+    with _page(browser, java_script_enabled=True) as page:
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(path.as_uri())
+        expect(_heading(page)).to_have_text(f"Coverage report: {campaign.title}")
+        expect(page.get_by_role("img", name="Users notified over time")).to_be_visible()
+        results = Axe().run(page).response
+        found = [f"{v['id']} ({v['impact']}): {v['help']}" for v in results["violations"]]
+        page.emulate_media(media="print")
+        page.set_viewport_size({"width": A4_TEXT_WIDTH, "height": 1000})
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        pdf = page.pdf(format="A4")
+    assert found == [], "axe-core found violations in the report:\n" + "\n".join(found)
+    assert requested == [path.as_uri()]  # nothing from the network, nor another file
+    assert overflow <= 0, f"the page is {overflow}px wider than A4's text width"
+    assert pdf.startswith(b"%PDF")

@@ -2,6 +2,7 @@
 (a SQLite file, or PostgreSQL with HERALD_TEST_POSTGRES), with objections and seen events
 recorded through the store exactly as `herald serve` records them."""
 
+import datetime as dt
 import json
 import time
 from collections import Counter
@@ -12,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from engine.cli.tables import format_duration
 from engine.delivery.tokens import Keys
+from engine.evidence.reportpage import format_duration
 from engine.store.objections import find_notice, mark_seen, record_objection
 
 CAMPAIGN = "ai-training-notice"
@@ -307,3 +308,46 @@ def test_evidence_verify_passes_after_objections_and_seen_events(herald, store, 
 )
 def test_format_duration_shows_the_two_largest_units(seconds, shown):
     assert format_duration(seconds) == shown
+
+
+def _day(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).date().isoformat()
+
+
+def test_report_counts_per_utc_day(herald, store, sent):
+    users = sorted(sent.values(), key=lambda u: u.user_id)
+    midnight = (max(u.sent_at for u in users) // 86400 + 2) * 86400  # a UTC midnight
+    # Less than a second either side of midnight: a cast that rounds puts both on one day.
+    seen_at = [midnight - 0.4, midnight + 0.4, midnight + 0.6, midnight + 3 * 86400]
+    for user, at in zip(users, seen_at, strict=False):
+        assert mark_seen(store, user.inbox_id, None, at) is not None
+    objected_at = [midnight - 0.6, midnight - 0.2, midnight - 10 * 86400]
+    for user, at in zip(users[4:], objected_at, strict=False):
+        _object(herald, store, user, at)
+    with store.connect() as conn:
+        notices = Counter(
+            (channel, _day(at))
+            for channel, at in conn.execute(
+                text(
+                    "SELECT channel, sent_at FROM delivery WHERE campaign_id = :c "
+                    "AND message = 'notice' AND status IN ('sent', 'delivered')"
+                ),
+                {"c": CAMPAIGN},
+            ).all()
+        )
+
+    report = _report(herald)
+    over = report["over_time"]
+    assert over["seen"] == Counter(map(_day, seen_at))
+    assert over["objected"] == Counter(map(_day, objected_at))
+    assert list(over["objected"]) == sorted(over["objected"])  # day by day
+    assert over["users_notified"] == Counter(_day(u.sent_at) for u in users)
+    assert sum(over["users_notified"].values()) == report["notified"] == len(users)
+    assert {
+        (channel, day): n
+        for channel, days in over["notices_by_channel"].items()
+        for day, n in days.items()
+    } == notices
+    for channel, days in over["notices_by_channel"].items():
+        counts = report["channels"][channel]
+        assert sum(days.values()) == counts["sent"] + counts["delivered"]

@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import datetime as dt
 import json
 import sys
 import time
@@ -27,7 +28,9 @@ from engine.delivery.synthetic import generate_users
 from engine.delivery.tokens import Keys
 from engine.errors import ConfigError, EngineError
 from engine.evidence.report import campaign_report
+from engine.evidence.reportpage import render_report_html
 from engine.evidence.signing import sign_heads
+from engine.evidence.verify import evidence_status
 from engine.statuses import FINAL
 from engine.store import campaigns as campaign_store
 from engine.store import deliveries
@@ -217,24 +220,31 @@ def _print_outcome(
 @app.command("report")
 def report_command(
     campaign: Annotated[str, typer.Argument(help="Campaign file or id.")],
-    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    fmt: Annotated[str, typer.Option("--format", help="table, json or html")] = "table",
     out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
 ) -> None:
     """Coverage: targeted, notified, failed and pending, by channel, country and locale."""
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("expected table or json", param_hint="--format")
+    if fmt not in ("table", "json", "html"):
+        raise typer.BadParameter("expected table, json or html", param_hint="--format")
     try:
         loaded = load_campaign(resolve_campaign_path(campaign))
     except EngineError as exc:
         fail(str(exc))
-    _, engine = open_store()
+    settings, engine = open_store()
     report = campaign_report(engine, loaded.campaign)
+    report["evidence"] = evidence_status(settings.var / "verified", engine, loaded.campaign.id)
     if fmt == "json":
         text = json.dumps(report, indent=2, ensure_ascii=False)
         if out_file:
             out_file.write_text(text + "\n", encoding="utf-8")
         else:
             print(text)  # noqa: T201 - machine-readable output
+    elif fmt == "html":
+        page = render_report_html(report, report["evidence"], dt.datetime.now(dt.UTC))
+        if out_file:
+            out_file.write_text(page, encoding="utf-8")
+        else:
+            sys.stdout.write(page)
     elif out_file:
         with out_file.open("w", encoding="utf-8") as fp:
             print_report(Console(file=fp, width=120, highlight=False), report)

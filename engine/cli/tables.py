@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.delivery.planning import PlanResult
+from engine.evidence.reportpage import format_duration
 
 
 def print_plan(console: Console, campaign_id: str, result: PlanResult) -> None:
@@ -52,6 +53,7 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         ("fallback deliveries planned", str(report["fallback_planned"])),
         ("seen in-app", share(report["seen"])),
         ("objected", share(report["objected"])),
+        ("evidence", _evidence(report.get("evidence") or {})),
         (
             "median time from notice to objection",
             format_duration(report["median_notice_to_objection_s"]),
@@ -95,19 +97,13 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
 
 
 _BREAKDOWN = ("targeted", "notified", "failed", "pending", "fell_back", "seen", "objected")
-_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
 
 
-def format_duration(seconds: float | None) -> str:
-    """The two largest units, e.g. 2 h 5 min (a remainder below them is dropped);
-    "none" for None."""
-    if seconds is None:
-        return "none"
-    left = round(abs(seconds))
-    values = []
-    for name, size in _UNITS:
-        n, left = divmod(left, size)
-        values.append((n, name))
-    first = next((i for i, (n, _) in enumerate(values) if n), len(values) - 1)
-    shown = " ".join(f"{n} {name}" for n, name in values[first : first + 2] if n) or "0 s"
-    return f"-{shown}" if seconds < 0 and shown != "0 s" else shown
+def _evidence(e: dict[str, Any]) -> str:
+    if e.get("verified") is None:
+        return "not verified: run herald evidence verify --db --public-key KEY"
+    if not e["verified"]:
+        return f"BROKEN at {e['checked_at']}: {e.get('problem')}"
+    pinned = "pinned key" if e.get("pinned_key") else "local key"
+    covered = f"{e.get('events_verified')} of {e.get('events_now')} events"
+    return f"verified {e['checked_at']} ({covered}, {pinned} {str(e['key_fingerprint'])[:16]}…)"

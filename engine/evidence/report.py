@@ -18,6 +18,7 @@ from engine.models import Channel
 from engine.statuses import DeliveryStatus
 from engine.store.reporting import coverage_rows
 
+_EPOCH = dt.date(1970, 1, 1)
 _BUCKETS = (
     "targeted",
     "notified",
@@ -97,6 +98,25 @@ def build_report(
         "by_country": breakdown("by_country"),
         "by_locale": breakdown("by_locale"),
         "by_channel": by_channel,
+        "over_time": _over_time(rows["per_day"]),
+    }
+
+
+def _over_time(per_day: dict[str, Any]) -> dict[str, Any]:
+    """Counts per UTC day ("2024-06-01"): users first notified, notices that went out per
+    channel, notices seen in-app, objections. Days with nothing are left out."""
+
+    def date(day: int) -> str:
+        return (_EPOCH + dt.timedelta(days=day)).isoformat()
+
+    notices: dict[str, dict[str, int]] = {}
+    for channel, day, n in per_day["notices"]:
+        notices.setdefault(channel, {})[date(day)] = n
+    return {
+        "users_notified": {date(day): n for day, n in per_day["users_notified"]},
+        "notices_by_channel": notices,
+        "seen": {date(day): n for day, n in per_day["seen"]},
+        "objected": {date(day): n for day, n in per_day["objected"]},
     }
 
 

@@ -285,3 +285,21 @@ def recorded_verdict(folder: Path, campaign: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return note if isinstance(note, dict) else None
+
+
+def evidence_status(folder: Path, engine: Engine, campaign: str) -> dict[str, Any]:
+    """What the report says of the evidence: the last `herald evidence verify` verdict and
+    how much of today's log it covered."""
+    note = recorded_verdict(folder, campaign) or {}
+    size = tree_heads(engine).get(campaign, (0, ""))[0]
+    checked = note.get("events") if isinstance(note.get("events"), int) else None
+    keys = note.get("key_fingerprints") or [None]
+    return {
+        "verified": note.get("verified"),
+        "checked_at": note.get("checked_at"),
+        "key_fingerprint": keys[-1],
+        "pinned_key": note.get("pinned_key"),
+        "events_verified": checked,
+        "events_now": size,
+        "problem": note.get("problem"),
+    }

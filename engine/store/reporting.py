@@ -115,6 +115,7 @@ def coverage_rows(
             "seen": _figures(conn, _SEEN, params, ("country", "locale")),
             "objected": _figures(conn, _OBJECTED, params, ("country", "locale", "channel")),
             "median_notice_to_objection_s": _median_delay(conn, params),
+            "per_day": _per_day(conn, params, engine.dialect.name),
         }
 
 
@@ -152,6 +153,43 @@ def _median_delay(conn: Connection, params: dict[str, Any]) -> float | None:
     ).scalars()
     values = [float(v) for v in middle]
     return sum(values) / len(values) if values else None
+
+
+# The moments behind the "over time" figures, each an `at` in epoch seconds (and a channel
+# for the notices that went out).
+_TIMES = {
+    "users_notified": f"SELECT first_notified AS at FROM ({_PER_USER}) AS per_user",
+    "notices": "SELECT channel, sent_at AS at FROM delivery WHERE campaign_id = :c "
+    "AND message = 'notice' AND status IN ('sent', 'delivered')",
+    "seen": "SELECT n.seen_at AS at FROM delivery d "
+    "JOIN inapp_notification n ON n.delivery_id = d.id "
+    "WHERE d.campaign_id = :c AND d.message = 'notice'",
+    "objected": "SELECT objected_at AS at FROM objection WHERE campaign_id = :c",
+}
+
+
+def _per_day(conn: Connection, params: dict[str, Any], dialect: str) -> dict[str, Any]:
+    """Counts per UTC day, as days since the epoch: {"notices": [(channel, day, n)], and
+    "users_notified", "seen", "objected": [(day, n)]}, each grouped in SQL."""
+    # SQLite truncates a positive REAL cast to INTEGER; PostgreSQL rounds it, so floor first.
+    day = (
+        "CAST(at / 86400 AS INTEGER)"
+        if dialect == "sqlite"
+        else "CAST(FLOOR(at / 86400) AS BIGINT)"
+    )
+    found: dict[str, Any] = {}
+    for name, source in _TIMES.items():
+        channel = "channel, " if name == "notices" else ""
+        rows = conn.execute(
+            text(
+                f"SELECT {channel}day, COUNT(*) FROM (SELECT {channel}{day} AS day "
+                f"FROM ({source}) AS s WHERE at IS NOT NULL) AS d "
+                f"GROUP BY {channel}day ORDER BY {channel}day"
+            ),
+            params,
+        ).all()
+        found[name] = [(*r[:-2], int(r[-2]), int(r[-1])) for r in rows]
+    return found
 
 
 RATE_WINDOW_SECONDS = 60.0
