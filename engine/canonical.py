@@ -20,15 +20,17 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 def canonical(value: Any) -> bytes:
     """RFC 8785 bytes of `value`, which holds no floats. Raises ValueError on a float or
     on a string that is not valid Unicode (a lone surrogate)."""
+    if _has_float(value):
+        raise ValueError("evidence holds no floats: use integers or ISO 8601 strings")
     try:
-        text = json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         body = text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(f"not valid Unicode: {exc}") from None
-    if _has_float(value):
-        raise ValueError("evidence holds no floats: use integers or ISO 8601 strings")
+    if not text.isascii() and _has_astral_key(value):
+        # RFC 8785 sorts keys by UTF-16 code units, Python by code points: they differ
+        # only for keys beyond U+FFFF, which the reference implementation sorts right.
+        return bytes(rfc8785.dumps(value))
     return body
 
 
@@ -38,12 +40,24 @@ def is_canonical(body: bytes) -> bool:
         value = json.loads(body)
     except ValueError:
         return False
-    if not _has_float(value) and body == canonical(value):
-        return True
+    try:
+        if not _has_float(value) and body == canonical(value):
+            return True
+    except ValueError:  # a lone surrogate: never canonical
+        return False
     try:
         return bool(rfc8785.dumps(value) == body)
     except rfc8785.CanonicalizationError:
         return False
+
+
+def _has_astral_key(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(max(map(ord, k), default=0) > 0xFFFF or _has_astral_key(v)
+                   for k, v in value.items())  # fmt: skip
+    if isinstance(value, list):
+        return any(_has_astral_key(v) for v in value)
+    return False
 
 
 def _has_float(value: Any) -> bool:

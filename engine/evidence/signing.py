@@ -35,7 +35,7 @@ from engine.evidence.checkpoints import (
     unb64,
     verify_signature,
 )
-from engine.evidence.witness import send_to_witness
+from engine.evidence.witness import flush_witness, queue_for_witness
 from engine.store.events import iso, iter_events, tree_heads
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,10 @@ def _sign_all(settings: Settings, engine: Engine, signer: Signer, folder: Path, 
         line = make_checkpoint(signer, campaign, tree, at, last)
         append_line(path, line)
         if settings.witness:
-            send_to_witness(settings.witness, path.name, line)
+            queue_for_witness(folder, path.name, line)
         signed += 1
+    if settings.witness:
+        flush_witness(settings.witness, folder)
     return signed
 
 
@@ -156,7 +158,8 @@ def rotate_key(settings: Settings, now: float | None = None) -> tuple[Signer, Si
     line = make_rotation(old, new, iso(time.time() if now is None else now))
     append_line(settings.checkpoints / KEYS_FILE, line)
     if settings.witness:
-        send_to_witness(settings.witness, KEYS_FILE, line)
+        queue_for_witness(settings.checkpoints, KEYS_FILE, line)
+        flush_witness(settings.witness, settings.checkpoints)
     path.rename(path.with_name(f"{path.name}.retired-{old.fingerprint[:16]}"))
     fresh.rename(path)
     return old, new

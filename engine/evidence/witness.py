@@ -9,6 +9,7 @@ Whoever controls this machine can still rewrite var/; they cannot unsend what th
 already holds, and `herald evidence verify --witness` holds the database to it.
 """
 
+import json
 import shlex
 import subprocess
 from pathlib import Path
@@ -42,3 +43,37 @@ def send_to_witness(witness: str, name: str, line: bytes) -> None:
         raise WitnessError(
             f"witness command {command[0]!r} exited {done.returncode} for {name}: {tail}"
         )
+
+
+BACKLOG = "witness-backlog"  # not *.jsonl: those are campaigns
+
+
+def queue_for_witness(folder: Path, name: str, line: bytes) -> None:
+    """Note a line the witness must get, before trying: a crash cannot lose it."""
+    entry = json.dumps({"name": name, "line": line.decode("utf-8")}, ensure_ascii=False)
+    append_line(folder / BACKLOG, entry.encode("utf-8"))
+
+
+def flush_witness(witness: str, folder: Path) -> int:
+    """Give the witness every queued line, oldest first; what it refuses stays queued for
+    the next writer. Raises WitnessError when something is left; returns how many went."""
+    backlog = folder / BACKLOG
+    if not backlog.exists():
+        return 0
+    entries = [json.loads(raw) for raw in backlog.read_bytes().splitlines() if raw.strip()]
+    sent, error = 0, None
+    for entry in entries:
+        try:
+            send_to_witness(witness, entry["name"], entry["line"].encode("utf-8"))
+        except WitnessError as exc:
+            error = exc
+            break
+        sent += 1
+    left = entries[sent:]
+    tmp = backlog.with_name(f"{BACKLOG}.tmp")
+    tmp.write_bytes(b"".join(json.dumps(e, ensure_ascii=False).encode() + b"\n" for e in left))
+    tmp.chmod(0o600)
+    tmp.replace(backlog)
+    if error is not None:
+        raise WitnessError(f"{error}; {len(left)} line(s) wait in {backlog}") from error
+    return sent
