@@ -20,8 +20,7 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 def canonical(value: Any) -> bytes:
     """RFC 8785 bytes of `value`, which holds no floats. Raises ValueError on a float or
     on a string that is not valid Unicode (a lone surrogate)."""
-    if _has_float(value):
-        raise ValueError("evidence holds no floats: use integers or ISO 8601 strings")
+    _refuse_floats(value)
     try:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         body = text.encode("utf-8")
@@ -34,21 +33,30 @@ def canonical(value: Any) -> bytes:
     return body
 
 
+def parse_canonical(body: bytes) -> Any:
+    """The JSON value in `body` if `body` is exactly its RFC 8785 form, else None."""
+    floats = False
+
+    def saw_float(text: str) -> float:
+        nonlocal floats
+        floats = True
+        return float(text)
+
+    try:
+        value = json.loads(body, parse_float=saw_float)
+    except ValueError:
+        return None
+    try:
+        if not floats and canonical(value) == body:
+            return value
+        return value if rfc8785.dumps(value) == body else None
+    except (ValueError, rfc8785.CanonicalizationError):  # a lone surrogate, NaN...
+        return None
+
+
 def is_canonical(body: bytes) -> bool:
     """Whether `body` is exactly the RFC 8785 form of the JSON it holds."""
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return False
-    try:
-        if not _has_float(value) and body == canonical(value):
-            return True
-    except ValueError:  # a lone surrogate: never canonical
-        return False
-    try:
-        return bool(rfc8785.dumps(value) == body)
-    except rfc8785.CanonicalizationError:
-        return False
+    return parse_canonical(body) is not None
 
 
 def _has_astral_key(value: Any) -> bool:
@@ -60,14 +68,22 @@ def _has_astral_key(value: Any) -> bool:
     return False
 
 
-def _has_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_has_float(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_float(v) for v in value)
-    return False
+def _refuse_floats(value: Any) -> None:
+    """A plain loop, not a generator: this runs for every event written."""
+    kind = type(value)
+    if kind is float:
+        raise ValueError("evidence holds no floats: use integers or ISO 8601 strings")
+    if kind is dict:
+        for item in value.values():
+            if type(item) in _NESTED:
+                _refuse_floats(item)
+    elif kind is list:
+        for item in value:
+            if type(item) in _NESTED:
+                _refuse_floats(item)
+
+
+_NESTED = (dict, list, float)
 
 
 def leaf_hash(body: bytes) -> bytes:

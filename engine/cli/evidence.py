@@ -2,16 +2,21 @@
 checkpoint files, terminal."""
 
 import datetime as dt
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy import Engine
 
 from engine.cli.common import app, err, fail, open_store, out
-from engine.errors import ConfigError
+from engine.delivery.tokens import Keys
+from engine.errors import ConfigError, EngineError
 from engine.evidence.chain import verify_chain
-from engine.evidence.checkpoints import fingerprint, public_key_from_pem
+from engine.evidence.checkpoints import fingerprint, public_key_from_pem, unb64
+from engine.evidence.pack import export_pack
+from engine.evidence.packcheck import check_pack
+from engine.evidence.receipts import check_receipt, make_receipt
 from engine.evidence.signing import rotate_key, signer_for
 from engine.evidence.verify import (
     campaigns,
@@ -21,6 +26,7 @@ from engine.evidence.verify import (
     verify_campaign,
 )
 from engine.store.events import iso, iter_v0_events, v0_heads
+from engine.store.users import user_email
 
 evidence_app = typer.Typer(help="Check and anchor the tamper-evident record.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")
@@ -28,6 +34,9 @@ app.add_typer(evidence_app, name="evidence")
 
 @evidence_app.command("verify")
 def evidence_verify(
+    path: Annotated[
+        Path | None, typer.Argument(help="An evidence pack (folder or .zip) or a receipt.")
+    ] = None,
     db: Annotated[bool, typer.Option("--db", help="Verify the database's record.")] = False,
     public_key: Annotated[
         Path | None,
@@ -42,9 +51,12 @@ def evidence_verify(
         typer.Option(min=0, help="Fail if events stayed unsigned longer than this (seconds)."),
     ] = None,
 ) -> None:
-    """Verify every campaign's events, checkpoints and tables; exit 1 naming what broke."""
-    if not db:
-        raise typer.BadParameter("give --db (the offline evidence pack comes later)")
+    """Verify the database (--db), a pack or a receipt; exit 1 naming what broke."""
+    if (path is None) == (not db):
+        raise typer.BadParameter("give either --db or a PACK/RECEIPT path")
+    if path is not None:
+        _verify_offline(path, public_key, witness)
+        return
     settings, engine = open_store()
     if witness is not None and not witness.is_dir():
         fail(f"{witness}: no such witness directory")
@@ -126,3 +138,116 @@ def evidence_rotate_key() -> None:
         "(herald evidence public-key) where you kept the old one",
         markup=False,
     )
+
+
+def _pinned(public_key: Path | None) -> bytes | None:
+    if public_key is None:
+        return None
+    try:
+        return public_key_from_pem(public_key.read_bytes())
+    except (ConfigError, OSError) as exc:
+        fail(f"{public_key}: {exc}")
+
+
+def _verify_offline(path: Path, public_key: Path | None, witness: Path | None) -> None:
+    """A pack or a receipt, with no database."""
+    if not path.exists():
+        fail(f"{path}: no such pack or receipt")
+    pinned = _pinned(public_key)
+    if pinned is None:
+        err.print(
+            "WARNING: no --public-key: trusting the key the evidence carries; pin the key the "
+            "controller published to know who signed it",
+            markup=False,
+        )
+    receipt = _receipt(path)
+    if receipt is not None:
+        problems = check_receipt(receipt, None if pinned is None else {pinned})
+        for problem in problems:
+            err.print(f"BROKEN {path}: {problem}", markup=False)
+        if problems:
+            raise typer.Exit(1)
+        out.print(
+            f"OK receipt of {receipt['user_id']} in {receipt['campaign']}: "
+            f"{len(receipt['events'])} events included in the tree of "
+            f"{receipt['checkpoint']['size']} signed at {receipt['checkpoint']['at']}",
+            markup=False,
+        )
+        for message in receipt["messages"]:
+            out.print(
+                f"  {message['channel']} {message['at']}: {message['message_id']} "
+                f"content {message['content_sha256']}",
+                markup=False,
+            )
+        return
+    verdict = check_pack(path, pinned, witness)
+    if verdict.problem:
+        err.print(f"BROKEN {path}: {verdict.problem}", markup=False)
+        raise typer.Exit(1)
+    out.print(
+        f"OK {verdict.campaign}: manifest signed by {verdict.key[:16]}…, {verdict.events} "
+        f"events under {verdict.checkpoints} checkpoint(s) ({verdict.unsigned} unsigned), "
+        "recipients agree with the events",
+        markup=False,
+    )
+    out.print("figure                                   from events   in report.json", markup=False)
+    for figure, derived, stated in verdict.figures:
+        out.print(f"{figure:<40} {derived!s:>12}   {stated!s:>12}", markup=False)
+
+
+def _receipt(path: Path) -> dict[str, Any] | None:
+    if not path.is_file() or path.suffix == ".zip":
+        return None
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        fail(f"{path}: neither a pack nor a receipt (not JSON)")
+    return data if isinstance(data, dict) and data.get("type") == "receipt" else None
+
+
+@evidence_app.command("export")
+def evidence_export(
+    campaign: Annotated[str, typer.Argument(help="Campaign id.")],
+    out_path: Annotated[Path, typer.Option("--out", help="A new folder, or FILE.zip.")],
+) -> None:
+    """Export a self-contained evidence pack that verifies offline."""
+    settings, engine = open_store()
+    try:
+        manifest = export_pack(engine, settings, campaign, out_path)
+    except (EngineError, FileNotFoundError) as exc:
+        fail(str(exc))
+    out.print(
+        f"exported {campaign} to {out_path}: {len(manifest['files'])} files, manifest signed "
+        f"by {fingerprint(unb64(manifest['key']))[:16]}…",
+        markup=False,
+    )
+
+
+@evidence_app.command("receipt")
+def evidence_receipt(
+    campaign: Annotated[str, typer.Argument(help="Campaign id.")],
+    user_id: Annotated[str, typer.Argument(help="The user's id.")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write here, not to stdout.")
+    ] = None,
+) -> None:
+    """One user's events with inclusion proofs against a signed checkpoint."""
+    settings, engine = open_store()
+    email = user_email(engine, user_id)
+    keys = Keys(settings.secret)
+    try:
+        receipt = make_receipt(
+            engine,
+            settings.checkpoints,
+            campaign,
+            user_id,
+            keys.email_hash(email) if email else None,
+        )
+    except EngineError as exc:
+        fail(str(exc))
+    text = json.dumps(receipt, indent=2, ensure_ascii=False) + "\n"
+    if out_path:
+        out_path.write_text(text, "utf-8")
+        out.print(f"receipt of {user_id} in {campaign}: {out_path}", markup=False)
+    else:
+        print(text, end="")  # noqa: T201 - machine-readable output

@@ -15,6 +15,7 @@ from engine.authoring.campaigns import Campaign
 from engine.authoring.regions import region_data
 from engine.canonical import FORMAT
 from engine.models import SpecFile
+from engine.store.events import iso
 
 
 def started_data(c: Campaign, files: Sequence[SpecFile], spec_sha256: str) -> dict[str, Any]:
@@ -31,8 +32,8 @@ def started_data(c: Campaign, files: Sequence[SpecFile], spec_sha256: str) -> di
             "min_lead_days": c.policy.min_lead_days,
         },
         "schedule": {
-            "start": _iso(c.schedule.start.isoformat()),
-            "deadline": _iso(c.schedule.deadline.isoformat()),
+            "start": iso(c.schedule.start.timestamp()),
+            "deadline": iso(c.schedule.deadline.timestamp()),
         },
         "audience": {
             "regions": list(c.audience.regions),
@@ -69,7 +70,3 @@ def audience_data(
         "excluded": dict(sorted(excluded.items())),
         "by_country": by_country,
     }
-
-
-def _iso(text: str) -> str:
-    return text.replace("+00:00", "Z")

@@ -265,10 +265,12 @@ class Dispatcher:
         """Server replies quote addresses; the evidence keeps their keyed hash instead."""
         return None if text is None else redact_addresses(text, self.keys.email_hash)
 
-    def _event(self, row: dict[str, Any], kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    def _event(
+        self, row: dict[str, Any], kind: str, data: dict[str, Any], at: float | None = None
+    ) -> dict[str, Any]:
         return {
             "kind": kind,
-            "at": iso(self.clock()),
+            "at": iso(self.clock() if at is None else at),
             "delivery_id": row["id"],
             "user_id": row["user_id"],
             "channel": row["channel"],
@@ -289,6 +291,7 @@ class Dispatcher:
             DeliveryStatus.DELIVERED if outgoing.channel is Channel.INAPP else DeliveryStatus.SENT
         )
         digest = content_sha256(message)
+        now = self.clock()
         values = {
             "status": status.value,
             "attempts": row["attempts"],
@@ -296,7 +299,7 @@ class Dispatcher:
             "message_id": outgoing.message_id,
             "content_sha256": digest,
             "reply": receipt.reply,
-            "sent_at": self.clock(),
+            "sent_at": now,
         }
         data: dict[str, Any] = {
             "content_sha256": digest,
@@ -310,7 +313,7 @@ class Dispatcher:
             row["user_id"],
             status,
             values,
-            self._event(row, status.value, data),
+            self._event(row, status.value, data, now),
             outgoing.notification,
         )
 

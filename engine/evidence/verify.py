@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from engine.canonical import FORMAT, Frontier, is_canonical, leaf_hash
+from engine.canonical import FORMAT, Frontier, leaf_hash, parse_canonical
 from engine.evidence.agreement import check_tables
 from engine.evidence.checkpoints import (
     KEYS_FILE,
@@ -107,10 +107,10 @@ def _verify(
     verdict: Verdict,
 ) -> None:
     local_file = checkpoint_file(checkpoints, campaign)
-    signed = _checked(local_file, trust, verdict, linked=True)
+    signed = check_file(local_file, trust, verdict, linked=True)
     verdict.checkpoints = len(signed)
     if witness is not None:  # a witness may have missed a line: each stands on its own
-        witnessed = _checked(checkpoint_file(witness, campaign), trust, verdict, linked=False)
+        witnessed = check_file(checkpoint_file(witness, campaign), trust, verdict, linked=False)
         verdict.witnessed = len(witnessed)
         local_end = max((cp.size for _, cp in signed), default=0)
         witness_end = max((cp.size for _, cp in witnessed), default=0)
@@ -175,7 +175,7 @@ def _verify(
         raise Broken(problem)
 
 
-def _checked(
+def check_file(
     path: Path, trust: Trust, verdict: Verdict, linked: bool
 ) -> list[tuple[Path, Checkpoint]]:
     """A checkpoint file's lines, each signed by a trusted key and naming its predecessor."""
@@ -220,10 +220,9 @@ def _events(engine: Engine, campaign: str) -> Iterator[tuple[dict[str, Any], dic
         where = f"event seq {row['seq']} (row id {row['id']})"
         if row["seq"] != expected:
             raise Broken(f"event seq {expected} is missing (next is seq {row['seq']})")
-        body = row["body"].encode("utf-8")
-        if not is_canonical(body):
+        record = parse_canonical(row["body"].encode("utf-8"))
+        if not isinstance(record, dict):
             raise Broken(f"{where}: its bytes are not canonical JSON (RFC 8785)")
-        record = json.loads(body)
         columns = {
             "v": FORMAT,
             "campaign": campaign,

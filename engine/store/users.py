@@ -159,3 +159,9 @@ def users_by_country(conn: Connection) -> dict[str, int]:
     """How many users each country has now (in the caller's transaction)."""
     rows = conn.execute(text('SELECT country, COUNT(*) FROM "user" GROUP BY country'))
     return {r[0]: int(r[1]) for r in rows}
+
+
+def user_email(engine: Engine, user_id: str) -> str | None:
+    with engine.connect() as conn:
+        row = conn.execute(text('SELECT email FROM "user" WHERE id = :i'), {"i": user_id}).first()
+    return row[0] if row else None

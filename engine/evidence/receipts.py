@@ -1,0 +1,157 @@
+"""Receipts: one user's events with Merkle inclusion proofs against a signed checkpoint.
+I/O: database (making one); pure (checking one).
+
+A receipt is what a controller hands one user, or a regulator about one user: their
+events, the secret that ties their id to their subject, the keyed hash of their address,
+and what they were sent (Message-ID, content hash). It reveals no other user: the proofs
+are hashes of other events, which cannot be reversed.
+"""
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from engine.canonical import FORMAT, Frontier, canonical, leaf_hash
+from engine.errors import EngineError
+from engine.evidence.checkpoints import (
+    Checkpoint,
+    checkpoint_file,
+    last_checkpoint,
+    unb64,
+    verify_signature,
+)
+from engine.evidence.merkle import Leaves, inclusion_proof, verify_inclusion
+from engine.store.events import iter_events, subject_of, subject_secret
+
+
+class ReceiptError(EngineError):
+    """No receipt can be made: an unknown or erased user, or nothing signed yet."""
+
+
+def make_receipt(
+    engine: Engine, checkpoints: Path, campaign: str, user_id: str, address_hash: str | None
+) -> dict[str, Any]:
+    """The receipt of `user_id` in `campaign`, against the campaign's last checkpoint."""
+    found = subject_secret(engine, user_id)
+    if found is None:
+        raise ReceiptError(
+            f"user {user_id!r} has no subject in this database: never notified, or erased "
+            "(an erased user is unlinkable by design, so no receipt can name them)"
+        )
+    subject, secret = found
+    with engine.connect() as conn:
+        theirs = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT seq FROM event WHERE campaign_id = :c AND subject = :s ORDER BY seq"),
+                {"c": campaign, "s": subject},
+            )
+        ]
+        started = conn.execute(
+            text("SELECT MIN(seq) FROM event WHERE campaign_id = :c AND kind = 'started'"),
+            {"c": campaign},
+        ).scalar()
+    if not theirs:
+        raise ReceiptError(f"campaign {campaign} has no event about user {user_id!r}")
+    wanted = sorted({*theirs, *([started] if started else [])})  # `started` binds the notice
+    cp = last_checkpoint(checkpoint_file(checkpoints, campaign))
+    if cp is None or cp.size < wanted[-1]:
+        raise ReceiptError(
+            f"the events of user {user_id!r} are not all under a signed checkpoint yet; "
+            "a writer signs within 60 s: try again in a minute"
+        )
+    leaves, bodies, lookup = Leaves(), {}, set(wanted)
+    for event in iter_events(engine, campaign):
+        if event["seq"] > cp.size:
+            break
+        leaves.append(leaf_hash(event["body"].encode("utf-8")))
+        if event["seq"] in lookup:
+            bodies[event["seq"]] = event["body"]
+    events = [
+        {
+            "seq": seq,
+            "body": bodies[seq],
+            "proof": [h.hex() for h in inclusion_proof(leaves, seq - 1, cp.size)],
+        }
+        for seq in wanted
+    ]
+    return {
+        "v": FORMAT,
+        "type": "receipt",
+        "campaign": campaign,
+        "user_id": user_id,
+        "subject": subject,
+        "secret": secret,
+        "address_hash": address_hash,
+        "messages": _messages(events),
+        "events": events,
+        "checkpoint": json.loads(canonical({**cp.fields(), "sig": cp.sig})),
+    }
+
+
+def _messages(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the user was sent, as their own mailbox or app can show it."""
+    found = []
+    for event in events:
+        record = json.loads(event["body"])
+        if record["kind"] in ("sent", "delivered"):
+            data = record["data"]
+            found.append(
+                {
+                    "channel": record["channel"],
+                    "at": record["at"],
+                    "message_id": data.get("message_id"),
+                    "content_sha256": data.get("content_sha256"),
+                }
+            )
+    return found
+
+
+def check_receipt(receipt: Mapping[str, Any], trusted: set[bytes] | None) -> list[str]:
+    """Every problem with a receipt (empty when it holds). `trusted`: the keys allowed to
+    have signed its checkpoint; None trusts the key it carries (said by the caller)."""
+    try:
+        cp_fields = dict(receipt["checkpoint"])
+        cp = Checkpoint(
+            **{k: cp_fields[k] for k in ("campaign", "size", "root", "at", "prev", "key", "sig")},
+            range=tuple(cp_fields["range"]),
+            line=0,
+            digest="",
+        )
+        key = unb64(cp.key)
+        subject, secret, user_id = receipt["subject"], receipt["secret"], receipt["user_id"]
+        events = list(receipt["events"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"not a receipt: {exc!r}"]
+    problems = []
+    if not verify_signature(key, unb64(cp.sig), cp.signed_bytes()):
+        problems.append("checkpoint: bad signature")
+    if trusted is not None and key not in trusted:
+        problems.append("checkpoint: signed by a key that is not trusted")
+    if Frontier(cp.size, [bytes.fromhex(h) for h in cp.range]).root().hex() != cp.root:
+        problems.append("checkpoint: its range does not give its root")
+    if subject_of(user_id, bytes.fromhex(secret)) != subject:
+        problems.append("subject: not the HMAC of the user id under the secret")
+    if not events:
+        problems.append("no events")
+    for event in events:
+        body = str(event.get("body", "")).encode("utf-8")
+        record = json.loads(body) if body else {}
+        where = f"event seq {event.get('seq')}"
+        mine = record.get("subject") == subject or (
+            record.get("subject") is None and record.get("kind") == "started"
+        )
+        if not mine or record.get("seq") != event.get("seq"):
+            problems.append(f"{where}: not this user's event")
+        if record.get("campaign") != receipt.get("campaign") or canonical(record) != body:
+            problems.append(f"{where}: not a canonical event of this campaign")
+        proof = [bytes.fromhex(h) for h in event.get("proof", [])]
+        seq = int(event.get("seq", 0))
+        if not verify_inclusion(leaf_hash(body), seq - 1, cp.size, proof, bytes.fromhex(cp.root)):
+            problems.append(f"{where}: its inclusion proof does not reach the signed root")
+    if _messages(events) != receipt.get("messages"):
+        problems.append("messages: not those of the events")
+    return problems
