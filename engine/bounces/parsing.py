@@ -9,10 +9,12 @@ heuristic detectors of flufl.bounce for the many MTAs that ignore RFC 3464.
 import email
 import email.errors
 import email.policy
+import email.utils
 import re
 from dataclasses import dataclass
 from email.message import Message
 from enum import StrEnum
+from typing import Any
 
 from flufl.bounce import all_failures
 
@@ -35,6 +37,8 @@ class Bounce:
     diagnostic: str = ""  # the remote server's words; may hold addresses: redact first
     message_ids: tuple[str, ...] = ()  # Message-IDs of the original message, as quoted
     return_paths: tuple[str, ...] = ()  # Return-Path of the quoted original (a VERP)
+    addressed_to: tuple[str, ...] = ()  # Delivered-To, X-Original-To, Envelope-To, To
+    own_id: str = ""  # the report's own Message-ID: the same report read twice
     defect: str = ""  # why it is unparseable
 
     @property
@@ -61,6 +65,7 @@ _AUTO_SUBJECT = re.compile(
     r"autoreply|abwesenheit|r[ée]ponse automatique|vacation)",
     re.IGNORECASE,
 )
+_ADDRESSED = ("Delivered-To", "X-Original-To", "Envelope-To", "To")
 _FATAL = (
     email.errors.NoBoundaryInMultipartDefect,
     email.errors.StartBoundaryNotFoundDefect,
@@ -95,7 +100,7 @@ def parse_bounce(data: bytes) -> Bounce:
         if found is not None:
             return found
     if _is_autoreply(message, strict=True):
-        return Bounce(Kind.AUTOREPLY, "headers")
+        return Bounce(Kind.AUTOREPLY, "headers", **quoted)
     try:
         temporary, permanent = all_failures(message)
     except (ValueError, TypeError, LookupError, AttributeError, UnicodeError) as exc:
@@ -103,8 +108,8 @@ def parse_bounce(data: bytes) -> Bounce:
         return Bounce(Kind.UNPARSEABLE, "flufl", defect=f"{type(exc).__name__}: {exc}")
     if not (permanent or temporary):
         if _is_autoreply(message, strict=False):
-            return Bounce(Kind.AUTOREPLY, "headers")
-        return Bounce(Kind.UNRECOGNISED, "")
+            return Bounce(Kind.AUTOREPLY, "headers", **quoted)
+        return Bounce(Kind.UNRECOGNISED, "", **quoted)
     kind = Kind.BOUNCED if permanent else Kind.DELAYED
     addresses = permanent or temporary
     status = _first_status(text, "5" if permanent else "4")
@@ -146,7 +151,7 @@ def _is_autoreply(message: Message, strict: bool) -> bool:
     return bool(_AUTO_SUBJECT.match(_header_text(message.get("Subject", ""))))
 
 
-def _complaint(message: Message, quoted: dict[str, tuple[str, ...]]) -> Bounce:
+def _complaint(message: Message, quoted: dict[str, Any]) -> Bounce:
     recipients: list[str] = []
     for part in message.walk():
         if part.get_content_type() == "message/feedback-report":
@@ -156,7 +161,7 @@ def _complaint(message: Message, quoted: dict[str, tuple[str, ...]]) -> Bounce:
     return Bounce(Kind.COMPLAINT, "arf", recipients=tuple(r for r in recipients if r), **quoted)
 
 
-def _dsn(message: Message, quoted: dict[str, tuple[str, ...]]) -> Bounce | None:
+def _dsn(message: Message, quoted: dict[str, Any]) -> Bounce | None:
     """The worst recipient outcome in a delivery-status part; None when it has none."""
     failed: list[tuple[str, str, str]] = []
     delayed: list[tuple[str, str, str]] = []
@@ -209,13 +214,19 @@ def _fields_of(part: Message) -> dict[str, list[str]]:
     return fields
 
 
-def _quoted(message: Message, text: str) -> dict[str, tuple[str, ...]]:
-    """Message-IDs and Return-Paths quoted from the original (not the report's own)."""
+def _quoted(message: Message, text: str) -> dict[str, Any]:
+    """Message-IDs and Return-Paths quoted from the original (not the report's own), and
+    whom the report itself was addressed to."""
     own = str(message.get("Message-ID", "")).strip()
     ids = [m for m in _MESSAGE_ID.findall(text) if m != own]
+    headers = [str(v) for h in _ADDRESSED for v in message.get_all(h, [])]
     return {
         "message_ids": tuple(dict.fromkeys(ids)),
         "return_paths": tuple(dict.fromkeys(p.lower() for p in _RETURN_PATH.findall(text))),
+        "addressed_to": tuple(
+            dict.fromkeys(a.lower() for _, a in email.utils.getaddresses(headers) if "@" in a)
+        ),
+        "own_id": own,
     }
 
 

@@ -13,8 +13,8 @@ from engine.authoring.campaigns import LoadedCampaign
 from engine.authoring.i18n import Catalogs
 from engine.authoring.rendering import Renderer, clean_field
 from engine.delivery.channels.base import Outgoing
-from engine.delivery.returnpath import return_path
 from engine.delivery.mime import build_email, domain_of, encode_address, mail_date, parse_sender
+from engine.delivery.returnpath import return_path
 from engine.delivery.tokens import Keys
 from engine.delivery.windows import local_date
 from engine.errors import DeliveryError, PermanentDeliveryError
