@@ -9,6 +9,7 @@ HERALD_SIGNING_KEY  Ed25519 private key (PEM, 0600) that signs chain checkpoints
 HERALD_API_KEY   the key an app presents to read the in-app feed (X-API-Key); more keys,
                  each limited to some campaigns, in HERALD_API_KEYS (YAML, 0600; default
                  var/api-keys.yaml)
+HERALD_BOUNCE_LISTEN  host:port where `herald daemon` also receives bounces (SMTP); unset: not
 HERALD_VAR       where runtime state lives (default ./var): database, outbox, key files,
                  checkpoints, the files of started campaigns
 """
@@ -34,6 +35,7 @@ class Settings:
     signing_key: Path
     api_key: str | None = None
     api_keys: Path = Path("var/api-keys.yaml")
+    bounce_listen: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -49,7 +51,8 @@ class Settings:
         signing_key = Path(environ.get("HERALD_SIGNING_KEY") or var / "signing.pem")
         api_key = environ.get("HERALD_API_KEY") or None
         api_keys = Path(environ.get("HERALD_API_KEYS") or var / "api-keys.yaml")
-        return cls(var, db_url, smtp_url, secret, signing_key, api_key, api_keys)
+        bounce_listen = environ.get("HERALD_BOUNCE_LISTEN") or None
+        return cls(var, db_url, smtp_url, secret, signing_key, api_key, api_keys, bounce_listen)
 
     @property
     def outbox(self) -> Path:

@@ -15,9 +15,12 @@ from typing import Any
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.bounces.processing import BounceProcessor
+from engine.bounces.processing import BounceProcessor, bounce_domains
+from engine.delivery.tokens import Keys
+from engine.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 MAX_BYTES = 10 * 1024 * 1024  # a DSN quotes the original; notices are ~12 KB
@@ -86,3 +89,20 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"HERALD_BOUNCE_LISTEN must be host:port, not {value!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+async def receive_at(listen: str, engine: Engine, keys: Keys) -> asyncio.Server:
+    """The receiver on HERALD_BOUNCE_LISTEN, for the campaigns' bounce domains.
+    Raises ConfigError for a malformed value or an address it cannot bind."""
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    domains = await asyncio.to_thread(bounce_domains, engine)
+    handler = BounceHandler(BounceProcessor(engine, keys), domains)
+    try:
+        server = await start_receiver(handler, host, port)
+    except OSError as exc:
+        raise ConfigError(f"HERALD_BOUNCE_LISTEN: cannot listen on {host}:{port}: {exc}") from exc
+    logger.info("receiving bounces on %s:%d for %d domain(s)", host, port, len(domains))
+    return server

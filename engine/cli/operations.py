@@ -103,7 +103,9 @@ def _print_status(status: dict[str, Any]) -> None:
         )
         table.add_column(style="bold")
         table.add_column()
-        counts = ", ".join(f"{c[k]} {k}" for k in ("notified", "pending", "deferred", "failed"))
+        kinds = ("notified", "pending", "deferred", "failed", "bounced")
+        counts = ", ".join(f"{c[k]} {k}" for k in kinds)
+        rate = c["bounce_rate"]
         limit = c["configured_rate_per_second"]
         rows = [
             ("title", c["title"]),
@@ -113,6 +115,7 @@ def _print_status(status: dict[str, Any]) -> None:
             ("next due", c["next_due"]),
             ("rate", f"{c['rate_per_second']:g}/s over the last minute"),
             ("rate limit", f"{limit:g}/s per channel" if limit is not None else None),
+            ("bounce rate", f"{rate:.1%} of emails sent" if rate is not None else None),
             ("projected completion", c["projected_completion"]),
             ("deadline", c["deadline"]),
             ("outlook", c["outlook"]),

@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 
 from engine.authoring.campaigns import LoadedCampaign
 from engine.authoring.specs import restore, spec_folder, spec_hash
+from engine.bounces.receiver import receive_at
 from engine.config import Settings
 from engine.daemon.campaignfiles import CampaignFiles
 from engine.delivery.channels import build_transports
@@ -127,7 +128,11 @@ class Daemon:
                 misfire_grace_time=None,
             )
         self.scheduler.start()
+        listen = self.settings.bounce_listen  # one process serves a small deployment
+        receiver = await receive_at(listen, self.engine, self.keys) if listen else None
         await self.stopping.wait()
+        if receiver is not None:
+            receiver.close()
         await self._shutdown()
 
     def _on_signal(self) -> None:
@@ -355,6 +360,7 @@ class Daemon:
                 "progress",
                 extra=fields(campaign=campaign_id, rate=status["rate_per_second"], **line),
             )
+            self._bounce_risk(campaign_id, status["bounce_rate"])
             if status["outlook"] != "at risk":
                 self.memory.at_risk.discard(campaign_id)
             elif campaign_id not in self.memory.at_risk:  # once, until it is on track again
@@ -367,6 +373,19 @@ class Daemon:
                         deadline=status["deadline"],
                     ),
                 )
+
+    def _bounce_risk(self, campaign_id: str, rate: float | None) -> None:
+        """Warn once when the bounce rate passes delivery.max_bounce_rate."""
+        loaded, key = self.memory.specs.get(campaign_id), f"bounces:{campaign_id}"
+        limit = loaded.campaign.delivery.max_bounce_rate if loaded else 0.05
+        if rate is None or rate <= limit:
+            self.memory.at_risk.discard(key)
+        elif key not in self.memory.at_risk:
+            self.memory.at_risk.add(key)
+            log.warning(
+                "at risk: bounce rate above delivery.max_bounce_rate; consider herald pause",
+                extra=fields(campaign=campaign_id, bounce_rate=rate, max_bounce_rate=limit),
+            )
 
     def _heartbeat(self) -> None:
         daemons.heartbeat(
