@@ -101,6 +101,8 @@ def parse_bounce(data: bytes) -> Bounce:
             return found
     if _is_autoreply(message, strict=True):
         return Bounce(Kind.AUTOREPLY, "headers", **quoted)
+    if "From" not in message:
+        message["From"] = "<>"  # flufl's Yale detector indexes the From address
     try:
         temporary, permanent = all_failures(message)
     except (ValueError, TypeError, LookupError, AttributeError, UnicodeError) as exc:
