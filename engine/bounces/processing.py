@@ -37,6 +37,7 @@ class Outcome(StrEnum):
     DELAYED = "delayed"  # a delay recorded as an event
     COMPLAINED = "complained"  # an abuse report recorded as an event
     UNCHANGED = "unchanged"  # tied to a delivery that it cannot change (again)
+    EARLY = "early"  # came back before the send was recorded: to be read again later
     AUTOREPLY = "autoreply"
     UNRECOGNISED = "unrecognised"
     UNPARSEABLE = "unparseable"
@@ -44,6 +45,7 @@ class Outcome(StrEnum):
     FORGED = "forged"  # a return path whose signature does not match
 
 
+_NOT_YET = ("pending", "sending", "deferred")
 _IGNORED = {
     Kind.AUTOREPLY: Outcome.AUTOREPLY,
     Kind.UNRECOGNISED: Outcome.UNRECOGNISED,
@@ -102,6 +104,10 @@ class BounceProcessor:
         return store.delivery_by_message_id(self.engine, bounce.message_ids), "message-id"
 
     def _bounce(self, bounce: Bounce, delivery: dict[str, Any], matched_by: str) -> Outcome:
+        if delivery["status"] in _NOT_YET and delivery["channel"] == "email":
+            # A next hop that refuses at once bounces within milliseconds, before the
+            # dispatcher's batch that records `sent` commits.
+            return Outcome.EARLY
         if delivery["status"] != "sent" or delivery["channel"] != "email":
             return Outcome.UNCHANGED
         now = self.clock()

@@ -4,7 +4,8 @@ via aiosmtpd; the database through the processor, on one worker thread.
 It accepts only recipients in the bounce domains, refuses a message over `max_bytes`
 (at MAIL FROM when the client declares its SIZE, else after DATA, without keeping it),
 and answers 250 to anything it read, bounce or not, so that the MTA never bounces a
-bounce. Only a database that cannot take the write gets a 451: the MTA retries later.
+bounce. A 451 asks the MTA to retry later: when the database cannot take the write, or
+when the bounce overtook the commit of its own delivery's `sent`.
 """
 
 import asyncio
@@ -18,7 +19,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.bounces.processing import BounceProcessor, bounce_domains
+from engine.bounces.processing import BounceProcessor, Outcome, bounce_domains
 from engine.delivery.tokens import Keys
 from engine.errors import ConfigError
 
@@ -58,6 +59,8 @@ class BounceHandler:
         except SQLAlchemyError:
             logger.exception("cannot record a report now; the sender will retry")
             return "451 4.3.0 cannot record it now, try again later"
+        if outcome is Outcome.EARLY:
+            return "451 4.3.0 the delivery is not recorded as sent yet, try again later"
         return f"250 2.0.0 {outcome.value}"
 
     def close(self) -> None:
