@@ -261,3 +261,49 @@ def test_return_path_reads_back_only_when_genuine(address, genuine):
     }[address]
     assert changed != verp or address == "upper"
     assert read_return_path(changed, keys) == (123_456 if genuine else None)
+
+
+def test_daemon_receives_bounces_delivers_the_fallback_and_warns_at_risk(herald):
+    import smtplib
+
+    from tests.daemon import DaemonProcess, until
+
+    herald.set_campaign("channels: [email, inapp]", "channels: [email]")
+    herald.set_campaign("fallback: null", "fallback: inapp")
+    assert herald("users", "import", USERS).exit_code == 0
+    listen = _free_port()
+    herald.env["HERALD_BOUNCE_LISTEN"] = f"127.0.0.1:{listen}"
+    for server in serve(Mailbox()):
+        with DaemonProcess(herald, server.url, "--summary", "0.3") as daemon:
+            daemon.wait_log("planned", campaign="ai-training-notice")
+            server.wait_for(5, timeout=30)
+
+            def anna() -> dict[str, Any] | None:
+                row = _rows(herald).get(("de-1", "email"))
+                return row if row and row["status"] == "sent" else None
+
+            row = until(anna, 15, daemon.output)
+            verp = return_path("bounces@" + DOMAIN, row["id"], _keys(herald))
+            with smtplib.SMTP("127.0.0.1", listen, timeout=10) as client:
+                client.sendmail("", [verp], dsn(verp, row["message_id"]))
+
+            def fallback_delivered() -> bool:
+                inapp = _rows(herald).get(("de-1", "inapp"))
+                return bool(inapp and inapp["status"] == "delivered")
+
+            until(fallback_delivered, 15, daemon.output)
+            warned = daemon.wait_log(
+                "at risk: bounce rate above delivery.max_bounce_rate; consider herald pause",
+                timeout=15,
+            )
+            assert (warned["bounce_rate"], warned["max_bounce_rate"]) == (0.2, 0.05)
+            assert daemon.stop() == 0, daemon.output()
+    assert _rows(herald)[("de-1", "email")]["status"] == "bounced"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -10,6 +10,7 @@ when the bounce overtook the commit of its own delivery's `sent`.
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,15 +26,33 @@ from engine.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 MAX_BYTES = 10 * 1024 * 1024  # a DSN quotes the original; notices are ~12 KB
+REREAD_S = 5.0
 
 
 class BounceHandler:
-    """aiosmtpd handler: the bounce domains' recipients in, reports to the processor."""
+    """aiosmtpd handler: the bounce domains' recipients in, reports to the processor.
 
-    def __init__(self, processor: BounceProcessor, domains: Iterable[str]) -> None:
+    Without `domains`, they are the launched campaigns' return-path domains, read again
+    (at most every few seconds) when a recipient's domain is not among them, so that a
+    campaign launched after the receiver started is served too."""
+
+    def __init__(self, processor: BounceProcessor, domains: Iterable[str] | None = None) -> None:
         self.processor = processor
-        self.domains = frozenset(d.lower() for d in domains)
+        self.fixed = domains is not None
+        self.domains = frozenset(d.lower() for d in domains or ())
+        self._read_at = -REREAD_S
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herald-bounces")
+
+    async def _known(self, domain: str) -> bool:
+        if domain in self.domains or self.fixed:
+            return domain in self.domains
+        now = time.monotonic()
+        if now - self._read_at >= REREAD_S:
+            self._read_at = now
+            loop = asyncio.get_running_loop()
+            found = await loop.run_in_executor(self._db, bounce_domains, self.processor.engine)
+            self.domains = frozenset(found)
+        return domain in self.domains
 
     async def handle_RCPT(
         self,
@@ -43,7 +62,7 @@ class BounceHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        if address.rpartition("@")[2].lower() not in self.domains:
+        if not await self._known(address.rpartition("@")[2].lower()):
             return "550 5.1.1 not a bounce address here"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -101,11 +120,10 @@ async def receive_at(listen: str, engine: Engine, keys: Keys) -> asyncio.Server:
         host, port = parse_listen(listen)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    domains = await asyncio.to_thread(bounce_domains, engine)
-    handler = BounceHandler(BounceProcessor(engine, keys), domains)
+    handler = BounceHandler(BounceProcessor(engine, keys))
     try:
         server = await start_receiver(handler, host, port)
     except OSError as exc:
         raise ConfigError(f"HERALD_BOUNCE_LISTEN: cannot listen on {host}:{port}: {exc}") from exc
-    logger.info("receiving bounces on %s:%d for %d domain(s)", host, port, len(domains))
+    logger.info("receiving bounces on %s:%d", host, port)
     return server

@@ -48,9 +48,9 @@ def serve_command(
     settings, engine = open_store()
     domains = set(domain or ()) or bounce_domains(engine)
     if not domains:
-        fail("no bounce domain: no campaign has a sender.return_path; pass --domain")
+        fail("no bounce domain: no launched campaign has a sender.return_path; pass --domain")
     processor = BounceProcessor(engine, Keys(settings.secret))
-    handler = BounceHandler(processor, domains)
+    handler = BounceHandler(processor, domain or None)  # None: follows launched campaigns
 
     async def run() -> None:
         try:

@@ -35,6 +35,9 @@ def daemon_command(
         float, typer.Option(min=0.1, help="Seconds between looks at the campaign files.")
     ] = 5.0,
     concurrency: Annotated[int, typer.Option(min=1, help="Messages in flight.")] = 8,
+    summary: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between progress and bounce-rate checks.")
+    ] = 30.0,
 ) -> None:
     """Run every campaign in the folder on its schedule, in each recipient's send window."""
     if log_format not in ("plain", "json"):
@@ -44,7 +47,12 @@ def daemon_command(
     logs.setup(log_format)
     settings, engine = open_store()
     options = DaemonOptions(
-        campaigns=campaigns, tick_s=tick, scan_s=scan, grace_s=grace, concurrency=concurrency
+        campaigns=campaigns,
+        tick_s=tick,
+        scan_s=scan,
+        grace_s=grace,
+        concurrency=concurrency,
+        summary_s=summary,
     )
     try:
         daemon = Daemon(settings, engine, options)

@@ -360,7 +360,6 @@ class Daemon:
                 "progress",
                 extra=fields(campaign=campaign_id, rate=status["rate_per_second"], **line),
             )
-            self._bounce_risk(campaign_id, status["bounce_rate"])
             if status["outlook"] != "at risk":
                 self.memory.at_risk.discard(campaign_id)
             elif campaign_id not in self.memory.at_risk:  # once, until it is on track again
@@ -374,9 +373,16 @@ class Daemon:
                     ),
                 )
 
-    def _bounce_risk(self, campaign_id: str, rate: float | None) -> None:
+        for row in await asyncio.to_thread(campaign_store.all_campaigns, self.engine):
+            if row["planned_at"] is not None:  # bounces come back after the sending is done
+                await self._bounce_risk(row, now)
+
+    async def _bounce_risk(self, row: dict[str, Any], now: float) -> None:
         """Warn once when the bounce rate passes delivery.max_bounce_rate."""
-        loaded, key = self.memory.specs.get(campaign_id), f"bounces:{campaign_id}"
+        campaign_id, key = row["id"], f"bounces:{row['id']}"
+        figures = await asyncio.to_thread(status_figures, self.engine, campaign_id, now)
+        rate = campaign_status(row, **figures, now=now)["bounce_rate"]
+        loaded = await self._stored(campaign_id, row["spec_hash"])
         limit = loaded.campaign.delivery.max_bounce_rate if loaded else 0.05
         if rate is None or rate <= limit:
             self.memory.at_risk.discard(key)
