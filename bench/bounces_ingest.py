@@ -99,7 +99,7 @@ def main() -> None:
         box.close()
         first = herald(work, env, "bounces", "ingest", str(work / "Maildir"))
         second = herald(work, env, "bounces", "ingest", str(work / "Maildir"))
-        print(json.dumps({"messages": len(rows), "first": first, "second": second}))  # noqa: T201
+        print(json.dumps({"messages": len(rows), "first": first, "second": second}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
