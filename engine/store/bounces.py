@@ -91,8 +91,9 @@ def record_once(
             dialect.insert(_receipt)
             .values(key=key, delivery_id=delivery["id"], kind=event["kind"], received_at=now)
             .on_conflict_do_nothing(index_elements=["key"])
-        ).rowcount
-        if inserted != 1:
+            .returning(_receipt.c.key)  # rowcount is -1 here on psycopg
+        ).first()
+        if inserted is None:
             return False
         append_events(conn, delivery["campaign_id"], [event])
     return True
