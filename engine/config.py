@@ -11,6 +11,7 @@ HERALD_API_KEY   the key an app presents to read the in-app feed (X-API-Key); mo
                  var/api-keys.yaml)
 HERALD_WITNESS   where every checkpoint is also sent: a directory (WORM storage, another
                  host's mount), or a command that reads each checkpoint line on stdin
+HERALD_BOUNCE_LISTEN  host:port where `herald daemon` also receives bounces (SMTP); unset: not
 HERALD_VAR       where runtime state lives (default ./var): database, outbox, key files,
                  checkpoints, the files of started campaigns
 """
@@ -37,6 +38,7 @@ class Settings:
     api_key: str | None = None
     api_keys: Path = Path("var/api-keys.yaml")
     witness: str | None = None
+    bounce_listen: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -53,7 +55,10 @@ class Settings:
         api_key = environ.get("HERALD_API_KEY") or None
         api_keys = Path(environ.get("HERALD_API_KEYS") or var / "api-keys.yaml")
         witness = environ.get("HERALD_WITNESS") or None
-        return cls(var, db_url, smtp_url, secret, signing_key, api_key, api_keys, witness)
+        bounce_listen = environ.get("HERALD_BOUNCE_LISTEN") or None
+        return cls(
+            var, db_url, smtp_url, secret, signing_key, api_key, api_keys, witness, bounce_listen
+        )
 
     @property
     def outbox(self) -> Path:

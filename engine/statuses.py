@@ -12,12 +12,17 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"  # in-app notification stored
     DEFERRED = "deferred"  # transient failure, retried at next_attempt_at
     FAILED = "failed"  # permanent
+    BOUNCED = "bounced"  # was sent, then a permanent DSN came back (final)
 
 
 # What a delivery carries: the campaign's notice, or the confirmation of an objection.
 NOTICE, CONFIRMATION = "notice", "confirmation"
 
-FINAL = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED})
+FINAL = frozenset(
+    {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.BOUNCED}
+)
+# Final and not notified: a user reached through none of these was never told.
+UNREACHED = frozenset({DeliveryStatus.FAILED, DeliveryStatus.BOUNCED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ class Mailbox:
     """aiosmtpd handler that keeps what it accepts and answers as told."""
 
     messages: list[EmailMessage] = field(default_factory=list)
+    senders: list[str] = field(default_factory=list)  # envelope senders (MAIL FROM)
     rcpt_reply: str = "250 OK"
     data_replies: list[str] = field(default_factory=list)  # consumed one per DATA, then 250
     drop_at: set[int] = field(default_factory=set)  # DATA numbers (1-based) that hang up
@@ -45,6 +46,7 @@ class Mailbox:
             self.messages.append(
                 email.message_from_bytes(envelope.content, policy=email.policy.default)
             )
+            self.senders.append(envelope.mail_from)
             reply = f"250 2.0.0 OK queued as Q{len(self.messages)}"
         return reply
 

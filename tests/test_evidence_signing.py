@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from engine.canonical import canonical
 from engine.delivery.tokens import Keys
-from engine.evidence.checkpoints import Signer, read_checkpoints
+from engine.evidence.checkpoints import Checkpoint, Signer, read_checkpoints
 from tests.service import free_port
 
 USERS = """id,email,name,country,locale,timezone
@@ -36,7 +37,7 @@ def launched(herald, tmp_path):
     return herald
 
 
-def checkpoints(herald) -> list:
+def checkpoints(herald) -> list[Checkpoint]:
     return list(read_checkpoints(herald.project.root / "var" / "checkpoints" / f"{CAMPAIGN}.jsonl"))
 
 
@@ -187,7 +188,7 @@ def test_a_v0_database_is_verified_as_v0(tmp_path, monkeypatch):
     conn.execute("CREATE TABLE chain_head (campaign_id TEXT PRIMARY KEY, seq INTEGER, hash TEXT)")
     prev = GENESIS
     for seq, kind in enumerate(["planned", "sent"], 1):
-        event = {"campaign_id": "old", "seq": seq, "kind": kind, "at": "2024-05-01T00:00:00Z",
+        event: dict[str, Any] = {"campaign_id": "old", "seq": seq, "kind": kind, "at": "2024-05-01T00:00:00Z",
                  "delivery_id": 1, "user_id": "u1", "channel": "email", "data": "{}"}  # fmt: skip
         event["prev_hash"], event["hash"] = prev, event_hash(prev, event)
         prev = event["hash"]
@@ -201,7 +202,7 @@ def test_a_v0_database_is_verified_as_v0(tmp_path, monkeypatch):
     conn.commit()
     conn.close()
     monkeypatch.chdir(tmp_path)
-    env = {"HERALD_DB": f"sqlite:///{path}", "HERALD_VAR": str(tmp_path / "var"),
+    env: dict[str, str] = {"HERALD_DB": f"sqlite:///{path}", "HERALD_VAR": str(tmp_path / "var"),
            "HERALD_SECRET": "test-secret-0123456789abcdef"}  # fmt: skip
     herald = Herald(ScratchProject(tmp_path), env)
     assert herald("evidence", "public-key").exit_code == 0  # a key to trust

@@ -69,6 +69,12 @@ class Objection(_Spec):
 class Sender(_Spec):
     from_: str = Field(alias="from", min_length=3)
     reply_to: str | None = None
+    return_path: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+        description="VERP envelope sender base for bounces (local@bounce-domain, no '+'). "
+        "Unset: bounces are matched by Message-ID only.",
+    )
 
 
 class SendWindow(_Spec):
@@ -88,6 +94,7 @@ class Schedule(_Spec):
 class Delivery(_Spec):
     retry_base_seconds: float = Field(60, gt=0)
     max_attempts: int = Field(8, ge=1)
+    max_bounce_rate: float = Field(0.05, ge=0, le=1, description='"at risk" above this.')
 
 
 class Campaign(_Spec):

@@ -21,7 +21,7 @@ from engine.authoring.objectioncheck import check_objection
 from engine.authoring.outputscan import SAMPLE_TOKEN, SAMPLE_USERS, locator, scan_output
 from engine.authoring.rendering import Renderer
 from engine.errors import CampaignError, Problem, TemplateError
-from engine.models import LocaleChoice, LocaleSource
+from engine.models import Channel, LocaleChoice, LocaleSource
 
 
 @dataclass
@@ -52,6 +52,16 @@ def validate(path: Path) -> ValidationReport:
     c, project = loaded.campaign, loaded.project
     report.campaign = c
     report.problems += loaded.warnings
+    if Channel.EMAIL in c.channels and c.sender.return_path is None:
+        report.problems.append(
+            Problem(
+                path,
+                "no sender.return_path: bounces will be matched by Message-ID only, and "
+                "only when the DSN quotes the original headers",
+                key="sender.return_path",
+                severity="warning",
+            )
+        )
     notices = Catalogs(project.locales)
     objections = Catalogs.objection(project.locales)
     report.locales = tuple(sorted(notices.available))

@@ -7,6 +7,7 @@ imported from here, and nothing imports this package.
 
 from engine.cli import (  # noqa: F401  (registers the commands)
     authoring,
+    bounces,
     delivery,
     evidence,
     operations,

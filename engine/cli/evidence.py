@@ -213,7 +213,9 @@ def evidence_export(
     """Export a self-contained evidence pack that verifies offline."""
     settings, engine = open_store()
     try:
-        manifest = export_pack(engine, settings, campaign, out_path)
+        manifest = export_pack(
+            engine, settings, campaign, out_path, Keys(settings.secret).email_hash
+        )
     except (EngineError, FileNotFoundError) as exc:
         fail(str(exc))
     out.print(

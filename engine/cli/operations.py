@@ -36,6 +36,9 @@ def daemon_command(
         float, typer.Option(min=0.1, help="Seconds between looks at the campaign files.")
     ] = 5.0,
     concurrency: Annotated[int, typer.Option(min=1, help="Messages in flight.")] = 8,
+    summary: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between progress and bounce-rate checks.")
+    ] = 30.0,
 ) -> None:
     """Run every campaign in the folder on its schedule, in each recipient's send window."""
     if log_format not in ("plain", "json"):
@@ -45,7 +48,12 @@ def daemon_command(
     logs.setup(log_format)
     settings, engine = open_store()
     options = DaemonOptions(
-        campaigns=campaigns, tick_s=tick, scan_s=scan, grace_s=grace, concurrency=concurrency
+        campaigns=campaigns,
+        tick_s=tick,
+        scan_s=scan,
+        grace_s=grace,
+        concurrency=concurrency,
+        summary_s=summary,
     )
     try:
         daemon = Daemon(settings, engine, options)
@@ -104,7 +112,9 @@ def _print_status(status: dict[str, Any]) -> None:
         )
         table.add_column(style="bold")
         table.add_column()
-        counts = ", ".join(f"{c[k]} {k}" for k in ("notified", "pending", "deferred", "failed"))
+        kinds = ("notified", "pending", "deferred", "failed", "bounced")
+        counts = ", ".join(f"{c[k]} {k}" for k in kinds)
+        rate = c["bounce_rate"]
         limit = c["configured_rate_per_second"]
         rows = [
             ("title", c["title"]),
@@ -114,6 +124,7 @@ def _print_status(status: dict[str, Any]) -> None:
             ("next due", c["next_due"]),
             ("rate", f"{c['rate_per_second']:g}/s over the last minute"),
             ("rate limit", f"{limit:g}/s per channel" if limit is not None else None),
+            ("bounce rate", f"{rate:.1%} of emails sent" if rate is not None else None),
             ("projected completion", c["projected_completion"]),
             ("deadline", c["deadline"]),
             ("outlook", c["outlook"]),

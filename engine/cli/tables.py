@@ -51,6 +51,11 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         ("fell back to another locale", share(report["fell_back_locale"])),
         ("possible duplicates", str(report["possible_duplicates"])),
         ("fallback deliveries planned", str(report["fallback_planned"])),
+        (
+            "bounced emails",
+            f"{report['bounces']['bounced']} ({report['bounces']['rate']:.1%} of those sent)",
+        ),
+        ("complaints", str(report["bounces"]["complaints"])),
         ("seen in-app", share(report["seen"])),
         ("objected", share(report["objected"])),
         ("evidence", _evidence(report.get("evidence") or {})),
@@ -64,7 +69,7 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     summary.caption = f"targeted = notified + failed + pending: {holds}"
     console.print(summary)
     channels = Table(title="by channel", title_justify="left")
-    statuses = ["pending", "sending", "deferred", "sent", "delivered", "failed"]
+    statuses = ["pending", "sending", "deferred", "sent", "delivered", "failed", "bounced"]
     channels.add_column("channel")
     for status in statuses:
         channels.add_column(status, justify="right")

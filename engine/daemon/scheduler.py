@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 
 from engine.authoring.campaigns import LoadedCampaign
 from engine.authoring.specs import restore, spec_folder, spec_hash
+from engine.bounces.receiver import receive_at
 from engine.config import Settings
 from engine.daemon.campaignfiles import CampaignFiles
 from engine.delivery.channels import build_transports
@@ -126,7 +127,11 @@ class Daemon:
                 misfire_grace_time=None,
             )
         self.scheduler.start()
+        listen = self.settings.bounce_listen  # one process serves a small deployment
+        receiver = await receive_at(listen, self.engine, self.keys) if listen else None
         await self.stopping.wait()
+        if receiver is not None:
+            receiver.close()
         await self._shutdown()
 
     def _on_signal(self) -> None:
@@ -366,6 +371,26 @@ class Daemon:
                         deadline=status["deadline"],
                     ),
                 )
+
+        for row in await asyncio.to_thread(campaign_store.all_campaigns, self.engine):
+            if row["planned_at"] is not None:  # bounces come back after the sending is done
+                await self._bounce_risk(row, now)
+
+    async def _bounce_risk(self, row: dict[str, Any], now: float) -> None:
+        """Warn once when the bounce rate passes delivery.max_bounce_rate."""
+        campaign_id, key = row["id"], f"bounces:{row['id']}"
+        figures = await asyncio.to_thread(status_figures, self.engine, campaign_id, now)
+        rate = campaign_status(row, **figures, now=now)["bounce_rate"]
+        loaded = await self._stored(campaign_id, row["spec_hash"])
+        limit = loaded.campaign.delivery.max_bounce_rate if loaded else 0.05
+        if rate is None or rate <= limit:
+            self.memory.at_risk.discard(key)
+        elif key not in self.memory.at_risk:
+            self.memory.at_risk.add(key)
+            log.warning(
+                "at risk: bounce rate above delivery.max_bounce_rate; consider herald pause",
+                extra=fields(campaign=campaign_id, bounce_rate=rate, max_bounce_rate=limit),
+            )
 
     def _heartbeat(self) -> None:
         daemons.heartbeat(

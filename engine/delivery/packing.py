@@ -14,6 +14,7 @@ from engine.authoring.i18n import Catalogs
 from engine.authoring.rendering import Renderer, clean_field
 from engine.delivery.channels.base import Outgoing
 from engine.delivery.mime import build_email, domain_of, encode_address, mail_date, parse_sender
+from engine.delivery.returnpath import return_path
 from engine.delivery.tokens import Keys
 from engine.delivery.windows import local_date
 from engine.errors import DeliveryError, PermanentDeliveryError
@@ -83,9 +84,11 @@ class Packer:
             data = self._email_bytes(message, user, message_id, choice)
         except ValueError as exc:  # a header value we refuse to send; about this user only
             return PermanentDeliveryError(f"cannot build the message: {exc}")
-        return message, Outgoing(
-            row["id"], user.id, channel, message_id, self.sender, user.email, data
-        )
+        # With a return path, the envelope sender (MAIL FROM) names this delivery, so its
+        # DSN maps back to it; the From header stays sender.from.
+        base = c.sender.return_path
+        sender = return_path(base, row["id"], self.keys) if base else self.sender
+        return message, Outgoing(row["id"], user.id, channel, message_id, sender, user.email, data)
 
     def _email_bytes(
         self, message: RenderedMessage, user: User, message_id: str, choice: LocaleChoice

@@ -56,6 +56,11 @@ class Keys:
         digest = self._mac("message-id", f"{campaign_id}\0{delivery_id}")[:12]
         return f"<{digest.hex()}@{domain}>"
 
+    def tag(self, purpose: str, value: str, size: int = 10) -> str:
+        """A short keyed MAC of `value` in lower-case hex, for values that go out and come
+        back (a return path), where case may not survive."""
+        return self._mac(purpose, value)[:size].hex()
+
     def email_hash(self, email: str) -> str:
         """Keyed hash of an address for evidence: provable on request, not reversible."""
         return self._mac("email", email.strip().lower()).hex()

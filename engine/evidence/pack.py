@@ -14,7 +14,7 @@ import json
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from sqlalchemy import Engine, text
 from engine.authoring.specs import restore, spec_folder
 from engine.canonical import FORMAT, canonical
 from engine.config import Settings
-from engine.delivery.tokens import Keys
 from engine.errors import EngineError
 from engine.evidence.checkpoints import KEYS_FILE, Signer, b64, checkpoint_file
 from engine.evidence.report import campaign_report
@@ -66,8 +65,15 @@ class ExportError(EngineError):
     """The campaign cannot be exported (unknown, not started, nothing signed)."""
 
 
-def export_pack(engine: Engine, settings: Settings, campaign: str, out: Path) -> dict[str, Any]:
-    """Write the pack to `out` (a folder, or a .zip file); return its manifest."""
+def export_pack(
+    engine: Engine,
+    settings: Settings,
+    campaign: str,
+    out: Path,
+    address_hash: Callable[[str], str],
+) -> dict[str, Any]:
+    """Write the pack to `out` (a folder, or a .zip file); return its manifest.
+    `address_hash` is the keyed hash of an address (delivery.tokens.Keys.email_hash)."""
     digest = campaign_store.stored_spec(engine, campaign)
     if digest is None:
         raise ExportError(f"campaign {campaign!r} has not started in this database")
@@ -77,17 +83,25 @@ def export_pack(engine: Engine, settings: Settings, campaign: str, out: Path) ->
     signer = signer_for(settings)
     if out.suffix == ".zip":
         with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
-            manifest = _write(engine, settings, campaign, digest, signer, Path(scratch))
+            manifest = _write(
+                engine, settings, campaign, digest, signer, Path(scratch), address_hash
+            )
             _zip(Path(scratch), out)
         return manifest
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"{out} exists and is not empty")
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return _write(engine, settings, campaign, digest, signer, out)
+    return _write(engine, settings, campaign, digest, signer, out, address_hash)
 
 
 def _write(
-    engine: Engine, settings: Settings, campaign: str, digest: str, signer: Signer, out: Path
+    engine: Engine,
+    settings: Settings,
+    campaign: str,
+    digest: str,
+    signer: Signer,
+    out: Path,
+    address_hash: Callable[[str], str],
 ) -> dict[str, Any]:
     at = iso(dt.datetime.now(dt.UTC).timestamp())
     with (out / "events.jsonl").open("wb") as fp:
@@ -97,9 +111,8 @@ def _write(
     if (settings.checkpoints / KEYS_FILE).exists():
         shutil.copyfile(settings.checkpoints / KEYS_FILE, out / KEYS_FILE)
     (out / "public-key.pem").write_text(signer.public_key_pem)
-    keys = Keys(settings.secret)
     with (out / "recipients.jsonl").open("wb") as fp:
-        for line in _recipients(engine, campaign, keys):
+        for line in _recipients(engine, campaign, address_hash):
             fp.write(canonical(line) + b"\n")
     files = campaign_store.stored_files(engine, campaign)
     for file in files:
@@ -133,7 +146,9 @@ def _write(
     return manifest
 
 
-def _recipients(engine: Engine, campaign: str, keys: Keys) -> Iterator[dict[str, Any]]:
+def _recipients(
+    engine: Engine, campaign: str, address_hash: Callable[[str], str]
+) -> Iterator[dict[str, Any]]:
     """One line per subject, grouping its notice deliveries (rows come in user order)."""
     current: dict[str, Any] | None = None
     current_user, last_user, last_channel = None, "", ""
@@ -153,7 +168,7 @@ def _recipients(engine: Engine, campaign: str, keys: Keys) -> Iterator[dict[str,
                     "subject": subject,
                     "country": r["country"],
                     "locale": r["locale"],
-                    "address_hash": keys.email_hash(r["email"]) if r["email"] else None,
+                    "address_hash": address_hash(r["email"]) if r["email"] else None,
                     "channels": {},
                 }
             assert current is not None

@@ -2,7 +2,8 @@
 which reads the aggregates from the database.
 
 The coverage equation holds by construction: each targeted user is in exactly one of
-notified (some channel reached them), failed (every channel failed for good) or pending.
+notified (some channel reached them), failed (every channel failed or bounced for good) or
+pending. A bounced email notified nobody.
 Seen and objected come beside it: users who opened their in-app notice, and objections
 carried by this campaign's links.
 """
@@ -99,6 +100,7 @@ def build_report(
         "by_locale": breakdown("by_locale"),
         "by_channel": by_channel,
         "over_time": _over_time(rows["per_day"]),
+        "bounces": bounce_figures(rows["bounces"]),
     }
 
 
@@ -117,6 +119,25 @@ def _over_time(per_day: dict[str, Any]) -> dict[str, Any]:
         "notices_by_channel": notices,
         "seen": {date(day): n for day, n in per_day["seen"]},
         "objected": {date(day): n for day, n in per_day["objected"]},
+    }
+
+
+def bounce_figures(found: dict[str, Any]) -> dict[str, Any]:
+    """Bounced notices by channel, country and reason (the status class: bad-address,
+    mailbox-full, policy...), and their share of the emails that went out."""
+    by: dict[str, dict[str, int]] = {"by_channel": {}, "by_country": {}, "by_reason": {}}
+    total = 0
+    for channel, country, last_error, count in found["rows"]:
+        reason = (last_error or "").partition(" ")[2] or "unknown"
+        for key, name in (("by_channel", channel), ("by_country", country), ("by_reason", reason)):
+            by[key][name] = by[key].get(name, 0) + int(count)
+        total += int(count)
+    out = int(found["emails_out"])
+    return {
+        "bounced": total,
+        "rate": round(total / out, 4) if out else 0.0,
+        "complaints": int(found["complaints"]),
+        **{key: dict(sorted(value.items())) for key, value in by.items()},
     }
 
 

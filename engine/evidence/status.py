@@ -56,6 +56,8 @@ def campaign_status(
     deadline = row["deadline_at"]
     at_risk = remaining > 0 and deadline is not None and (projected or now) > deadline
     state = display_state(row, remaining)
+    bounced = counts.get(DeliveryStatus.BOUNCED.value, 0)
+    went_out = bounced + counts.get(DeliveryStatus.SENT.value, 0)  # only email is 'sent'
     return {
         "id": row["id"],
         "title": row["title"],
@@ -67,6 +69,8 @@ def campaign_status(
         + counts.get(DeliveryStatus.SENDING.value, 0),
         "deferred": counts.get(DeliveryStatus.DEFERRED.value, 0),
         "failed": counts.get(DeliveryStatus.FAILED.value, 0),
+        "bounced": bounced,
+        "bounce_rate": round(bounced / went_out, 4) if went_out else None,
         "start": iso(row["start_at"]),
         "next_due": iso(next_due) if remaining else None,
         "rate_per_second": round(recent_rate, 2),

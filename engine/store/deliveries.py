@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from engine.statuses import CONFIRMATION, FINAL, NOTICE, DeliveryStatus
+from engine.statuses import CONFIRMATION, FINAL, NOTICE, UNREACHED, DeliveryStatus
 from engine.store import executemany, writing
 from engine.store.events import append_events
 from engine.store.tables import CampaignRow, DeliveryRow, InAppNotification, UserRow
@@ -26,6 +26,7 @@ _user = UserRow.__table__  # type: ignore[attr-defined]
 _inapp = InAppNotification.__table__  # type: ignore[attr-defined]
 _FINAL = tuple(s.value for s in FINAL)
 _DUE = (DeliveryStatus.PENDING.value, DeliveryStatus.DEFERRED.value)
+_UNREACHED = tuple(s.value for s in UNREACHED)
 
 
 def worker_id() -> str:
@@ -275,7 +276,8 @@ _NOTIFY = (
 
 
 class Fallback:
-    """Plans the campaign's fallback channel for users whose listed channels all failed."""
+    """Plans the campaign's fallback channel for users whose listed channels all failed
+    or bounced."""
 
     def __init__(
         self, campaign_id: str, channels: Sequence[str], channel: str, now: float, event_at: str
@@ -302,7 +304,7 @@ class Fallback:
         new = []
         for user_id, deliveries in by_user.items():
             if len(deliveries) == len(self.channels) and all(
-                d["status"] == DeliveryStatus.FAILED.value for d in deliveries
+                d["status"] in _UNREACHED for d in deliveries
             ):
                 template = deliveries[0]
                 new.append(

@@ -14,7 +14,8 @@ _PER_USER = """
     SELECT user_id, MAX(country) AS country, MAX(locale) AS locale,
            MAX(CASE WHEN fell_back THEN 1 ELSE 0 END) AS fell_back,
            MAX(CASE WHEN status IN ('sent', 'delivered') THEN 1 ELSE 0 END) AS notified,
-           MIN(CASE WHEN status IN ('sent', 'delivered', 'failed') THEN 1 ELSE 0 END) AS final,
+           MIN(CASE WHEN status IN ('sent', 'delivered', 'failed', 'bounced') THEN 1 ELSE 0 END)
+               AS final,
            MIN(CASE WHEN status IN ('sent', 'delivered') THEN sent_at END) AS first_notified
     FROM delivery WHERE campaign_id = :c AND message = 'notice' GROUP BY user_id
 """
@@ -104,6 +105,7 @@ def coverage_rows(
             params,
         ).one()
         return {
+            "bounces": _bounces(conn, params),
             "total": total[0] if total else None,
             "by_country": rows(rollup("country")),
             "by_locale": rows(rollup("locale")),
@@ -117,6 +119,31 @@ def coverage_rows(
             "median_notice_to_objection_s": _median_delay(conn, params),
             "per_day": _per_day(conn, params, engine.dialect.name),
         }
+
+
+def _bounces(conn: Connection, params: dict[str, Any]) -> dict[str, Any]:
+    """Bounced notices by channel, country and reason; emails that went out (sent or
+    bounced since); complaints, which are events and change no status."""
+    rows = conn.execute(
+        text(
+            "SELECT channel, country, last_error, COUNT(*) FROM delivery "
+            "WHERE campaign_id = :c AND message = 'notice' AND status = 'bounced' "
+            "GROUP BY channel, country, last_error"
+        ),
+        params,
+    ).all()
+    went_out = conn.execute(
+        text(
+            "SELECT COUNT(*) FROM delivery WHERE campaign_id = :c AND message = 'notice' "
+            "AND channel = 'email' AND status IN ('sent', 'bounced')"
+        ),
+        params,
+    ).scalar_one()
+    complaints = conn.execute(
+        text("SELECT COUNT(*) FROM event WHERE campaign_id = :c AND kind = 'complained'"),
+        params,
+    ).scalar_one()
+    return {"rows": [tuple(r) for r in rows], "emails_out": went_out, "complaints": complaints}
 
 
 def _figures(

@@ -104,11 +104,12 @@ class DeliveryRow(SQLModel, table=True):
     lease_owner: str | None = None
     lease_until: float | None = None
     interrupted: int = 0  # claims lost to a crash; a later send may duplicate
-    message_id: str | None = None
+    message_id: str | None = Field(default=None, index=True)  # bounces without a VERP
     content_sha256: str | None = None
     reply: str | None = None  # the server's final reply, e.g. "250 2.0.0 queued as X"
     last_error: str | None = None
     sent_at: float | None = None
+    bounced_at: float | None = None  # when a permanent DSN for it was recorded
 
 
 class EventRow(SQLModel, table=True):
@@ -194,3 +195,15 @@ class ObjectionRow(SQLModel, table=True):
     reason: str | None = None
     objected_at: float = Field(index=True)
     via: str  # 'page' or 'api' (GDPR Art. 21(5), objection by automated means)
+
+
+class BounceReceipt(SQLModel, table=True):
+    """A delay or complaint already recorded, so that the same report read twice (served,
+    then ingested from a mailbox) records nothing new."""
+
+    __tablename__ = "bounce_receipt"
+
+    key: str = Field(primary_key=True)  # SHA-256 of kind, delivery and the report's identity
+    delivery_id: int
+    kind: str
+    received_at: float
