@@ -167,7 +167,7 @@ def test_unescaped_name_in_html_is_caught(project):
 def test_deadline_after_effective_date_fails_validate(project):
     project.edit(
         "campaigns/ai-training-notice.yaml",
-        "deadline: 2024-06-12T00:00:00Z",
+        "deadline: 2024-05-27T00:00:00Z",
         "deadline: 2024-07-01T00:00:00Z",
     )
     [problem] = _errors(project)
