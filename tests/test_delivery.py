@@ -386,7 +386,7 @@ def test_internationalised_local_part_is_sent_where_smtputf8_is_offered(herald, 
 @pytest.mark.parametrize("future", [False, True], ids=["dates-past", "dates-ahead"])
 def test_report_splits_notices_by_deadline_and_effective_date(herald, future):
     if future:  # the shipped dates are in 2024; move the deadline and the change ahead
-        herald.set_campaign("deadline: 2024-06-12T00:00:00Z", "deadline: 2999-06-12T00:00:00Z")
+        herald.set_campaign("deadline: 2024-05-27T00:00:00Z", "deadline: 2999-05-27T00:00:00Z")
         herald.set_campaign("effective_date: 2024-06-26", "effective_date: 2999-06-26")
     assert _launch(herald).exit_code == 0
     report = _report(herald)
