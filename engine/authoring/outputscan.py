@@ -45,7 +45,7 @@ RESIDUE = re.compile(
     r"|&lt;/?\w+&gt;"  # an escaped <name>
 )
 _URL = re.compile(r"https?://[^\s\"'<>]+")
-TAG = re.compile(r"<\s*/?\s*([A-Za-z_][\w:-]*)")
+TAG = re.compile(r"<\s*/?\s*([^\W\d][\w:-]*)")  # a tag name in any script: <name>, <نام>
 
 
 @dataclass(frozen=True)
