@@ -46,7 +46,7 @@ def test_send_delivers_localized_mail_only_to_the_audience(herald, smtp_server):
         "eleni@example.com",
     }  # not the US user
     anna = mails["anna@example.com"]
-    assert anna["Subject"].startswith("Aktualisierung der Datenschutzerklärung")
+    assert anna["Subject"].startswith("Ab dem 26. Juni 2024 nutzen wir")
     assert "26. Juni 2024" in anna["Subject"]
     assert anna["Content-Language"] == "de"
     assert anna["To"].addresses[0].display_name == "Anna Müller"
@@ -61,7 +61,10 @@ def test_send_delivers_localized_mail_only_to_the_audience(herald, smtp_server):
     assert "List-Unsubscribe" not in anna
     assert "<img" not in html_part
     assert "26 czerwca 2024" in mails["zofia@example.com"]["Subject"]
-    assert mails["ian@example.com"]["Subject"].startswith("Privacy policy update")
+    # en_GB reader: a British date (issue 15)
+    assert mails["ian@example.com"]["Subject"] == (
+        "From 26 June 2024, we will use your public content to train AI"
+    )
     rows = _deliveries(herald)
     assert ("us-1", "email") not in rows
     assert {r["status"] for r in rows.values()} == {"sent", "delivered"}

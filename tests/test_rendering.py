@@ -112,7 +112,7 @@ def test_italian_elides_the_article_before_8_and_11(project):
     renderer = Renderer(project.path("templates"), Catalogs(project.path("locales")))
     message = renderer.render(campaign, _user(locale="it"), Channel.EMAIL, objection_url=URL)
     assert "dall'11 agosto 2024" in message.text
-    assert "dal 11" not in message.text + message.subject + message.html
+    assert "dal 11" not in message.text + message.subject + (message.html or "")
 
 
 def test_rtl_locale_sets_dir(tmp_path, shipped):
