@@ -230,3 +230,10 @@ def test_long_subject_is_a_warning_naming_its_length(project):
     )
     report = validate(project.campaign)
     assert any("the subject is" in p.message and "78" in p.message for p in report.warnings)
+
+
+def test_glossary_holds_the_right_to_restriction_and_the_dpo(project):
+    project.edit(DE_PO, "Recht auf Einschränkung der Verarbeitung", "Recht auf Begrenzung")
+    project.edit(DE_PO, "unseren Datenschutzbeauftragten:", "unseren Datenschützer:")
+    terms = {p.message.split("'")[1] for p in _errors(project) if "required term" in p.message}
+    assert terms == {"restriction of processing", "data protection officer"}
