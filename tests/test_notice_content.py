@@ -133,3 +133,15 @@ def _msgstr(catalogs: Catalogs, locale: str, msgid: str) -> str:
     assert entry is not None, msgid
     assert isinstance(entry.string, str), msgid
     return entry.string
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_subject_fits_78_characters_in_every_month(shipped, locale):
+    campaign, notices, _ = shipped
+    for month in range(1, 13):
+        policy = campaign.policy.model_copy(update={"effective_date": dt.date(2024, month, 28)})
+        moved = campaign.model_copy(update={"policy": policy})
+        message = notices.render_full(
+            moved, USER, Channel.EMAIL, objection_url=URL, locale=_choice(locale)
+        )
+        assert len(message.subject) <= 78, message.subject

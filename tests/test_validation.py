@@ -232,6 +232,13 @@ def test_long_subject_is_a_warning_naming_its_length(project):
     assert any("the subject is" in p.message and "78" in p.message for p in report.warnings)
 
 
+def test_long_translated_subject_is_a_warning_naming_the_catalog_entry(project):
+    project.edit(DE_PO, "nutzen wir Ihre öffentlichen Inhalte für KI-Training", "x" * 80)
+    [warning] = [p for p in validate(project.campaign).warnings if "subject is" in p.message]
+    assert warning.path == project.path(DE_PO)
+    assert warning.line == project.line_of(DE_PO, "x" * 80) - 1
+
+
 def test_glossary_holds_the_right_to_restriction_and_the_dpo(project):
     project.edit(DE_PO, "Recht auf Einschränkung der Verarbeitung", "Recht auf Begrenzung")
     project.edit(DE_PO, "unseren Datenschutzbeauftragten:", "unseren Datenschützer:")

@@ -18,7 +18,13 @@ from engine.authoring.catalogcheck import (
 )
 from engine.authoring.i18n import Catalogs, read_po_file
 from engine.authoring.objectioncheck import check_objection
-from engine.authoring.outputscan import SAMPLE_TOKEN, SAMPLE_USERS, locator, scan_output
+from engine.authoring.outputscan import (
+    SAMPLE_TOKEN,
+    SAMPLE_USERS,
+    Locator,
+    locator,
+    scan_output,
+)
 from engine.authoring.rendering import Renderer
 from engine.authoring.templatecheck import check_templates
 from engine.errors import CampaignError, Problem, TemplateError
@@ -152,7 +158,7 @@ def _check_renders(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, lis
                     continue
                 count += 1
                 if channel is Channel.EMAIL and len(message.subject) > SUBJECT_LIMIT:
-                    path, line = locate(message.subject[:20], locale)
+                    path, line = _locate_subject(locate, message.subject, locale)
                     seen.setdefault(
                         f"subject:{locale}",
                         Problem(
@@ -169,3 +175,13 @@ def _check_renders(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, lis
                     where = f"{problem.path}:{problem.line}:{channel}:{problem.message}"
                     seen.setdefault(where, problem)
     return count, list(seen.values())
+
+
+def _locate_subject(locate: Locator, subject: str, locale: str) -> tuple[Path, int | None]:
+    """The catalog entry a subject comes from: found by its longest word (the rest may be
+    a date or a name)."""
+    for word in sorted(subject.split(), key=len, reverse=True)[:3]:
+        path, line = locate(word, locale)
+        if line is not None:
+            return path, line
+    return locate("", locale)
