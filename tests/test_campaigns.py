@@ -1,6 +1,8 @@
 import json
 
+import jsonschema
 import pytest
+import yaml
 
 from engine.authoring.campaigns import campaign_json_schema, load_campaign
 from engine.errors import CampaignError, Problem
@@ -47,7 +49,7 @@ def test_nested_typo_and_wrong_type_are_reported_together(project):
 
 
 def test_deadline_not_before_effective_date_is_an_error(project):
-    project.edit(YAML, "deadline: 2024-06-12T00:00:00Z", "deadline: 2024-06-27T00:00:00Z")
+    project.edit(YAML, "deadline: 2024-05-27T00:00:00Z", "deadline: 2024-06-27T00:00:00Z")
     [problem] = _errors(project)
     assert problem.key == "schedule.deadline"
     assert problem.line == project.line_of(YAML, "deadline:")
@@ -55,24 +57,58 @@ def test_deadline_not_before_effective_date_is_an_error(project):
 
 
 def test_start_after_deadline_is_an_error(project):
-    project.edit(YAML, "start: 2024-05-22T07:00:00Z", "start: 2024-06-13T07:00:00Z")
+    project.edit(YAML, "start: 2024-05-08T07:00:00Z", "start: 2024-05-28T07:00:00Z")
     problems = _errors(project)
     assert any("after schedule.start" in p.message for p in problems)
 
 
 def test_naive_datetime_is_rejected_with_the_expected_form(project):
-    project.edit(YAML, "start: 2024-05-22T07:00:00Z", "start: 2024-05-22T07:00:00")
+    project.edit(YAML, "start: 2024-05-08T07:00:00Z", "start: 2024-05-08T07:00:00")
     [problem] = _errors(project)
     assert problem.key == "schedule.start"
     assert "time zone" in problem.message
 
 
-def test_short_lead_time_is_a_warning_not_an_error(project):
-    project.edit(YAML, "min_lead_days: 30", "min_lead_days: 40")
-    loaded = load_campaign(project.campaign)
-    [warning] = loaded.warnings
-    assert warning.key == "schedule.start"
-    assert "35 days" in warning.message
+def test_deadline_leaving_less_than_min_lead_days_is_an_error(project):
+    # The campaign once shipped: effective 26 June, deadline 12 June, min_lead_days 30.
+    project.edit(YAML, "deadline: 2024-05-27T00:00:00Z", "deadline: 2024-06-12T00:00:00Z")
+    [problem] = _errors(project)
+    assert problem.key == "schedule.deadline"
+    assert problem.line == project.line_of(YAML, "deadline:")
+    assert "would get 14 days of lead" in problem.message
+    assert "at most 2024-05-27T00:00:00Z" in problem.message
+
+
+def test_deadline_exactly_min_lead_days_before_is_accepted(project):
+    project.edit(YAML, "min_lead_days: 30", "min_lead_days: 14")
+    project.edit(YAML, "deadline: 2024-05-27T00:00:00Z", "deadline: 2024-06-12T00:00:00Z")
+    assert load_campaign(project.campaign).warnings == ()
+
+
+@pytest.mark.parametrize("key", ["controller", "contact", "dpo", "legal_basis", "url"])
+def test_policy_without_the_notice_required_content_is_refused(project, key):
+    text = project.path(YAML).read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith(f"  {key}:"))
+    project.edit(YAML, line + "\n", "")
+    problems = _errors(project)
+    assert any(
+        p.key == f"policy.{key}" and f"required key {key!r} is missing" in p.message
+        for p in problems
+    ), problems
+
+
+def test_every_problem_is_reported_in_one_run(project):
+    project.edit(YAML, "  rate_per_second: 200", "  rate_per_second: fast")  # schema
+    project.edit(YAML, "regions: [EU, EEA, UK]", "regions: [EU, Narnia]")  # region
+    project.edit(YAML, "deadline: 2024-05-27T00:00:00Z", "deadline: 2024-06-12T00:00:00Z")
+    project.edit(YAML, 'object/{token}"', 'object/{id}"')
+    keys = {p.key for p in _errors(project)}
+    assert {
+        "schedule.rate_per_second",
+        "audience.regions[1]",
+        "schedule.deadline",
+        "objection.url",
+    } <= keys
 
 
 @pytest.mark.parametrize(
@@ -152,6 +188,32 @@ def test_broken_yaml_names_the_line(project):
     [problem] = _errors(project)
     assert "not valid YAML" in problem.message
     assert problem.line is not None
+
+
+def test_every_shipped_campaign_is_valid_against_the_json_schema(project):
+    schema = json.loads(campaign_json_schema())
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    assert "time" in checker.checkers  # format checks really on
+    assert "date-time" in checker.checkers
+    campaigns = sorted(project.path("campaigns").glob("*.yaml"))
+    assert campaigns
+    for path in campaigns:
+        # As an editor reads the file: YAML values as strings, not Python dates.
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_EditorLoader)
+        jsonschema.validate(data, schema, format_checker=checker)
+    data["schedule"]["send_window"]["from"] = "9h"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema, format_checker=checker)
+
+
+class _EditorLoader(yaml.SafeLoader):
+    """Timestamps stay strings, as in JSON."""
+
+
+_EditorLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def test_schema_is_json_schema_forbidding_unknown_keys():

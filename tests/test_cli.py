@@ -85,7 +85,7 @@ def test_preview_out_writes_a_page_per_locale_and_channel_and_an_index(in_projec
     assert len(list(out.glob("inapp-*.html"))) == 26
     index = (out / "index.html").read_text(encoding="utf-8")
     assert index.count('<section class="locale"') == 26
-    assert "Privacy policy update: from June 26, 2024" in index
+    assert "we will use your public content to train AI" in index
     assert "<b>Eve</b>" not in index
     assert "&lt;b&gt;Eve&lt;/b&gt;" in index
     german = (out / "email-de.html").read_text(encoding="utf-8")

@@ -23,8 +23,8 @@ def _later(yaml_text: str) -> str:
     """The shipped campaign under another id, starting in 2999."""
     for old, new in (
         (f"id: {CAMPAIGN}", "id: later-notice"),
-        ("start: 2024-05-22T07:00:00Z", "start: 2999-05-01T07:00:00Z"),
-        ("deadline: 2024-06-12T00:00:00Z", "deadline: 2999-06-12T00:00:00Z"),
+        ("start: 2024-05-08T07:00:00Z", "start: 2999-05-01T07:00:00Z"),
+        ("deadline: 2024-05-27T00:00:00Z", "deadline: 2999-05-27T00:00:00Z"),
         ("effective_date: 2024-06-26", "effective_date: 2999-06-26"),
     ):
         assert old in yaml_text

@@ -46,7 +46,7 @@ def test_send_delivers_localized_mail_only_to_the_audience(herald, smtp_server):
         "eleni@example.com",
     }  # not the US user
     anna = mails["anna@example.com"]
-    assert anna["Subject"].startswith("Aktualisierung der Datenschutzerklärung")
+    assert anna["Subject"].startswith("Ab dem 26. Juni 2024 nutzen wir")
     assert "26. Juni 2024" in anna["Subject"]
     assert anna["Content-Language"] == "de"
     assert anna["To"].addresses[0].display_name == "Anna Müller"
@@ -61,7 +61,10 @@ def test_send_delivers_localized_mail_only_to_the_audience(herald, smtp_server):
     assert "List-Unsubscribe" not in anna
     assert "<img" not in html_part
     assert "26 czerwca 2024" in mails["zofia@example.com"]["Subject"]
-    assert mails["ian@example.com"]["Subject"].startswith("Privacy policy update")
+    # en_GB reader: a British date (issue 15)
+    assert mails["ian@example.com"]["Subject"] == (
+        "From 26 June 2024, we will use your public content to train AI"
+    )
     rows = _deliveries(herald)
     assert ("us-1", "email") not in rows
     assert {r["status"] for r in rows.values()} == {"sent", "delivered"}
@@ -330,7 +333,7 @@ def test_internationalised_local_part_is_sent_where_smtputf8_is_offered(herald, 
 @pytest.mark.parametrize("future", [False, True], ids=["dates-past", "dates-ahead"])
 def test_report_splits_notices_by_deadline_and_effective_date(herald, future):
     if future:  # the shipped dates are in 2024; move the deadline and the change ahead
-        herald.set_campaign("deadline: 2024-06-12T00:00:00Z", "deadline: 2999-06-12T00:00:00Z")
+        herald.set_campaign("deadline: 2024-05-27T00:00:00Z", "deadline: 2999-05-27T00:00:00Z")
         herald.set_campaign("effective_date: 2024-06-26", "effective_date: 2999-06-26")
     assert _launch(herald).exit_code == 0
     report = _report(herald)

@@ -188,8 +188,10 @@ def test_a_v0_database_is_verified_as_v0(tmp_path, monkeypatch):
     conn.execute("CREATE TABLE chain_head (campaign_id TEXT PRIMARY KEY, seq INTEGER, hash TEXT)")
     prev = GENESIS
     for seq, kind in enumerate(["planned", "sent"], 1):
-        event: dict[str, Any] = {"campaign_id": "old", "seq": seq, "kind": kind, "at": "2024-05-01T00:00:00Z",
-                 "delivery_id": 1, "user_id": "u1", "channel": "email", "data": "{}"}  # fmt: skip
+        event: dict[str, Any] = {
+            "campaign_id": "old", "seq": seq, "kind": kind, "at": "2024-05-01T00:00:00Z",
+            "delivery_id": 1, "user_id": "u1", "channel": "email", "data": "{}",
+        }  # fmt: skip
         event["prev_hash"], event["hash"] = prev, event_hash(prev, event)
         prev = event["hash"]
         conn.execute(

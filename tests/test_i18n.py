@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from engine.authoring.i18n import Catalogs, Formatter
+from engine.authoring.i18n import Catalogs, Formatter, format_locale
 from engine.models import LocaleSource
 from tests.conftest import ROOT
 
@@ -49,3 +49,41 @@ def test_catalogs_ship_26_locales():
 )
 def test_formatter_writes_dates_per_locale(locale, expected):
     assert Formatter(locale).date(dt.date(2024, 6, 26), "long") == expected
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("fr", ["1er août 2024", "8 août 2024", "11 août 2024"]),
+        ("it", ["1º agosto 2024", "8 agosto 2024", "11 agosto 2024"]),
+        ("en_GB", ["1 August 2024", "8 August 2024", "11 August 2024"]),
+        ("de", ["1. August 2024", "8. August 2024", "11. August 2024"]),
+    ],
+)
+def test_first_eighth_and_eleventh_are_written_the_locales_way(locale, expected):
+    fmt = Formatter(locale)
+    assert [fmt.date(dt.date(2024, 8, day), "long") for day in (1, 8, 11)] == expected
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("Il 8 agosto 2024", "L'8 agosto 2024"),
+        ("A partire dal 11 agosto 2024", "A partire dall'11 agosto 2024"),
+        ("prima del 8 agosto 2024", "prima dell'8 agosto 2024"),
+        ("Il 1º agosto 2024", "Il 1º agosto 2024"),
+        ("dal 18 agosto 2024", "dal 18 agosto 2024"),
+        ("il 8% dei post", "il 8% dei post"),  # only before a date
+    ],
+)
+def test_italian_elides_the_article_before_a_date(sentence, expected):
+    assert Formatter("it").sentence(sentence) == expected
+    assert Formatter("fr").sentence(sentence) == sentence
+
+
+@pytest.mark.parametrize(
+    ("country", "expected"), [("GB", "en_GB"), ("IE", "en_IE"), ("MT", "en_MT"), (None, "en")]
+)
+def test_english_readers_date_locale_follows_their_country(country, expected):
+    assert format_locale("en", country) == expected
+    assert format_locale("de_AT", country) == "de_AT"  # a stated region wins

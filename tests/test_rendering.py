@@ -59,7 +59,7 @@ def test_crlf_in_name_never_reaches_subject_or_breaks_lines(shipped):
         assert "\n" not in message.subject
         assert "\r" not in message.text
     email = renderer.render(campaign, user, Channel.EMAIL, objection_url=URL)
-    assert f"{FSI}Eve Bcc: victim@example.com{PDI}" in email.text
+    assert "Guten Tag Eve Bcc: victim@example.com," in email.text
 
 
 def test_rtl_name_is_isolated_inside_ltr_text(shipped):
@@ -70,6 +70,49 @@ def test_rtl_name_is_isolated_inside_ltr_text(shipped):
     )
     assert f"{FSI}{name}{PDI}" in message.text
     assert f"<bdi>{name}</bdi>" in message.html
+
+
+def test_ltr_name_is_not_wrapped_in_isolates_in_text(shipped):
+    # U+2068/U+2069 show as boxes where a client lacks them: only RTL names need them.
+    campaign, renderer = shipped
+    for channel in (Channel.EMAIL, Channel.INAPP):
+        message = renderer.render(campaign, _user(locale="en"), channel, objection_url=URL)
+        assert FSI not in message.text
+        assert PDI not in message.text
+    email = renderer.render(campaign, _user(locale="en"), Channel.EMAIL, objection_url=URL)
+    assert "Dear Anna Muster," in email.text
+    assert "<bdi>Anna Muster</bdi>" in email.html
+
+
+@pytest.mark.parametrize(
+    ("country", "date"),
+    [("GB", "26 June 2024"), ("IE", "26 June 2024"), ("MT", "26 June 2024")],
+)
+def test_english_readers_in_gb_ie_mt_get_british_dates(shipped, country, date):
+    campaign, renderer = shipped
+    user = _user(country=country, locale="en")
+    message = renderer.render(campaign, user, Channel.EMAIL, objection_url=URL)
+    assert date in message.subject
+    assert date in message.text
+    assert "June 26" not in message.text
+    us = renderer.render(
+        campaign, _user(country="US", locale="en"), Channel.EMAIL, objection_url=URL
+    )
+    assert "June 26, 2024" in us.text
+
+
+def test_italian_elides_the_article_before_8_and_11(project):
+    project.edit(
+        "campaigns/ai-training-notice.yaml",
+        "effective_date: 2024-06-26",
+        "effective_date: 2024-08-11",
+    )
+    project.edit("campaigns/ai-training-notice.yaml", "min_lead_days: 30", "min_lead_days: 0")
+    campaign = load_campaign(project.campaign).campaign
+    renderer = Renderer(project.path("templates"), Catalogs(project.path("locales")))
+    message = renderer.render(campaign, _user(locale="it"), Channel.EMAIL, objection_url=URL)
+    assert "dall'11 agosto 2024" in message.text
+    assert "dal 11" not in message.text + message.subject + (message.html or "")
 
 
 def test_rtl_locale_sets_dir(tmp_path, shipped):

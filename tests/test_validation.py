@@ -15,6 +15,7 @@ def _errors(project):
 def test_shipped_campaign_validates_in_every_locale():
     report = validate(ROOT / "campaigns" / f"{SHIPPED}.yaml")
     assert report.errors == []
+    assert [w for w in report.warnings if "the subject is" in w.message] == []  # all <= 78
     assert len(report.locales) == 26
     notices = confirmations = 26 * 2 * 4  # locales x channels x sample users
     pages = 26 * 6  # locales x (objection page, on record, confirmed, again, error, busy)
@@ -167,7 +168,7 @@ def test_unescaped_name_in_html_is_caught(project):
 def test_deadline_after_effective_date_fails_validate(project):
     project.edit(
         "campaigns/ai-training-notice.yaml",
-        "deadline: 2024-06-12T00:00:00Z",
+        "deadline: 2024-05-27T00:00:00Z",
         "deadline: 2024-07-01T00:00:00Z",
     )
     [problem] = _errors(project)
@@ -188,3 +189,58 @@ def test_broken_po_syntax_is_an_error_naming_the_catalog(project):
     assert any(
         p.path == project.path(DE_PO) and "cannot read catalog" in p.message for p in problems
     )
+
+
+def test_placeholder_in_another_script_in_a_translation_is_caught(project):
+    # The reference campaign's first failure, in Persian: "hey <نام>".
+    project.edit(DE_PO, 'msgstr "Guten Tag %(name)s,"', 'msgstr "Hallo <نام>, %(name)s"')
+    residue = [p for p in _errors(project) if "residue '<نام>'" in p.message]
+    assert residue, _errors(project)
+    assert residue[0].path == project.path(DE_PO)
+    assert residue[0].line == project.line_of(DE_PO, "Hallo <نام>") - 1
+
+
+def test_brace_placeholder_absent_from_the_msgid_is_caught(project):
+    project.edit(DE_PO, 'msgstr "Jetzt widersprechen"', 'msgstr "Jetzt widersprechen { имя }"')
+    assert any("residue '{ имя }'" in p.message for p in _errors(project))
+
+
+def test_placeholder_in_another_script_in_the_output_is_caught(project):
+    # Straight in a template, so it reaches the rendered parts, text and HTML.
+    project.edit(EMAIL_TXT, "{{ objection_url }}", "{{ objection_url }} hey <نام>")
+    project.edit(
+        "templates/ai-training-notice/email.html", "<h2>", "<p>hey &lt;نام&gt; <نام></p>\n<h2>"
+    )
+    residue = [p for p in _errors(project) if "residue" in p.message and "نام" in p.message]
+    assert {p.message.rpartition(" ")[2] for p in residue} == {"text", "html"}, residue
+
+
+def test_text_outside_any_block_of_a_child_template_is_an_error(project):
+    email_html = "templates/ai-training-notice/email.html"
+    text = project.path(email_html).read_text(encoding="utf-8")
+    project.path(email_html).write_text(text + "<p>A paragraph nobody will see.</p>\n")
+    [problem] = [p for p in _errors(project) if "outside any block" in p.message]
+    assert problem.path == project.path(email_html)
+    assert problem.line == project.line_of(email_html, "nobody will see")
+
+
+def test_long_subject_is_a_warning_naming_its_length(project):
+    project.edit(
+        "templates/ai-training-notice/email_subject.txt", "{% trans", "{{ 'x' * 80 }}{% trans"
+    )
+    report = validate(project.campaign)
+    assert any("the subject is" in p.message and "78" in p.message for p in report.warnings)
+
+
+def test_long_translated_subject_is_a_warning_naming_the_catalog_entry(project):
+    project.edit(DE_PO, "nutzen wir Ihre öffentlichen Inhalte für KI-Training", "x" * 80)
+    [warning] = [p for p in validate(project.campaign).warnings if "subject is" in p.message]
+    assert warning.path == project.path(DE_PO)
+    assert warning.line == project.line_of(DE_PO, "x" * 80) - 1
+
+
+def test_glossary_holds_the_right_to_restriction_and_the_dpo(project):
+    project.edit(DE_PO, "Recht auf Einschränkung der Verarbeitung", "Recht auf Begrenzung")
+    project.edit(DE_PO, "unseren Datenschutzbeauftragten:", "unseren Datenschützer:")
+    terms = {p.message.split("'")[1] for p in _errors(project) if "required term" in p.message}
+    assert terms == {"restriction of processing", "data protection officer"}

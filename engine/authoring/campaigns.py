@@ -2,144 +2,42 @@
 
 import datetime as dt
 import difflib
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
+
+from engine.authoring.campaignspec import (
+    OBJECTION_PAGE_FILES,
+    PAGES,
+    TEMPLATE_FILES,
+    Audience,
+    Campaign,
+    Locales,
+    Objection,
+    Policy,
+    Schedule,
+    SendWindow,
+    campaign_json_schema,
 )
-
 from engine.authoring.regions import region_data
 from engine.authoring.yamlsource import KeyPath, LocatedYaml, load_located
 from engine.errors import CampaignError, Problem
-from engine.models import CampaignRecord, Channel
+from engine.models import Channel
 
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9-]{3,64}$")]
-Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-TEMPLATE_FILES = {
-    Channel.EMAIL: ("email_subject.txt", "email.html", "email.txt"),
-    Channel.INAPP: ("inapp_title.txt", "inapp_body.txt"),
-}
-OBJECTION_PAGE_FILES = ("summary.html", "confirmed.html")  # parts of the objection pages
-PAGES = "pages"  # templates/pages/: the objection service's pages, shared by all campaigns
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class Policy(_Spec):
-    version: str = Field(min_length=1)
-    purpose: Slug = Field(description="The processing purpose a user can object to.")
-    effective_date: dt.date
-    min_lead_days: int = Field(30, ge=0, description="Warn when start is closer than this.")
-    controller: str | None = Field(None, description="Name of the data controller.")
-    url: str | None = Field(None, description="Where the full privacy policy is published.")
-    contact: str | None = Field(None, description="How to reach the data protection officer.")
-
-
-class Audience(_Spec):
-    regions: tuple[str, ...] = Field(min_length=1, description="Region names or ISO codes.")
-    exclude_countries: tuple[str, ...] = ()
-
-
-class Locales(_Spec):
-    default: str = "en"
-    require_complete: bool = True
-    glossary: str | None = Field(None, description="File under locales/ with required terms.")
-
-
-class Objection(_Spec):
-    url: str = Field(description="Must contain {token}.")
-    token_ttl_days: int | None = Field(None, ge=1, description="Default: tokens never expire.")
-    template: Slug = Field(
-        description="Folder under templates/ with the objection page's summary and "
-        "confirmation (summary.html, confirmed.html) and the confirmation message "
-        "sent after an objection (the same files as a notice's template)."
-    )
-
-
-class Sender(_Spec):
-    from_: str = Field(alias="from", min_length=3)
-    reply_to: str | None = None
-    return_path: str | None = Field(
-        None,
-        pattern=r"^[A-Za-z0-9._-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
-        description="VERP envelope sender base for bounces (local@bounce-domain, no '+'). "
-        "Unset: bounces are matched by Message-ID only.",
-    )
-
-
-class SendWindow(_Spec):
-    days: tuple[Day, ...] = Field(("mon", "tue", "wed", "thu", "fri"), min_length=1)
-    from_: dt.time = Field(alias="from")
-    to: dt.time
-    channels: tuple[Channel, ...] = (Channel.EMAIL,)
-
-
-class Schedule(_Spec):
-    start: AwareDatetime
-    deadline: AwareDatetime
-    send_window: SendWindow | None = None
-    rate_per_second: float = Field(gt=0)
-
-
-class Delivery(_Spec):
-    retry_base_seconds: float = Field(60, gt=0)
-    max_attempts: int = Field(8, ge=1)
-    max_bounce_rate: float = Field(0.05, ge=0, le=1, description='"at risk" above this.')
-
-
-class Campaign(_Spec):
-    """One campaign file (DESIGN section 3)."""
-
-    id: Slug
-    title: str = Field(min_length=1)
-    policy: Policy
-    audience: Audience
-    channels: tuple[Channel, ...] = Field(min_length=1)
-    fallback: Channel | None = None
-    template: Slug
-    locales: Locales = Locales()
-    objection: Objection
-    sender: Sender
-    schedule: Schedule
-    delivery: Delivery = Delivery()
-
-    @field_validator("channels")
-    @classmethod
-    def _unique_channels(cls, value: tuple[Channel, ...]) -> tuple[Channel, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError("each channel may be listed once")
-        return value
-
-    @property
-    def countries(self) -> frozenset[str]:
-        """ISO codes targeted: the regions' countries minus the excluded ones."""
-        data = region_data()
-        included: set[str] = set()
-        for name in self.audience.regions:
-            included |= data.expand(name) or set()
-        excluded = {data.country_code(c) for c in self.audience.exclude_countries}
-        return frozenset(included - excluded)
-
-    @property
-    def record(self) -> CampaignRecord:
-        """What the campaign table keeps of this file."""
-        return CampaignRecord(
-            self.id,
-            self.title,
-            self.schedule.start.timestamp(),
-            self.schedule.deadline.timestamp(),
-            self.schedule.rate_per_second,
-        )
+__all__ = [
+    "PAGES",
+    "TEMPLATE_FILES",
+    "Campaign",
+    "LoadedCampaign",
+    "Project",
+    "SendWindow",
+    "campaign_json_schema",
+    "load_campaign",
+    "resolve_campaign_path",
+]
 
 
 @dataclass(frozen=True)
@@ -198,21 +96,59 @@ def load_campaign(path: Path, project: Project | None = None) -> LoadedCampaign:
     try:
         campaign = Campaign.model_validate(located.data)
     except ValidationError as exc:
+        # Check what did parse too, so every problem comes out in one run.
         problems += [_explain(error, located) for error in exc.errors()]
-        raise CampaignError(sorted(problems, key=_order)) from exc
-    problems += _cross_checks(campaign, located, project)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise CampaignError(sorted(errors, key=_order))
+        problems += _cross_checks(_valid_parts(located.data, exc), located, project)
+        raise CampaignError(sorted(_errors(problems), key=_order)) from exc
+    parts = {name: getattr(campaign, name) for name in Campaign.model_fields}
+    problems += _cross_checks(parts, located, project)
+    if _errors(problems):
+        raise CampaignError(sorted(_errors(problems), key=_order))
     warnings = tuple(p for p in problems if p.severity != "error")
     return LoadedCampaign(campaign, path, project, warnings)
 
 
-def campaign_json_schema() -> str:
-    schema = Campaign.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "Herald campaign"
-    return json.dumps(schema, indent=2)
+def _errors(problems: list[Problem]) -> list[Problem]:
+    return [p for p in problems if p.severity == "error"]
+
+
+def _valid_parts(data: dict[str, Any], exc: ValidationError) -> dict[str, Any]:
+    """What the cross-checks can still look at, by field name: the top-level values that
+    validate, defaults for absent optional ones, and a section that fails with the fields
+    that do validate (the others None)."""
+    failed = {error["loc"][0] for error in exc.errors() if error["loc"]}
+    parts: dict[str, Any] = {}
+    for name, info in Campaign.model_fields.items():
+        key = info.alias or name
+        if key not in data:
+            if not info.is_required():
+                parts[name] = info.get_default(call_default_factory=True)
+            continue
+        model = info.annotation
+        if key not in failed and name not in failed:
+            parts[name] = _validated(info, data[key])
+        elif isinstance(model, type) and issubclass(model, BaseModel):
+            if isinstance(data[key], dict):
+                section = data[key]
+                fields = {
+                    n: _validated(f, section[f.alias or n]) if (f.alias or n) in section else None
+                    for n, f in model.model_fields.items()
+                }
+                fields = {n: None if v is _INVALID else v for n, v in fields.items()}
+                parts[name] = model.model_construct(**fields)
+    return {name: value for name, value in parts.items() if value is not _INVALID}
+
+
+_INVALID = object()
+
+
+def _validated(info: FieldInfo, value: Any) -> Any:
+    """`value` validated as the field `info` (with its constraints), or _INVALID."""
+    field_type: Any = Annotated[info.annotation, info]
+    try:
+        return TypeAdapter(field_type).validate_python(value)
+    except ValidationError:
+        return _INVALID
 
 
 def _order(p: Problem) -> tuple[int, int]:
@@ -267,16 +203,18 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _cross_checks(c: Campaign, located: LocatedYaml, project: Project) -> list[Problem]:
+def _cross_checks(parts: dict[str, Any], located: LocatedYaml, project: Project) -> list[Problem]:
+    """Checks across fields, on whichever sections validated (`parts`, by field name)."""
     out: list[Problem] = []
 
     def problem(loc: KeyPath, message: str, severity: str = "error") -> None:
         out.append(located.problem(loc, message, severity=severity))
 
-    if c.id != located.path.stem:
+    if "id" in parts and parts["id"] != located.path.stem:
         problem(("id",), f"must match the file name {located.path.stem!r}")
     data = region_data()
-    for i, name in enumerate(c.audience.regions):
+    audience: Audience | None = parts.get("audience")
+    for i, name in enumerate((audience.regions if audience else None) or ()):
         if data.expand(name) is None:
             known = ", ".join(sorted(data.regions))
             problem(
@@ -284,74 +222,113 @@ def _cross_checks(c: Campaign, located: LocatedYaml, project: Project) -> list[P
                 f"unknown region or country {name!r}; regions are {known}, "
                 "or use an ISO 3166-1 alpha-2 code",
             )
-    for i, code in enumerate(c.audience.exclude_countries):
+    for i, code in enumerate((audience.exclude_countries if audience else None) or ()):
         if data.country_code(code) is None:
             problem(
                 ("audience", "exclude_countries", i),
                 f"unknown country code {code!r}; expected ISO 3166-1 alpha-2",
             )
-    if c.fallback is not None and c.fallback in c.channels:
+    channels: tuple[Channel, ...] | None = parts.get("channels")
+    fallback: Channel | None = parts.get("fallback")
+    if channels is not None and fallback is not None and fallback in channels:
         problem(
             ("fallback",),
-            f"{c.fallback.value!r} is already in channels; the fallback "
+            f"{fallback.value!r} is already in channels; the fallback "
             "must be a channel not listed there",
         )
-    url = c.objection.url
-    if url.count("{token}") != 1 or url.replace("{token}", "").count("{"):
-        problem(
-            ("objection", "url"),
-            "must contain {token} exactly once and no other braces",
-        )
-    if not url.startswith(("https://", "http://")):
-        problem(("objection", "url"), "expected an absolute https:// URL")
-    sched = c.schedule
-    if sched.start >= sched.deadline:
+    sending = (*(channels or ()), *([fallback] if fallback else []))
+    objection: Objection | None = parts.get("objection")
+    if objection is not None and objection.url is not None:
+        url = objection.url
+        if url.count("{token}") != 1 or url.replace("{token}", "").count("{"):
+            problem(
+                ("objection", "url"),
+                "must contain {token} exactly once and no other braces",
+            )
+        if not url.startswith(("https://", "http://")):
+            problem(("objection", "url"), "expected an absolute https:// URL")
+    sched: Schedule | None = parts.get("schedule")
+    policy: Policy | None = parts.get("policy")
+    # A section that failed validation comes partial: its invalid fields are None.
+    dated = sched is not None and sched.start is not None and sched.deadline is not None
+    if sched is not None and dated and sched.start >= sched.deadline:
         problem(("schedule", "deadline"), f"must be after schedule.start ({sched.start})")
-    effective = dt.datetime.combine(c.policy.effective_date, dt.time(0), dt.UTC)
-    if sched.deadline >= effective:
-        problem(
-            ("schedule", "deadline"),
-            f"must be before policy.effective_date ({c.policy.effective_date}): "
-            "everyone must be told before the change takes effect",
+    if (
+        sched is not None
+        and dated
+        and policy
+        and None
+        not in (
+            policy.effective_date,
+            policy.min_lead_days,
         )
-    lead = (c.policy.effective_date - sched.start.date()).days
-    if lead < c.policy.min_lead_days:
-        problem(
-            ("schedule", "start"),
-            f"only {lead} days before policy.effective_date; policy.min_lead_days "
-            f"asks for {c.policy.min_lead_days}",
-            severity="warning",
-        )
-    window = sched.send_window
+    ):
+        out += _lead_checks(sched, policy, located)
+    window = sched.send_window if sched else None
     if window is not None:
         if window.from_ == window.to:
             problem(("schedule", "send_window", "to"), "must differ from 'from'")
         if len(set(window.days)) != len(window.days):
             problem(("schedule", "send_window", "days"), "each day may be listed once")
-    template_dir = project.templates / c.template
-    if not template_dir.is_dir():
+    template: str | None = parts.get("template")
+    template_dir = project.templates / (template or "")
+    if template is not None and not template_dir.is_dir():
         problem(("template",), f"template folder {template_dir} does not exist")
-    else:
-        for channel in (*c.channels, *([c.fallback] if c.fallback else [])):
+    elif template is not None:
+        for channel in sending:
             for name in TEMPLATE_FILES[channel]:
                 if not (template_dir / name).is_file():
                     problem(
                         ("template",),
                         f"{template_dir / name} is missing; the {channel.value} channel needs it",
                     )
-    objection_dir = project.templates / c.objection.template
-    if not objection_dir.is_dir():
+    objection_template = objection.template if objection else None
+    objection_dir = project.templates / (objection_template or "")
+    if objection_template is None:
+        pass
+    elif not objection_dir.is_dir():
         problem(("objection", "template"), f"template folder {objection_dir} does not exist")
     else:
         needed = [*OBJECTION_PAGE_FILES, *TEMPLATE_FILES[Channel.INAPP]]
-        if Channel.EMAIL in (*c.channels, c.fallback):
+        if Channel.EMAIL in sending:
             needed += TEMPLATE_FILES[Channel.EMAIL]
         for name in needed:
             if not (objection_dir / name).is_file():
                 problem(("objection", "template"), f"{objection_dir / name} is missing")
-    if c.locales.glossary and not (project.locales / c.locales.glossary).is_file():
+    locales: Locales | None = parts.get("locales")
+    if locales and locales.glossary and not (project.locales / locales.glossary).is_file():
         problem(
             ("locales", "glossary"),
-            f"glossary file {project.locales / c.locales.glossary} does not exist",
+            f"glossary file {project.locales / locales.glossary} does not exist",
         )
     return out
+
+
+def _lead_checks(sched: Schedule, policy: Policy, located: LocatedYaml) -> list[Problem]:
+    """Everyone is told before the change, and with at least policy.min_lead_days."""
+    effective = dt.datetime.combine(policy.effective_date, dt.time(0), dt.UTC)
+    if sched.deadline >= effective:
+        return [
+            located.problem(
+                ("schedule", "deadline"),
+                f"must be before policy.effective_date ({policy.effective_date}): "
+                "everyone must be told before the change takes effect",
+            )
+        ]
+    latest = effective - dt.timedelta(days=policy.min_lead_days)
+    if sched.deadline > latest:
+        lead = effective - sched.deadline
+        return [
+            located.problem(
+                ("schedule", "deadline"),
+                f"a user notified at the deadline would get {_days(lead)} of lead; "
+                f"policy.min_lead_days promises every recipient {policy.min_lead_days}, "
+                f"so the deadline may be at most {latest.isoformat().replace('+00:00', 'Z')}",
+            )
+        ]
+    return []
+
+
+def _days(span: dt.timedelta) -> str:
+    days = span.total_seconds() / 86400
+    return f"{days:g} day{'' if days == 1 else 's'}" if days == int(days) else f"{days:.1f} days"

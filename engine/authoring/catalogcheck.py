@@ -15,6 +15,10 @@ from engine.errors import Problem
 _PERCENT = re.compile(r"%\(\w+\)[sdif]|%[sdif]")
 _BRACE = re.compile(r"\{\w*\}")  # Babel's checker does not look at these
 _JINJA = re.compile(r"\{\{|\}\}|\{%|%\}")
+# Anything placeholder-like, in any script: "<نام>", "{имя}", "%(nom)s".
+_PLACEHOLDER_LIKE = re.compile(
+    r"<[^<>\s][^<>\n]{0,40}>|\{[^{}\n]{0,40}\}|%\([^()\n]{0,40}\)[sdif]?"
+)
 EXTRACT_OPTIONS = {"extensions": "jinja2.ext.i18n", "trimmed": "true"}
 
 
@@ -101,7 +105,24 @@ def check_catalog(
                 )
             if _JINJA.search(text):
                 problem("template syntax in a translation", entry.lineno, msgid)
+            for token in residue(text, msgid):
+                problem(
+                    f"placeholder residue {token!r} in the translation: the source has no "
+                    "such placeholder or markup",
+                    entry.lineno,
+                    msgid,
+                )
     return out
+
+
+def residue(text: str, msgid: str) -> list[str]:
+    """Placeholder-like tokens in a translation that its source does not hold; those
+    `placeholders()` compares are left to that check."""
+    source = set(_PLACEHOLDER_LIKE.findall(msgid))
+    compared = set(placeholders(text))
+    return sorted(
+        {t for t in _PLACEHOLDER_LIKE.findall(text) if t not in source and t not in compared}
+    )
 
 
 def load_glossary(

@@ -142,6 +142,41 @@ def text_direction(locale: str) -> str:
     return "rtl" if Locale.parse(locale).character_order == "right-to-left" else "ltr"
 
 
+def format_locale(locale: str, country: str | None) -> str:
+    """The locale to write dates and numbers in for a reader of `locale` in `country`:
+    the language's form for that country when Babel knows it (`en` in GB, IE or MT ->
+    `en_GB`, `en_IE`, `en_MT`: "26 June 2024", not the US "June 26, 2024"), else `locale`."""
+    if "_" in locale or not country:
+        return locale
+    candidate = f"{locale}_{country.upper()}"
+    return candidate if _known(candidate) else locale
+
+
+@functools.cache
+def _known(locale: str) -> bool:
+    try:
+        Locale.parse(locale)
+    except (ValueError, UnknownLocaleError):
+        return False
+    return True
+
+
+# The first of the month is an ordinal in these languages: "1er août", "1º agosto".
+_FIRST_OF_MONTH = {"fr": "1er", "it": "1º"}
+_DAY_ONE = re.compile(r"(?<!\d)1(?=\s)")
+# Italian elides the article before a day said with a vowel (otto, undici):
+# "l'8 agosto", "dall'11 agosto", never "il 8", "dal 11".
+_IT_MONTHS = (
+    "gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|agosto|settembre|ottobre|novembre|dicembre"
+)
+_IT_ELISION = re.compile(
+    r"\b(il|Il|IL|al|Al|dal|Dal|del|Del|nel|Nel|sul|Sul)(?:\s|\u00a0)+(8|11)(?=\s+(?:"
+    + _IT_MONTHS
+    + r")\b)"
+)
+_IT_ELIDED = {"il": "l'", "Il": "L'", "IL": "L'"}
+
+
 class Formatter:
     """Babel formatting for one locale, cached: a campaign formats the same few values."""
 
@@ -151,14 +186,31 @@ class Formatter:
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one Formatter per locale, kept for the run
     def date(self, value: dt.date, format: str = "long") -> str:
         if isinstance(value, dt.datetime):
-            return str(format_datetime(value, format, locale=self.locale))
-        return str(format_date(value, format, locale=self.locale))
+            out = str(format_datetime(value, format, locale=self.locale))
+        else:
+            out = str(format_date(value, format, locale=self.locale))
+        first = _FIRST_OF_MONTH.get(self.locale.language)
+        if first and value.day == 1 and format in ("long", "full"):
+            out = _DAY_ONE.sub(first, out, count=1)
+        return out
+
+    def sentence(self, text: str) -> str:
+        """Rendered text with the locale's spelling around dates: Italian "l'8 agosto",
+        "dall'11 agosto"."""
+        if self.locale.language != "it":
+            return text
+        return _IT_ELISION.sub(_elide, text)
 
     def number(self, value: float) -> str:
         return str(format_decimal(value, locale=self.locale))
 
     def list(self, values: Iterable[str], style: str = "standard") -> str:
         return str(format_list(list(values), style=style, locale=self.locale))  # type: ignore[arg-type]
+
+
+def _elide(match: re.Match[str]) -> str:
+    article, day = match.group(1), match.group(2)
+    return f"{_IT_ELIDED.get(article, article + 'l' + chr(39))}{day}"
 
 
 def read_po_file(path: Path) -> Catalog:

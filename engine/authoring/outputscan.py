@@ -15,8 +15,8 @@ from markupsafe import escape
 
 from engine.authoring.campaigns import Campaign
 from engine.authoring.catalogcheck import msgstrs
-from engine.authoring.i18n import SOURCE_LOCALE, Catalogs, Formatter
-from engine.authoring.rendering import FSI, PDI, clean_field
+from engine.authoring.i18n import SOURCE_LOCALE, Catalogs, Formatter, format_locale
+from engine.authoring.rendering import FSI, PDI, clean_field, isolate_names
 from engine.errors import Problem
 from engine.models import RenderedMessage, User
 
@@ -45,7 +45,7 @@ RESIDUE = re.compile(
     r"|&lt;/?\w+&gt;"  # an escaped <name>
 )
 _URL = re.compile(r"https?://[^\s\"'<>]+")
-TAG = re.compile(r"<\s*/?\s*([A-Za-z_][\w:-]*)")
+TAG = re.compile(r"<\s*/?\s*([^\W\d][\w:-]*)")  # a tag name in any script: <name>, <نام>
 
 
 @dataclass(frozen=True)
@@ -93,13 +93,19 @@ def scan_output(
         for residue in sorted(residues):
             token = residue.replace("&lt;", "<").replace("&gt;", ">")
             problem(f"placeholder residue {residue!r} in the {part}", token)
-        if name and name in content.replace(FSI, "").replace(PDI, ""):
+        isolate = part == "html" or isolate_names({"name": name}, locale)
+        if name and isolate and name in content.replace(FSI, "").replace(PDI, ""):
             isolated = f"<bdi>{escape(name)}</bdi>" if part == "html" else f"{FSI}{name}{PDI}"
             if content.count(isolated) != content.count(escape(name) if part == "html" else name):
                 problem(
                     f"the name of sample user {user.id} is not isolated for bidirectional "
                     f"text in the {part}"
                 )
+        if not isolate and (FSI in content or PDI in content):
+            problem(
+                f"U+2068/U+2069 around the left-to-right name of sample user {user.id} in "
+                f"the {part}: clients without those glyphs show boxes"
+            )
     if "<script" in (message.html or "").lower():
         problem(f"markup from the name of sample user {user.id} reached the HTML unescaped")
     if "\n" in message.subject or "\r" in message.subject:
@@ -109,7 +115,7 @@ def scan_output(
     if url is not None and message.html is not None and f'href="{escape(url)}"' not in message.html:
         problem("the objection link is missing from the HTML (no <a href> to it)")
     what = date or Date("the effective date", c.policy.effective_date)
-    long = Formatter(locale).date(what.value, "long")
+    long = Formatter(format_locale(locale, user.country)).date(what.value, "long")
     english = Formatter(SOURCE_LOCALE).date(what.value, "long")
     iso = what.value.isoformat()
     for part, content in parts.items():

@@ -18,7 +18,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from engine.authoring.campaigns import Campaign
-from engine.authoring.i18n import Catalogs, Formatter, text_direction
+from engine.authoring.i18n import Catalogs, Formatter, format_locale, text_direction
 from engine.authoring.skeletons import PERSONAL, Skeleton, build_skeleton
 from engine.errors import CampaignError, TemplateError
 from engine.models import Channel, LocaleChoice, RenderedMessage, User
@@ -44,12 +44,32 @@ def header_text(value: str) -> str:
     return " ".join(_CONTROL.sub(" ", value).split())
 
 
-@jinja2.pass_eval_context
-def _bidi(eval_ctx: jinja2.nodes.EvalContext, value: object) -> str:
-    """Isolate user text so an RTL name cannot reorder the sentence around it."""
-    if eval_ctx.autoescape:
+def has_rtl(value: str | None) -> bool:
+    """Whether `value` holds a right-to-left letter (Hebrew, Arabic, Thaana, ...)."""
+    return any(unicodedata.bidirectional(ch) in ("R", "AL") for ch in value or "")
+
+
+@jinja2.pass_context
+def _bidi(context: jinja2.runtime.Context, value: object) -> str:
+    """Isolate user text so an RTL name cannot reorder the sentence around it: <bdi> in
+    HTML; in text, U+2068/U+2069 only where needed (`isolate_names`), since clients
+    without those glyphs show boxes."""
+    if context.eval_ctx.autoescape:
         return Markup("<bdi>%s</bdi>") % escape(value)
-    return f"{FSI}{value}{PDI}"
+    return f"{FSI}{value}{PDI}" if context.get("isolate_names") else str(value)
+
+
+@jinja2.pass_eval_context
+def _link(eval_ctx: jinja2.nodes.EvalContext, value: object) -> str:
+    """A contact or URL as a link in HTML (mailto: for an address); as is in text."""
+    text = str(value)
+    if not eval_ctx.autoescape:
+        return text
+    if text.startswith(("https://", "http://")):
+        return Markup('<a href="%s">%s</a>') % (text, text)
+    if "@" in text and " " not in text and "/" not in text and ":" not in text:
+        return Markup('<a href="mailto:%s">%s</a>') % (text, text)
+    return escape(text)
 
 
 @dataclass(frozen=True)
@@ -105,11 +125,14 @@ class Renderer:
         values = personal_values(user, objection_url)
         present = {f: bool(v) for f, v in values.items()}
         used = self.user_fields_used()
+        isolate = isolate_names(values, choice.locale)
         key = (
             campaign.id,
             choice.locale,
             channel,
             user.country if "country" in used else None,
+            format_locale(choice.locale, user.country),
+            isolate,
             tuple(present[f] for f in PERSONAL if f in used or f == "objection_url"),
         )
         if key not in self._skeletons:
@@ -120,6 +143,7 @@ class Renderer:
                     channel,
                     objection_url=v["objection_url"] or "",
                     locale=choice,
+                    extra={"isolate_names": isolate},
                 ),
                 present,
             )
@@ -147,13 +171,14 @@ class Renderer:
         lang = locale.locale
         context = {**build_context(campaign, user, lang, objection_url), **(extra or {})}
         names = TemplateSet(template or campaign.template)
+        fmt = format_locale(lang, user.country)
         if channel is Channel.EMAIL:
-            subject = header_text(self._render(lang, names["email_subject.txt"], context))
-            text = self._render(lang, names["email.txt"], context)
-            html = self._render(lang, names["email.html"], {**context, "subject": subject})
+            subject = header_text(self._render(lang, names["email_subject.txt"], context, fmt))
+            text = self._render(lang, names["email.txt"], context, fmt)
+            html = self._render(lang, names["email.html"], {**context, "subject": subject}, fmt)
             return RenderedMessage(user.id, channel, locale, subject, _tidy(text), html)
-        title = header_text(self._render(lang, names["inapp_title.txt"], context))
-        body = self._render(lang, names["inapp_body.txt"], context)
+        title = header_text(self._render(lang, names["inapp_title.txt"], context, fmt))
+        body = self._render(lang, names["inapp_body.txt"], context, fmt)
         return RenderedMessage(user.id, channel, locale, title, _tidy(body))
 
     def render_confirmation(
@@ -202,9 +227,11 @@ class Renderer:
     def choose(self, campaign: Campaign, user: User) -> LocaleChoice:
         return self.catalogs.choose(user.locale, user.country, campaign.locales.default)
 
-    def env(self, locale: str) -> jinja2.Environment:
-        """One Environment per locale, so translations are never swapped on a shared object."""
-        if locale not in self._envs:
+    def env(self, locale: str, fmt: str | None = None) -> jinja2.Environment:
+        """One Environment per locale (and locale to format dates in, `fmt`), so
+        translations are never swapped on a shared object."""
+        key = f"{locale}/{fmt or locale}"
+        if key not in self._envs:
             unreadable = self.catalogs.load_problem(locale)
             if unreadable:
                 raise CampaignError([unreadable])
@@ -220,14 +247,25 @@ class Renderer:
             env.install_gettext_translations(  # type: ignore[attr-defined]  # added by the i18n extension
                 self.catalogs.translations(locale), newstyle=True
             )
-            fmt = Formatter(locale)
-            env.filters.update(date=fmt.date, number=fmt.number, list=fmt.list, bidi=_bidi)
-            self._envs[locale] = env
-        return self._envs[locale]
+            formatter = Formatter(fmt or locale)
+            env.filters.update(
+                date=formatter.date,
+                number=formatter.number,
+                list=formatter.list,
+                bidi=_bidi,
+                link=_link,
+            )
+            env.globals["_formatter"] = formatter
+            self._envs[key] = env
+        return self._envs[key]
 
-    def _render(self, locale: str, name: str, context: Mapping[str, Any]) -> str:
+    def _render(
+        self, locale: str, name: str, context: Mapping[str, Any], fmt: str | None = None
+    ) -> str:
+        env = self.env(locale, fmt)
+        formatter: Formatter = env.globals["_formatter"]  # type: ignore[assignment]
         try:
-            return self.env(locale).get_template(name).render(context)
+            return formatter.sentence(env.get_template(name).render(context))
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(
                 exc.name or name, locale, exc.message or str(exc), exc.lineno
@@ -270,7 +308,15 @@ def build_context(
         "objection_url": objection_url,
         "locale": locale,
         "dir": text_direction(locale),
+        "isolate_names": isolate_names(values, locale),
     }
+
+
+def isolate_names(values: Mapping[str, str | None], locale: str) -> bool:
+    """Whether text parts isolate the user's name: when it holds right-to-left letters,
+    or the text runs right to left."""
+    named = (values.get("name"), values.get("first_name"))
+    return any(has_rtl(v) for v in named) or text_direction(locale) == "rtl"
 
 
 def personal_values(user: User, objection_url: str) -> dict[str, str | None]:

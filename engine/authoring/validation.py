@@ -18,10 +18,19 @@ from engine.authoring.catalogcheck import (
 )
 from engine.authoring.i18n import Catalogs, read_po_file
 from engine.authoring.objectioncheck import check_objection
-from engine.authoring.outputscan import SAMPLE_TOKEN, SAMPLE_USERS, locator, scan_output
+from engine.authoring.outputscan import (
+    SAMPLE_TOKEN,
+    SAMPLE_USERS,
+    Locator,
+    locator,
+    scan_output,
+)
 from engine.authoring.rendering import Renderer
+from engine.authoring.templatecheck import check_templates
 from engine.errors import CampaignError, Problem, TemplateError
 from engine.models import Channel, LocaleChoice, LocaleSource
+
+SUBJECT_LIMIT = 78  # characters (RFC 5322's line length; what a phone's inbox shows)
 
 
 @dataclass
@@ -75,8 +84,10 @@ def validate(path: Path) -> ValidationReport:
         )
     folders = [project.templates / c.template, project.templates / "layouts"]
     report.problems += _check_translations(loaded, notices, folders, "babel.cfg")
+    report.problems += check_templates(folders, project.templates)
     folders = [project.templates / c.objection.template, project.templates / PAGES]
     report.problems += _check_translations(loaded, objections, folders, "babel-objection.cfg")
+    report.problems += check_templates(folders, project.templates)
     for locale in sorted(notices.available - objections.available):
         report.problems.append(
             Problem(
@@ -156,8 +167,31 @@ def _check_renders(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, lis
                     )
                     continue
                 count += 1
+                if channel is Channel.EMAIL and len(message.subject) > SUBJECT_LIMIT:
+                    path, line = _locate_subject(locate, message.subject, locale)
+                    seen.setdefault(
+                        f"subject:{locale}",
+                        Problem(
+                            path,
+                            f"the subject is {len(message.subject)} characters long; phones "
+                            f"cut it off after about {SUBJECT_LIMIT}: {message.subject!r}",
+                            line,
+                            key=f"[{locale}] email",
+                            severity="warning",
+                        ),
+                    )
                 for problem in scan_output(c, message, user, url, locate):
                     # once per source line and channel, not once per locale and sample user
                     where = f"{problem.path}:{problem.line}:{channel}:{problem.message}"
                     seen.setdefault(where, problem)
     return count, list(seen.values())
+
+
+def _locate_subject(locate: Locator, subject: str, locale: str) -> tuple[Path, int | None]:
+    """The catalog entry a subject comes from: found by its longest word (the rest may be
+    a date or a name)."""
+    for word in sorted(subject.split(), key=len, reverse=True)[:3]:
+        path, line = locate(word, locale)
+        if line is not None:
+            return path, line
+    return locate("", locale)

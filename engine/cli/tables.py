@@ -46,6 +46,10 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         ("pending", share(report["pending"])),
         ("notified before the deadline", share(report["notified_before_deadline"])),
         ("notified after the deadline", share(report["notified_late"])),
+        (
+            f"notified less than {report['min_lead_days']} days ahead",
+            share(report["notified_with_less_lead"]),
+        ),
         ("notified before the effective date", share(report["notified_before_effective_date"])),
         ("notified after the effective date", share(report["notified_after_effective_date"])),
         ("fell back to another locale", share(report["fell_back_locale"])),

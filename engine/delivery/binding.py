@@ -30,6 +30,9 @@ def started_data(c: Campaign, files: Sequence[SpecFile], spec_sha256: str) -> di
             "purpose": c.policy.purpose,
             "effective_date": c.policy.effective_date.isoformat(),
             "min_lead_days": c.policy.min_lead_days,
+            "controller": c.policy.controller,
+            "legal_basis": c.policy.legal_basis,
+            "url": c.policy.url,
         },
         "schedule": {
             "start": iso(c.schedule.start.timestamp()),

@@ -28,6 +28,7 @@ _BUCKETS = (
     "fell_back",
     "before_deadline",
     "before_effective",
+    "short_lead",
 )
 
 
@@ -37,6 +38,7 @@ def build_report(
     deadline: dt.datetime,
     effective: dt.datetime,
     rows: dict[str, Any],
+    min_lead_days: int = 0,
 ) -> dict[str, Any]:
     """A JSON-ready report from store.reporting.coverage_rows()."""
     total = rows["total"] or dict.fromkeys(_BUCKETS, 0)
@@ -85,6 +87,8 @@ def build_report(
         "notified_before_effective_date": int(total["before_effective"]),
         "notified_after_effective_date": int(total["notified"]) - int(total["before_effective"]),
         "effective_date": effective.date().isoformat(),
+        "min_lead_days": min_lead_days,
+        "notified_with_less_lead": int(total["short_lead"]),  # than min_lead_days
         "fell_back_locale": int(total["fell_back"]),
         "possible_duplicates": int(rows["duplicates"]),
         "fallback_planned": int(rows["fallback_planned"]),
@@ -144,5 +148,8 @@ def bounce_figures(found: dict[str, Any]) -> dict[str, Any]:
 def campaign_report(engine: Engine, c: Campaign) -> dict[str, Any]:
     """The report of one campaign, from the database."""
     effective = dt.datetime.combine(c.policy.effective_date, dt.time(0), dt.UTC)
-    rows = coverage_rows(engine, c.id, c.schedule.deadline.timestamp(), effective.timestamp())
-    return build_report(c.id, c.title, c.schedule.deadline, effective, rows)
+    cutoff = effective - dt.timedelta(days=c.policy.min_lead_days)
+    rows = coverage_rows(
+        engine, c.id, c.schedule.deadline.timestamp(), effective.timestamp(), cutoff.timestamp()
+    )
+    return build_report(c.id, c.title, c.schedule.deadline, effective, rows, c.policy.min_lead_days)

@@ -360,7 +360,7 @@ def _contacts(project: Project) -> list[str]:
     found: list[str] = []
     for path in sorted(project.campaigns.glob("*.y*ml")):
         try:
-            contact = load_campaign(path, project).campaign.policy.contact
+            contact = load_campaign(path, project).campaign.policy.dpo
         except (EngineError, OSError):
             continue
         if contact and contact not in found:

@@ -53,10 +53,16 @@ _DELAYS = """
 
 
 def coverage_rows(
-    engine: Engine, campaign_id: str, deadline: float, effective: float
+    engine: Engine,
+    campaign_id: str,
+    deadline: float,
+    effective: float,
+    lead_cutoff: float | None = None,
 ) -> dict[str, Any]:
     """Per-user outcomes rolled up overall, by country and by locale, with the users
-    who saw their notice in-app and who objected."""
+    who saw their notice in-app and who objected. `short_lead` counts users first
+    notified after `lead_cutoff` (effective date minus min_lead_days; default: the
+    deadline)."""
 
     def rollup(key: str | None) -> str:
         """Per-user rows summed by `key`, or over everyone when it is None."""
@@ -67,10 +73,12 @@ def coverage_rows(
                    SUM(CASE WHEN notified = 0 AND final = 0 THEN 1 ELSE 0 END) AS pending,
                    SUM(fell_back) AS fell_back,
                    SUM(CASE WHEN first_notified < :deadline THEN 1 ELSE 0 END) AS before_deadline,
-                   SUM(CASE WHEN first_notified < :effective THEN 1 ELSE 0 END) AS before_effective
+                   SUM(CASE WHEN first_notified < :effective THEN 1 ELSE 0 END) AS before_effective,
+                   SUM(CASE WHEN first_notified > :lead_cutoff THEN 1 ELSE 0 END) AS short_lead
             FROM ({_PER_USER}) AS per_user {group}"""
 
-    params = {"c": campaign_id, "deadline": deadline, "effective": effective}
+    cutoff = deadline if lead_cutoff is None else lead_cutoff
+    params = {"c": campaign_id, "deadline": deadline, "effective": effective, "lead_cutoff": cutoff}
     with engine.connect() as conn:
 
         def rows(sql: str) -> list[dict[str, Any]]:
