@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.evidence_run"]  # the `base` and `run` fixtures of the evidence tests
+
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = "ai-training-notice"
 SEND_WINDOW = '  send_window: {days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}\n'

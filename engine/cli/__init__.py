@@ -11,6 +11,7 @@ from engine.cli import (  # noqa: F401  (registers the commands)
     delivery,
     evidence,
     operations,
+    privacy,
     service,
 )
 from engine.cli.common import app

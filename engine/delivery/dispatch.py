@@ -30,7 +30,7 @@ from engine.delivery.ratelimit import RateLimiter
 from engine.delivery.tokens import Keys
 from engine.delivery.windows import SendTimes
 from engine.errors import DeliveryError
-from engine.evidence.redaction import redact_addresses
+from engine.evidence.redaction import redact_addresses, strip_addresses
 from engine.models import Channel, RenderedMessage
 from engine.statuses import CONFIRMATION, DeliveryStatus, RetryPolicy
 from engine.store import campaigns as campaign_store
@@ -298,7 +298,7 @@ class Dispatcher:
             "next_attempt_at": row["next_attempt_at"],
             "message_id": outgoing.message_id,
             "content_sha256": digest,
-            "reply": receipt.reply,
+            "reply": strip_addresses(receipt.reply),
             "sent_at": now,
         }
         data: dict[str, Any] = {
@@ -334,7 +334,7 @@ class Dispatcher:
             "status": status.value,
             "attempts": row["attempts"],
             "next_attempt_at": retry_at or row["next_attempt_at"],
-            "last_error": reason,
+            "last_error": strip_addresses(reason),
             "content_sha256": content_sha256(message) if message else None,
         }
         data: dict[str, Any] = {"error": self._redacted(reason)}

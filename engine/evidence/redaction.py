@@ -20,3 +20,9 @@ _ADDRESS = re.compile(
 def redact_addresses(text: str, keyed_hash: Callable[[str], str]) -> str:
     """`text` with every email address replaced by `addr:<first 16 hex of its keyed hash>`."""
     return _ADDRESS.sub(lambda m: f"addr:{keyed_hash(m.group(0).strip('.'))[:16]}", text)
+
+
+def strip_addresses(text: str) -> str:
+    """`text` with every address replaced by `<address>`: for the tables and the report,
+    where replies are grouped by reason and an address would make each one unique."""
+    return _ADDRESS.sub("address", text)

@@ -157,5 +157,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute("PRAGMA secure_delete=ON")  # erased personal data leaves no trace in free pages
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
