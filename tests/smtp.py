@@ -98,7 +98,8 @@ class SmtpServer:
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        """A plain-text session: this server offers no TLS (tests/test_tls.py does)."""
+        return f"smtp://127.0.0.1:{self.port}?tls=none"
 
     def wait_for(self, count: int, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

@@ -88,6 +88,11 @@ class Schedule(_Spec):
 class Delivery(_Spec):
     retry_base_seconds: float = Field(60, gt=0)
     max_attempts: int = Field(8, ge=1)
+    require_verified_tls: bool = Field(
+        False,
+        description="Stop the run rather than send an email without TLS and a verified "
+        "certificate (HERALD_SMTP_URL with tls=none or verify=false).",
+    )
 
 
 class Campaign(_Spec):
