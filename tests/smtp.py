@@ -7,6 +7,7 @@ injected as server replies, never as patches.
 import asyncio
 import email
 import email.policy
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -53,8 +54,11 @@ class Mailbox:
 
 
 class SmtpServer:
-    def __init__(self, mailbox: Mailbox, **smtp_options: Any) -> None:
+    def __init__(
+        self, mailbox: Mailbox, listen_ssl: ssl.SSLContext | None = None, **smtp_options: Any
+    ) -> None:
         self.mailbox = mailbox
+        self._listen_ssl = listen_ssl  # implicit TLS (smtps) from the first byte
         self._options = smtp_options
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -69,6 +73,7 @@ class SmtpServer:
                 lambda: SMTP(self.mailbox, hostname="localhost", **self._options),
                 host="127.0.0.1",
                 port=0,
+                ssl=self._listen_ssl,
             )
             self._server = server
             self.port = server.sockets[0].getsockname()[1]
