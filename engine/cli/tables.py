@@ -50,6 +50,7 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         ("fell back to another locale", share(report["fell_back_locale"])),
         ("possible duplicates", str(report["possible_duplicates"])),
         ("fallback deliveries planned", str(report["fallback_planned"])),
+        ("emails sent without verified TLS", str(report["emails_sent_without_verified_tls"])),
         ("seen in-app", share(report["seen"])),
         ("objected", share(report["objected"])),
         (
