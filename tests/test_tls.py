@@ -158,6 +158,7 @@ def test_starttls_with_a_private_ca_authenticates_and_records_tls(herald, ca):
         assert len(server.mailbox.messages) == EMAILS
     assert "email: smtp 127.0.0.1" in result.stdout
     assert "STARTTLS (required), certificate verified" in result.stdout
+    assert "with AUTH" in result.stdout  # the user name (often an address) is not shown
     assert "s3cret" not in result.output
     assert logins.seen
     assert {login for _, login in logins.seen} == {b"herald"}

@@ -123,7 +123,8 @@ class SmtpSettings:
                 raise ConfigError(f"HERALD_SMTP_URL: cafile {self.cafile} is not a readable file")
 
     def describe(self) -> str:
-        """How email leaves, for `herald send` and the daemon's start (no password)."""
+        """How email leaves, for `herald send` and the daemon's start. Names no user or
+        password: a relay's user name is often an email address."""
         mode = {
             "starttls": "STARTTLS (required)",
             "implicit": "implicit TLS",
@@ -133,7 +134,7 @@ class SmtpSettings:
             trust = f"CAs in {self.cafile} and the system's" if self.cafile else "system CAs"
             mode += f", certificate verified against {trust}" if self.verify else ""
             mode += "" if self.verify else ", certificate NOT verified"
-        auth = f", AUTH as {self.username}" if self.username else ""
+        auth = ", with AUTH" if self.username else ""
         return f"smtp {self.host}:{self.port}, {mode}{auth}"
 
     def warnings(self) -> list[str]:
