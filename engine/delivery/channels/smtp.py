@@ -36,6 +36,7 @@ from engine.models import Channel
 
 TlsMode = Literal["starttls", "implicit", "none"]
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_MODES: dict[str, TlsMode] = {"starttls": "starttls", "implicit": "implicit", "none": "none"}
 _OPTIONS = ("tls", "starttls", "timeout", "verify", "cafile", "allow_plaintext")
 
 
@@ -132,8 +133,8 @@ class SmtpSettings:
         }[self.tls]
         if self.tls != "none":
             trust = f"CAs in {self.cafile} and the system's" if self.cafile else "system CAs"
-            mode += f", certificate verified against {trust}" if self.verify else ""
-            mode += "" if self.verify else ", certificate NOT verified"
+            verified = f"certificate verified against {trust}"
+            mode += f", {verified}" if self.verify else ", certificate NOT verified"
         auth = ", with AUTH" if self.username else ""
         return f"smtp {self.host}:{self.port}, {mode}{auth}"
 
@@ -154,21 +155,21 @@ class SmtpSettings:
 
 
 def _tls_mode(scheme: str, tls: str | None, starttls: bool | None) -> TlsMode:
-    if tls is not None and tls.lower() not in ("starttls", "implicit", "none"):
-        raise ConfigError("HERALD_SMTP_URL: tls must be starttls, implicit or none")
-    chosen: list[TlsMode] = []
+    """The one TLS mode that the scheme, tls= and its alias starttls= agree on."""
+    said: dict[str, TlsMode] = {}
     if scheme == "smtps":
-        chosen.append("implicit")
+        said["smtps://"] = "implicit"
     if tls is not None:
-        chosen.append(tls.lower())  # type: ignore[arg-type]  # checked just above
+        if tls.lower() not in _MODES:
+            raise ConfigError("HERALD_SMTP_URL: tls must be starttls, implicit or none")
+        said[f"tls={tls}"] = _MODES[tls.lower()]
     if starttls is not None:
-        chosen.append("starttls" if starttls else "none")
-    if len(set(chosen)) > 1:
+        said[f"starttls={str(starttls).lower()}"] = "starttls" if starttls else "none"
+    if len(set(said.values())) > 1:
         raise ConfigError(
-            f"HERALD_SMTP_URL: {scheme}:// with tls={tls} and starttls={starttls} "
-            "contradict each other; give one TLS mode"
+            f"HERALD_SMTP_URL: {' and '.join(said)} contradict each other; give one TLS mode"
         )
-    return chosen[0] if chosen else "starttls"
+    return next(iter(said.values()), "starttls")
 
 
 def _local(host: str) -> bool:
