@@ -258,6 +258,16 @@ def test_implicit_tls_certificate_failure_is_our_setup(ca, identity, trust_ca, r
         assert server.mailbox.messages == []
 
 
+def test_ssl_cert_file_trusts_a_private_ca_for_the_process(ca, monkeypatch):
+    with _tls_server(ca.good, implicit=True) as server:
+        settings = SmtpSettings("127.0.0.1", server.port, tls="implicit")
+        with pytest.raises(TransportConfigError, match="unable to get local issuer"):
+            _send_one(settings)
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca.ca))
+        _send_one(settings)
+        assert len(server.mailbox.messages) == 1
+
+
 def test_cafile_makes_the_refused_server_work_and_nothing_was_lost(herald, starttls, ca):
     refused = _launch(herald, f"smtp://127.0.0.1:{starttls.port}")
     assert refused.exit_code == 1

@@ -253,8 +253,8 @@ class SmtpTransport(Transport):
     async def _secure(self, client: aiosmtplib.SMTP) -> TlsInfo:
         """Upgrade with STARTTLS where required; what the session then is."""
         s = self._settings
+        await client.ehlo()  # what the server offers: STARTTLS, SMTPUTF8, AUTH
         if s.tls == "starttls":
-            await client.ehlo()
             if not client.supports_extension("starttls"):
                 raise TransportConfigError(
                     f"the SMTP server {s.host}:{s.port} did not offer STARTTLS, which "
