@@ -135,7 +135,7 @@ def herald_phase(args: argparse.Namespace, tmp: Path, conn: Connection, port: in
     make_project(tmp)
     env = os.environ | {
         "HERALD_DB": f"sqlite:///{tmp}/herald.db",
-        "HERALD_SMTP_URL": f"smtp://127.0.0.1:{port}",
+        "HERALD_SMTP_URL": f"smtp://127.0.0.1:{port}?tls=none",
         "HERALD_SECRET": "bench-secret-not-for-production",
         "HERALD_VAR": f"{tmp}/var",
     }

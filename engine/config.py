@@ -1,7 +1,7 @@
 """Settings from the environment, and the secret key. The only module that reads os.environ.
 
 HERALD_DB        database URL (default sqlite:///var/herald.db; postgresql+psycopg://... too)
-HERALD_SMTP_URL  smtp://user:pass@host:587?starttls=true  (unset: the outbox transport)
+HERALD_SMTP_URL  smtp://user:pass@host:587?tls=starttls|implicit|none  (unset: the outbox)
 HERALD_SECRET    signing key for objection links, Message-IDs and keyed hashes; unset: a
                  key file generated once under HERALD_VAR with 0600 permissions
 HERALD_SIGNING_KEY  Ed25519 private key (PEM, 0600) that signs chain checkpoints; default

@@ -7,6 +7,7 @@ injected as server replies, never as patches.
 import asyncio
 import email
 import email.policy
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -55,8 +56,11 @@ class Mailbox:
 
 
 class SmtpServer:
-    def __init__(self, mailbox: Mailbox, **smtp_options: Any) -> None:
+    def __init__(
+        self, mailbox: Mailbox, listen_ssl: ssl.SSLContext | None = None, **smtp_options: Any
+    ) -> None:
         self.mailbox = mailbox
+        self._listen_ssl = listen_ssl  # implicit TLS (smtps) from the first byte
         self._options = smtp_options
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -71,6 +75,7 @@ class SmtpServer:
                 lambda: SMTP(self.mailbox, hostname="localhost", **self._options),
                 host="127.0.0.1",
                 port=0,
+                ssl=self._listen_ssl,
             )
             self._server = server
             self.port = server.sockets[0].getsockname()[1]
@@ -100,7 +105,8 @@ class SmtpServer:
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        """A plain-text session: this server offers no TLS (tests/test_tls.py does)."""
+        return f"smtp://127.0.0.1:{self.port}?tls=none"
 
     def wait_for(self, count: int, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

@@ -162,7 +162,7 @@ def test_dropped_connection_mid_batch_loses_nothing(herald):
 
 def test_bad_credentials_stop_the_run_with_a_clear_message(herald):
     for server in serve(Mailbox(), authenticator=refuse_login, auth_require_tls=False):
-        url = f"smtp://herald:wrong@127.0.0.1:{server.port}"
+        url = f"smtp://herald:wrong@127.0.0.1:{server.port}?tls=none&allow_plaintext=true"
         result = _launch(herald, url)
     assert result.exit_code == 1
     assert "rejected our setup" in result.stderr
@@ -228,11 +228,12 @@ def test_user_fields_cannot_inject_headers(herald, smtp_server, tmp_path, name):
     assert "<b>" not in mail.get_body(("html",)).get_content()
 
 
-def test_starttls_required_but_unsupported_stops_the_run(herald, smtp_server):
-    result = _launch(herald, f"{smtp_server.url}?starttls=true")
+@pytest.mark.parametrize("option", ["", "?starttls=true", "?tls=starttls"])
+def test_starttls_required_but_unsupported_stops_the_run(herald, smtp_server, option):
+    result = _launch(herald, f"smtp://127.0.0.1:{smtp_server.port}{option}")
     assert result.exit_code == 1
-    assert "rejected our setup" in result.stderr
-    assert "STARTTLS" in result.stderr
+    assert "did not offer STARTTLS" in result.stderr
+    assert smtp_server.mailbox.messages == []
     assert "failed" not in {r["status"] for r in _deliveries(herald).values()}
 
 
@@ -242,7 +243,7 @@ def test_unreachable_server_defers_instead_of_failing(herald):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = _launch(herald, f"smtp://127.0.0.1:{port}?timeout=2", "--max-wait", "0")
+    result = _launch(herald, f"smtp://127.0.0.1:{port}?tls=none&timeout=2", "--max-wait", "0")
     assert result.exit_code == 0, result.output
     emails = [r for k, r in _deliveries(herald).items() if k[1] == "email"]
     assert {r["status"] for r in emails} == {"deferred"}

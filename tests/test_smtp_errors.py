@@ -1,11 +1,12 @@
 """Every aiosmtplib error maps onto ours: a new one fails this test rather than escaping."""
 
 import inspect
+import ssl
 
 import aiosmtplib
 import pytest
 
-from engine.delivery.channels.smtp import _translated_smtp_errors
+from engine.delivery.channels.smtp import SmtpSettings, _translated_smtp_errors
 from engine.errors import (
     DeliveryError,
     PermanentDeliveryError,
@@ -26,6 +27,20 @@ def _instance(cls: type[Exception]) -> Exception:
     return cls("boom")
 
 
+SETTINGS = SmtpSettings("127.0.0.1", 25, tls="none")
+
+
+def _wrapped_ssl_error() -> aiosmtplib.SMTPConnectError:
+    """What aiosmtplib raises when an implicit-TLS handshake fails."""
+    try:
+        try:
+            raise ssl.SSLCertVerificationError(1, "certificate verify failed")
+        except ssl.SSLError as exc:
+            raise aiosmtplib.SMTPConnectError("Error connecting to 127.0.0.1") from exc
+    except aiosmtplib.SMTPConnectError as wrapped:
+        return wrapped
+
+
 ERRORS = [
     getattr(aiosmtplib, name)
     for name in aiosmtplib.__all__
@@ -36,7 +51,7 @@ ERRORS = [
 
 @pytest.mark.parametrize("cls", ERRORS, ids=lambda c: c.__name__)
 def test_every_aiosmtplib_error_is_translated(cls):
-    with pytest.raises((DeliveryError, TransportConfigError)), _translated_smtp_errors():
+    with pytest.raises((DeliveryError, TransportConfigError)), _translated_smtp_errors(SETTINGS):
         raise _instance(cls)
 
 
@@ -64,8 +79,14 @@ def test_every_aiosmtplib_error_is_translated(cls):
             id="auth-is-our-setup",
         ),
         pytest.param(ConnectionResetError("reset"), TemporaryDeliveryError, id="os-error"),
+        pytest.param(
+            ssl.SSLCertVerificationError(1, "certificate verify failed"),
+            TransportConfigError,
+            id="tls-raw-is-our-setup",
+        ),
+        pytest.param(_wrapped_ssl_error(), TransportConfigError, id="tls-as-cause-is-our-setup"),
     ],
 )
 def test_errors_are_typed_by_what_happens_next(error, expected):
-    with pytest.raises(expected), _translated_smtp_errors():
+    with pytest.raises(expected), _translated_smtp_errors(SETTINGS):
         raise error

@@ -104,6 +104,11 @@ class Delivery(_Spec):
     retry_base_seconds: float = Field(60, gt=0)
     max_attempts: int = Field(8, ge=1)
     max_bounce_rate: float = Field(0.05, ge=0, le=1, description='"at risk" above this.')
+    require_verified_tls: bool = Field(
+        False,
+        description="Refuse to send over an SMTP session without a verified certificate "
+        "(tls=none or verify=false).",
+    )
 
 
 class Campaign(_Spec):

@@ -22,6 +22,7 @@ from engine.cli.tables import print_plan, print_report
 from engine.config import Settings
 from engine.delivery import runs
 from engine.delivery.audience import ImportFormatError, read_rows
+from engine.delivery.channels import describe_email
 from engine.delivery.dispatch import RunSummary, SendOptions
 from engine.delivery.planning import plan_campaign
 from engine.delivery.synthetic import generate_users
@@ -124,6 +125,13 @@ def send_command(
         runs.check_planned(engine, loaded)
     except runs.LaunchError as exc:
         fail(exc.lines)
+    try:
+        how, risks = describe_email(settings)
+    except ConfigError as exc:
+        fail(str(exc))
+    out.print(f"email: {how}", markup=False)
+    for risk in risks:
+        err.print(f"warning: {risk}", markup=False)
     options = SendOptions(concurrency=concurrency, max_wait_s=max_wait)
     started = time.monotonic()
     extra = runs.Workers.spawn(loaded.path, options, workers - 1)

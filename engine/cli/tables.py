@@ -60,6 +60,7 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
             f"{report['bounces']['bounced']} ({report['bounces']['rate']:.1%} of those sent)",
         ),
         ("complaints", str(report["bounces"]["complaints"])),
+        ("emails sent without verified TLS", str(report["emails_sent_without_verified_tls"])),
         ("seen in-app", share(report["seen"])),
         ("objected", share(report["objected"])),
         ("evidence", _evidence(report.get("evidence") or {})),

@@ -32,7 +32,7 @@ from engine.authoring.specs import restore, spec_folder, spec_hash
 from engine.bounces.receiver import receive_at
 from engine.config import Settings
 from engine.daemon.campaignfiles import CampaignFiles
-from engine.delivery.channels import build_transports
+from engine.delivery.channels import build_transports, describe_email
 from engine.delivery.channels.base import Transport
 from engine.delivery.dispatch import Dispatcher, SendOptions
 from engine.delivery.planning import PlanResult, plan_campaign
@@ -102,10 +102,11 @@ class Daemon:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal)
         self.transports = build_transports(self.settings, self.options.concurrency)
-        log.info(
-            "started",
-            extra=fields(daemon=self.id, campaigns=str(self.options.campaigns.resolve())),
-        )
+        how, risks = describe_email(self.settings)
+        folder = str(self.options.campaigns.resolve())
+        log.info("started", extra=fields(daemon=self.id, campaigns=folder, email=how))
+        for risk in risks:
+            log.warning("email without verified TLS", extra=fields(risk=risk))
         self._heartbeat()
         o = self.options
         now = dt.datetime.now(dt.UTC)
@@ -308,9 +309,9 @@ class Daemon:
     async def _send(self, campaign_id: str, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
         try:
             summary = await dispatcher.run(stop)
-        except EngineError as exc:  # our setup, not one user: wait, then try again
-            self.memory.backoff[campaign_id] = time.time() + 60
-            log.error("sending stopped", extra=fields(campaign=campaign_id, error=str(exc)))
+        except EngineError as exc:  # our setup (TLS, password): mark no one failed, hold
+            self.memory.backoff[campaign_id] = time.time() + 60  # then try again
+            log.error("held", extra=fields(campaign=campaign_id, error=str(exc)))
             return
         if summary.counts:
             log.info("sent", extra=fields(campaign=campaign_id, **summary.counts))

@@ -112,6 +112,8 @@ class Dispatcher:
         cancelled, what was at a transport is marked interrupted (a possible duplicate).
         """
         stop = stop or asyncio.Event()
+        if self.campaign.delivery.require_verified_tls and Channel.EMAIL in self.transports:
+            self.transports[Channel.EMAIL].check_verified_tls()  # before anything is claimed
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herald-db")
         summary = RunSummary()
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.batch_size * 2)
@@ -306,6 +308,10 @@ class Dispatcher:
             "message_id": outgoing.message_id,
             "reply": self._redacted(receipt.reply),
         }
+        if receipt.tls is not None:  # crossed a network: how, as evidence
+            data["tls_version"] = receipt.tls.version
+            data["tls_cipher"] = receipt.tls.cipher
+            data["tls_verified"] = receipt.tls.verified
         if row["interrupted"] or receipt.duplicate:
             data["possible_duplicate"] = True
         return Result(

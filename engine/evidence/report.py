@@ -17,7 +17,7 @@ from engine.authoring.campaigns import Campaign
 from engine.evidence.status import iso
 from engine.models import Channel
 from engine.statuses import DeliveryStatus
-from engine.store.reporting import coverage_rows
+from engine.store.reporting import coverage_rows, unverified_tls_sends
 
 _EPOCH = dt.date(1970, 1, 1)
 _BUCKETS = (
@@ -39,8 +39,10 @@ def build_report(
     effective: dt.datetime,
     rows: dict[str, Any],
     min_lead_days: int = 0,
+    unverified_tls: int = 0,
 ) -> dict[str, Any]:
-    """A JSON-ready report from store.reporting.coverage_rows()."""
+    """A JSON-ready report from store.reporting.coverage_rows(), and the count of emails
+    sent without verified TLS."""
     total = rows["total"] or dict.fromkeys(_BUCKETS, 0)
     channels: dict[str, dict[str, int]] = {}
     for channel, status, count in rows["channel_status"]:
@@ -92,6 +94,7 @@ def build_report(
         "fell_back_locale": int(total["fell_back"]),
         "possible_duplicates": int(rows["duplicates"]),
         "fallback_planned": int(rows["fallback_planned"]),
+        "emails_sent_without_verified_tls": unverified_tls,
         "next_due": iso(rows["next_due"]),
         "channels": channels,
         "failure_reasons": [
@@ -152,4 +155,7 @@ def campaign_report(engine: Engine, c: Campaign) -> dict[str, Any]:
     rows = coverage_rows(
         engine, c.id, c.schedule.deadline.timestamp(), effective.timestamp(), cutoff.timestamp()
     )
-    return build_report(c.id, c.title, c.schedule.deadline, effective, rows, c.policy.min_lead_days)
+    unverified = unverified_tls_sends(engine, c.id)
+    return build_report(
+        c.id, c.title, c.schedule.deadline, effective, rows, c.policy.min_lead_days, unverified
+    )

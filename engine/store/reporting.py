@@ -154,6 +154,22 @@ def _bounces(conn: Connection, params: dict[str, Any]) -> dict[str, Any]:
     return {"rows": [tuple(r) for r in rows], "emails_out": went_out, "complaints": complaints}
 
 
+def unverified_tls_sends(engine: Engine, campaign_id: str) -> int:
+    """Emails handed to an SMTP server in clear text or over TLS whose certificate was
+    not verified: `sent` events whose data says tls_verified false. The outbox and
+    in-app have no network hop and record no TLS. Canonical JSON has no spaces, so the
+    pattern matches the key and nothing inside a string (a quote there is escaped)."""
+    with engine.connect() as conn:
+        count = conn.execute(
+            text(
+                "SELECT COUNT(*) FROM event WHERE campaign_id = :c AND kind = 'sent' "
+                "AND channel = 'email' AND body LIKE :unverified"
+            ),
+            {"c": campaign_id, "unverified": '%"tls_verified":false%'},
+        ).scalar_one()
+    return int(count)
+
+
 def _figures(
     conn: Connection, source: str, params: dict[str, Any], keys: tuple[str, ...]
 ) -> dict[str, Any]:

@@ -22,11 +22,22 @@ class Outgoing:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsInfo:
+    """How a message crossed the network: the TLS version and cipher (both None in clear
+    text), and whether the server's certificate and name were verified."""
+
+    version: str | None
+    cipher: str | None
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Receipt:
     """Proof of hand-over: the server's reply (with its queue id), or where it was stored."""
 
     reply: str
     duplicate: bool = False  # the transport saw this Message-ID before
+    tls: TlsInfo | None = None  # None: no network hop (outbox, in-app)
 
 
 class Transport(ABC):
@@ -43,6 +54,11 @@ class Transport(ABC):
     @abstractmethod
     async def send(self, message: Outgoing) -> Receipt:
         """Hand `message` over; return the receipt to keep as evidence."""
+
+    def check_verified_tls(self) -> None:  # noqa: B027 - a no-op for local transports
+        """Raise TransportConfigError unless every message this transport hands over a
+        network goes over TLS with a verified certificate. Transports that store the
+        message locally (outbox, in-app) have no network hop and pass."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections; the transport may not be used afterwards."""

@@ -3,27 +3,41 @@
 Keeps up to `concurrency` connections open and reuses them. Speaks MAIL/RCPT/DATA
 itself rather than calling sendmail(), because sendmail() keeps only the text of the
 final reply and we keep its code and queue id as evidence.
+
+TLS cannot be downgraded: with `tls=starttls` (the default) a server that does not offer
+STARTTLS, or an attacker who deletes it from the EHLO reply, stops the run before any
+credential or message leaves. Every TLS failure (an unknown CA, a self-signed
+certificate, a wrong name) is our setup, never a recipient's problem: it raises
+TransportConfigError, which stops the run and marks no one failed.
 """
 
 import asyncio
 import contextlib
+import ipaddress
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from engine.delivery.channels.base import Outgoing, Receipt, Transport
+from engine.delivery.channels.base import Outgoing, Receipt, TlsInfo, Transport
 from engine.errors import (
     ConfigError,
     DeliveryError,
+    EngineError,
     PermanentDeliveryError,
     TemporaryDeliveryError,
     TransportConfigError,
 )
 from engine.models import Channel
 
+TlsMode = Literal["starttls", "implicit", "none"]
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_MODES: dict[str, TlsMode] = {"starttls": "starttls", "implicit": "implicit", "none": "none"}
+_OPTIONS = ("tls", "starttls", "timeout", "verify", "cafile", "allow_plaintext")
 
 
 @dataclass(frozen=True)
@@ -32,52 +46,146 @@ class SmtpSettings:
     port: int
     username: str | None = None
     password: str | None = None
-    use_tls: bool = False  # implicit TLS (smtps://, usually port 465)
-    start_tls: bool | None = None  # None: upgrade when the server offers STARTTLS
+    tls: TlsMode = "starttls"  # starttls: required, never "when offered"
     timeout_s: float = 30.0
-    validate_certs: bool = True
+    verify: bool = True  # check the server's certificate and name
+    cafile: str | None = None  # extra CAs to trust (aiosmtplib's cert_bundle)
+    allow_plaintext: bool = False  # tls=none to any host, AUTH without TLS
 
     @classmethod
     def from_url(cls, url: str) -> "SmtpSettings":
-        """smtp://user:pass@host:587?starttls=true&timeout=30, or smtps://host:465."""
+        """smtp://user:pass@host:587?tls=starttls|implicit|none&cafile=PATH&verify=false
+        &timeout=30&allow_plaintext=true, or smtps://host:465 (implicit TLS).
+
+        `starttls=true|false` is kept as an alias of tls=starttls|none. Raises
+        ConfigError naming the option at fault.
+        """
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ConfigError(
                 f"HERALD_SMTP_URL must look like smtp://user:pass@host:587, "
                 f"not {parts.scheme}://..."
             )
-        query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
-        unknown = set(query) - {"starttls", "timeout", "verify"}
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(query) - set(_OPTIONS)
         if unknown:
             raise ConfigError(
                 f"HERALD_SMTP_URL: unknown option(s) {', '.join(sorted(unknown))}; "
-                "expected starttls, timeout, verify"
+                f"expected {', '.join(_OPTIONS)}"
             )
 
         def flag(name: str) -> bool | None:
             value = query.get(name)
             if value is None:
                 return None
-            if value not in _TRUE + _FALSE:
+            if value.lower() not in _TRUE + _FALSE:
                 raise ConfigError(f"HERALD_SMTP_URL: {name} must be true or false")
-            return value in _TRUE
+            return value.lower() in _TRUE
 
-        use_tls = parts.scheme == "smtps"
+        tls = _tls_mode(parts.scheme, query.get("tls"), flag("starttls"))
         try:
             timeout = float(query.get("timeout", "30"))
-            port = parts.port or (465 if use_tls else 25)
+            port = parts.port or (465 if tls == "implicit" else 25)
         except ValueError as exc:
             raise ConfigError(f"HERALD_SMTP_URL: {exc}") from exc
-        return cls(
+        settings = cls(
             host=parts.hostname,
             port=port,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
-            use_tls=use_tls,
-            start_tls=None if use_tls else flag("starttls"),
+            tls=tls,
             timeout_s=timeout,
-            validate_certs=flag("verify") is not False,
+            verify=flag("verify") is not False,
+            cafile=query.get("cafile") or None,
+            allow_plaintext=flag("allow_plaintext") is True,
         )
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        if self.tls == "none":
+            if self.cafile or not self.verify:
+                raise ConfigError("HERALD_SMTP_URL: cafile and verify need tls=starttls|implicit")
+            if not (self.allow_plaintext or _local(self.host)):
+                raise ConfigError(
+                    f"HERALD_SMTP_URL: tls=none to {self.host}, which is not on loopback or "
+                    "a private network, would send every notice in clear text; use "
+                    "tls=starttls or tls=implicit, or say allow_plaintext=true"
+                )
+            if self.username and not self.allow_plaintext:
+                raise ConfigError(
+                    "HERALD_SMTP_URL: tls=none with a user name would send the password in "
+                    "clear text; use tls=starttls or tls=implicit, or say allow_plaintext=true"
+                )
+        if self.cafile:
+            if not self.verify:
+                raise ConfigError("HERALD_SMTP_URL: cafile has no use with verify=false")
+            if not Path(self.cafile).is_file():
+                raise ConfigError(f"HERALD_SMTP_URL: cafile {self.cafile} is not a readable file")
+
+    def describe(self) -> str:
+        """How email leaves, for `herald send` and the daemon's start. Names no user or
+        password: a relay's user name is often an email address."""
+        mode = {
+            "starttls": "STARTTLS (required)",
+            "implicit": "implicit TLS",
+            "none": "no TLS (clear text)",
+        }[self.tls]
+        if self.tls != "none":
+            trust = f"CAs in {self.cafile} and the system's" if self.cafile else "system CAs"
+            verified = f"certificate verified against {trust}"
+            mode += f", {verified}" if self.verify else ", certificate NOT verified"
+        auth = ", with AUTH" if self.username else ""
+        return f"smtp {self.host}:{self.port}, {mode}{auth}"
+
+    def warnings(self) -> list[str]:
+        """The risks these settings take, to log at start."""
+        found = []
+        if self.tls == "none":
+            found.append(
+                f"tls=none: every notice to {self.host}:{self.port} goes in clear text"
+                + (", and so does the password (allow_plaintext=true)" if self.username else "")
+            )
+        elif not self.verify:
+            found.append(
+                f"verify=false: the certificate of {self.host}:{self.port} is not checked; "
+                "anyone on the path can read every notice (recorded as tls_verified=false)"
+            )
+        return found
+
+
+def _tls_mode(scheme: str, tls: str | None, starttls: bool | None) -> TlsMode:
+    """The one TLS mode that the scheme, tls= and its alias starttls= agree on."""
+    said: dict[str, TlsMode] = {}
+    if scheme == "smtps":
+        said["smtps://"] = "implicit"
+    if tls is not None:
+        if tls.lower() not in _MODES:
+            raise ConfigError("HERALD_SMTP_URL: tls must be starttls, implicit or none")
+        said[f"tls={tls}"] = _MODES[tls.lower()]
+    if starttls is not None:
+        said[f"starttls={str(starttls).lower()}"] = "starttls" if starttls else "none"
+    if len(set(said.values())) > 1:
+        raise ConfigError(
+            f"HERALD_SMTP_URL: {' and '.join(said)} contradict each other; give one TLS mode"
+        )
+    return next(iter(said.values()), "starttls")
+
+
+def _local(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a name: we do not trust DNS to say it is local
+        return False
+    return address.is_loopback or address.is_private
+
+
+@dataclass
+class _Connection:
+    client: aiosmtplib.SMTP
+    tls: TlsInfo
 
 
 class SmtpTransport(Transport):
@@ -85,52 +193,83 @@ class SmtpTransport(Transport):
 
     def __init__(self, settings: SmtpSettings, concurrency: int = 8) -> None:
         self._settings = settings
-        self._slots: asyncio.LifoQueue[aiosmtplib.SMTP | None] = asyncio.LifoQueue()
+        self._slots: asyncio.LifoQueue[_Connection | None] = asyncio.LifoQueue()
         for _ in range(concurrency):
             self._slots.put_nowait(None)  # a slot without a connection yet
 
+    def check_verified_tls(self) -> None:
+        s = self._settings
+        if s.tls == "none" or not s.verify:
+            raise TransportConfigError(
+                f"the campaign requires verified TLS (delivery.require_verified_tls), but "
+                f"HERALD_SMTP_URL sends to {s.host}:{s.port} with "
+                + ("tls=none" if s.tls == "none" else "verify=false")
+            )
+
     async def send(self, message: Outgoing) -> Receipt:
-        client = await self._slots.get()
+        connection = await self._slots.get()
         keep = False
         try:
-            with _translated_smtp_errors():
-                if client is None or not client.is_connected:
-                    client = await self._connect()
-                reply = await self._transaction(client, message)
+            with _translated_smtp_errors(self._settings):
+                if connection is None or not connection.client.is_connected:
+                    connection = await self._connect()
+                reply = await self._transaction(connection.client, message)
             keep = True
-            return Receipt(reply)
+            return Receipt(reply, tls=connection.tls)
         except DeliveryError:
-            keep = client is not None and client.is_connected
+            keep = connection is not None and connection.client.is_connected
             raise
         finally:
-            if not keep and client is not None:
-                client.close()
-            self._slots.put_nowait(client if keep else None)
+            if not keep and connection is not None:
+                connection.client.close()
+            self._slots.put_nowait(connection if keep else None)
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> _Connection:
+        """Connect, upgrade, then log in: in that order, checked at each step, rather
+        than by aiosmtplib's connect(), whose default sends AUTH in clear text when
+        STARTTLS is missing."""
         s = self._settings
         client = aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
-            username=s.username,
-            password=s.password,
-            use_tls=s.use_tls,
-            start_tls=s.start_tls,
+            use_tls=s.tls == "implicit",
+            start_tls=False,
             timeout=s.timeout_s,
-            validate_certs=s.validate_certs,
+            validate_certs=s.verify,
+            cert_bundle=s.cafile,
         )
+        await client.connect()
         try:
-            await client.connect()
-        except (
-            aiosmtplib.SMTPConnectError,
-            aiosmtplib.SMTPTimeoutError,
-            aiosmtplib.SMTPServerDisconnected,
-            OSError,
-        ):
-            raise  # the server is unreachable or busy: transient, mapped by the caller
-        except aiosmtplib.SMTPException as exc:  # authentication, STARTTLS: our setup
-            raise TransportConfigError(f"the SMTP server rejected our setup: {exc}") from exc
-        return client
+            tls = await self._secure(client)
+            if s.username:
+                if tls.version is None and not s.allow_plaintext:  # _check() prevents it
+                    raise TransportConfigError("refusing to send a password without TLS")
+                await client.login(s.username, s.password or "")
+        except BaseException:
+            client.close()
+            raise
+        return _Connection(client, tls)
+
+    async def _secure(self, client: aiosmtplib.SMTP) -> TlsInfo:
+        """Upgrade with STARTTLS where required; what the session then is."""
+        s = self._settings
+        await client.ehlo()  # what the server offers: STARTTLS, SMTPUTF8, AUTH
+        if s.tls == "starttls":
+            if not client.supports_extension("starttls"):
+                raise TransportConfigError(
+                    f"the SMTP server {s.host}:{s.port} did not offer STARTTLS, which "
+                    "tls=starttls requires: the server lacks it, or something on the way "
+                    "removed it. Nothing was sent, no password either. Use tls=implicit "
+                    "for port 465; tls=none only for a relay on a private network"
+                )
+            try:
+                await client.starttls()
+            except aiosmtplib.SMTPResponseException as exc:
+                raise TransportConfigError(
+                    f"the SMTP server {s.host}:{s.port} refused STARTTLS: {exc.code} {exc.message}"
+                ) from exc
+            await client.ehlo()  # RFC 3207: ask again, over TLS, what the server offers
+        return _tls_info(client)
 
     async def _transaction(self, client: aiosmtplib.SMTP, message: Outgoing) -> str:
         utf8 = not (message.sender.isascii() and message.recipient.isascii())
@@ -151,34 +290,86 @@ class SmtpTransport(Transport):
 
     async def close(self) -> None:
         while not self._slots.empty():
-            client = self._slots.get_nowait()
-            if client is not None and client.is_connected:
+            connection = self._slots.get_nowait()
+            if connection is not None and connection.client.is_connected:
                 with contextlib.suppress(aiosmtplib.SMTPException, ConnectionError):
-                    await client.quit()
+                    await connection.client.quit()
+
+
+def _tls_info(client: aiosmtplib.SMTP) -> TlsInfo:
+    """What the session really is, read from the socket rather than from our settings."""
+    tls_object = client.get_transport_info("ssl_object")
+    if tls_object is None:
+        return TlsInfo(None, None, False)
+    context = client.get_transport_info("sslcontext")
+    verified = (
+        context is not None and context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    )
+    cipher = tls_object.cipher()
+    return TlsInfo(tls_object.version(), cipher[0] if cipher else None, verified)
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The ssl.SSLError in `exc` or in what caused it (aiosmtplib wraps implicit TLS
+    handshake failures in SMTPConnectError)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _tls_problem(settings: SmtpSettings, error: ssl.SSLError) -> TransportConfigError:
+    where = f"{settings.host}:{settings.port}"
+    # Set by the ssl module on the errors it raises, absent on ones built by hand
+    why = getattr(error, "verify_message", None) or getattr(error, "reason", None) or error
+    if isinstance(error, ssl.SSLCertVerificationError):
+        hint = (
+            "trust its CA with cafile=PATH in HERALD_SMTP_URL (or SSL_CERT_FILE), or fix "
+            "the server's certificate"
+        )
+        return TransportConfigError(
+            f"TLS with the SMTP server {where} failed: its certificate was not accepted: "
+            f"{why}; {hint}. Nothing was sent"
+        )
+    return TransportConfigError(f"TLS with the SMTP server {where} failed: {why}. Nothing was sent")
 
 
 @contextlib.contextmanager
-def _translated_smtp_errors() -> Iterator[None]:
-    """Map aiosmtplib's errors onto ours. Order matters: subclasses first."""
+def _translated_smtp_errors(settings: SmtpSettings) -> Iterator[None]:
+    """Map aiosmtplib's errors onto ours."""
+    try:
+        yield
+    except EngineError:
+        raise
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise _translated(settings, exc) from exc
 
+
+def _translated(settings: SmtpSettings, exc: Exception) -> EngineError:
     def by_code(code: int, text: str) -> DeliveryError:
         error = TemporaryDeliveryError if 400 <= code < 500 else PermanentDeliveryError
         return error(f"{code} {text}".strip())
 
-    try:
-        yield
-    except (
-        aiosmtplib.SMTPAuthenticationError,
-        aiosmtplib.SMTPSenderRefused,
-        aiosmtplib.SMTPNotSupported,
-    ) as exc:  # about us, not the recipient
-        raise TransportConfigError(f"the SMTP server rejected our setup: {exc}") from exc
-    except aiosmtplib.SMTPRecipientsRefused as exc:
+    if (tls_error := _ssl_error(exc)) is not None:  # before OSError: SSLError is one
+        return _tls_problem(settings, tls_error)
+    if isinstance(
+        exc,
+        aiosmtplib.SMTPAuthenticationError
+        | aiosmtplib.SMTPSenderRefused
+        | aiosmtplib.SMTPNotSupported,
+    ):  # about us, not the recipient
+        return TransportConfigError(f"the SMTP server rejected our setup: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         worst = max(exc.recipients, key=lambda r: r.code)
-        raise by_code(worst.code, worst.message) from exc
-    except aiosmtplib.SMTPConnectError as exc:  # incl. connect timeouts and 421 greetings
-        raise TemporaryDeliveryError(f"cannot connect: {exc}") from exc
-    except aiosmtplib.SMTPResponseException as exc:  # incl. SMTPRecipientRefused, SMTPDataError
-        raise by_code(exc.code, exc.message) from exc
-    except (aiosmtplib.SMTPException, OSError) as exc:  # disconnects, read timeouts
-        raise TemporaryDeliveryError(f"connection lost: {exc or type(exc).__name__}") from exc
+        return by_code(worst.code, worst.message)
+    if isinstance(exc, aiosmtplib.SMTPConnectError):  # incl. timeouts and 421 greetings
+        return TemporaryDeliveryError(f"cannot connect: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):  # incl. SMTPDataError
+        return by_code(exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPTimeoutError | OSError):
+        return TemporaryDeliveryError(f"connection lost: {exc or type(exc).__name__}")
+    return TransportConfigError(f"the SMTP server rejected our setup: {exc}")  # e.g. no AUTH
