@@ -73,6 +73,7 @@ class CampaignRecord:
     start_at: float
     deadline_at: float
     rate_per_second: float
+    reason_retention_days: int = 90
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,8 @@ def _rows(herald) -> dict[tuple[str, str], dict[str, Any]]:
 
 def _events(herald, kind: str | None = None) -> list[dict[str, Any]]:
     with herald.database().connect() as conn:
-        rows = conn.execute(text("SELECT kind, delivery_id, data FROM event ORDER BY seq"))
-        found = [{"kind": k, "delivery_id": d, "data": json.loads(v)} for k, d, v in rows]
+        rows = conn.execute(text("SELECT kind, delivery_id, body FROM event ORDER BY seq"))
+        found = [{"kind": k, "delivery_id": d, "data": json.loads(v)["data"]} for k, d, v in rows]
     return [e for e in found if kind is None or e["kind"] == kind]
 
 

@@ -54,6 +54,9 @@ class Locales(_Spec):
 class Objection(_Spec):
     url: str = Field(description="Must contain {token}.")
     token_ttl_days: int | None = Field(None, ge=1, description="Default: tokens never expire.")
+    reason_retention_days: int = Field(
+        90, ge=1, description="Optional reasons are purged (by the daemon) after this."
+    )
     template: Slug = Field(
         description="Folder under templates/ with the objection page's summary and "
         "confirmation (summary.html, confirmed.html) and the confirmation message "
@@ -153,6 +156,7 @@ class Campaign(_Spec):
             self.schedule.start.timestamp(),
             self.schedule.deadline.timestamp(),
             self.schedule.rate_per_second,
+            self.objection.reason_retention_days,
         )
 
 

@@ -32,6 +32,7 @@ from engine.authoring.specs import restore, spec_folder, spec_hash
 from engine.bounces.receiver import receive_at
 from engine.config import Settings
 from engine.daemon.campaignfiles import CampaignFiles
+from engine.daemon.outlook import Outlook
 from engine.delivery.channels import build_transports, describe_email
 from engine.delivery.channels.base import Transport
 from engine.delivery.dispatch import Dispatcher, SendOptions
@@ -39,12 +40,12 @@ from engine.delivery.planning import PlanResult, plan_campaign
 from engine.delivery.tokens import Keys
 from engine.errors import EngineError
 from engine.evidence.signing import sign_heads, signer_for
-from engine.evidence.status import HEARTBEAT_SECONDS, campaign_status
+from engine.evidence.status import HEARTBEAT_SECONDS
 from engine.logs import fields
 from engine.statuses import FINAL
 from engine.store import campaigns as campaign_store
 from engine.store import daemons, deliveries
-from engine.store.reporting import status_figures
+from engine.store.objections import purge_reasons
 from engine.store.users import users_version
 
 log = logging.getLogger("herald.daemon")
@@ -76,7 +77,6 @@ class _Memory:
     noted: dict[str, str] = field(default_factory=dict)  # campaign -> last state logged
     audience: dict[str, tuple[int, float]] = field(default_factory=dict)  # users last planned
     specs: dict[str, LoadedCampaign] = field(default_factory=dict)  # started, restored
-    at_risk: set[str] = field(default_factory=set)  # warned, and not on track since
 
 
 class Daemon:
@@ -87,6 +87,7 @@ class Daemon:
         self.id = deliveries.worker_id()
         self.started = time.time()
         self.memory = _Memory()
+        self.outlook = Outlook(engine)
         self.transports: dict[Any, Transport] = {}
         self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
         self.stopping = asyncio.Event()
@@ -348,50 +349,7 @@ class Daemon:
     # -- summaries, heartbeat, checkpoints --------------------------------------------
 
     async def _summaries(self) -> None:
-        now = time.time()
-        for campaign_id in list(self.memory.running):
-            row = await asyncio.to_thread(campaign_store.get, self.engine, campaign_id)
-            if row is None:
-                continue
-            figures = await asyncio.to_thread(status_figures, self.engine, campaign_id, now)
-            status = campaign_status(row, **figures, now=now)
-            line = {k: status[k] for k in ("notified", "pending", "deferred", "failed")}
-            log.info(
-                "progress",
-                extra=fields(campaign=campaign_id, rate=status["rate_per_second"], **line),
-            )
-            if status["outlook"] != "at risk":
-                self.memory.at_risk.discard(campaign_id)
-            elif campaign_id not in self.memory.at_risk:  # once, until it is on track again
-                self.memory.at_risk.add(campaign_id)
-                log.warning(
-                    "at risk: projected completion is after the deadline",
-                    extra=fields(
-                        campaign=campaign_id,
-                        projected=status["projected_completion"],
-                        deadline=status["deadline"],
-                    ),
-                )
-
-        for row in await asyncio.to_thread(campaign_store.all_campaigns, self.engine):
-            if row["planned_at"] is not None:  # bounces come back after the sending is done
-                await self._bounce_risk(row, now)
-
-    async def _bounce_risk(self, row: dict[str, Any], now: float) -> None:
-        """Warn once when the bounce rate passes delivery.max_bounce_rate."""
-        campaign_id, key = row["id"], f"bounces:{row['id']}"
-        figures = await asyncio.to_thread(status_figures, self.engine, campaign_id, now)
-        rate = campaign_status(row, **figures, now=now)["bounce_rate"]
-        loaded = await self._stored(campaign_id, row["spec_hash"])
-        limit = loaded.campaign.delivery.max_bounce_rate if loaded else 0.05
-        if rate is None or rate <= limit:
-            self.memory.at_risk.discard(key)
-        elif key not in self.memory.at_risk:
-            self.memory.at_risk.add(key)
-            log.warning(
-                "at risk: bounce rate above delivery.max_bounce_rate; consider herald pause",
-                extra=fields(campaign=campaign_id, bounce_rate=rate, max_bounce_rate=limit),
-            )
+        await self.outlook.summarize(list(self.memory.running), self._stored, time.time())
 
     def _heartbeat(self) -> None:
         daemons.heartbeat(
@@ -402,6 +360,14 @@ class Daemon:
         await asyncio.to_thread(self._heartbeat)
 
     async def _checkpoint(self) -> None:
+        """Purge expired objection reasons (recording it), then sign what was written."""
+        for campaign_id, count in (
+            await asyncio.to_thread(purge_reasons, self.engine, time.time())
+        ).items():
+            log.info(
+                "purged expired objection reasons",
+                extra=fields(campaign=campaign_id, reasons=count),
+            )
         await asyncio.to_thread(sign_heads, self.settings, self.engine)
 
 

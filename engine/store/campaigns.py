@@ -37,6 +37,7 @@ def _schedule_values(c: CampaignRecord) -> dict[str, Any]:
         "start_at": c.start_at,
         "deadline_at": c.deadline_at,
         "rate_per_second": c.rate_per_second,
+        "reason_retention_days": c.reason_retention_days,
     }
 
 

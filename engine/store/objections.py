@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.models import Channel, LocaleSource
@@ -257,3 +257,32 @@ def iter_objections(
         condition = condition & (_objection.c.objected_at >= since)
     for rows in pages(engine, _objection, condition, _objection.c.id, batch):
         yield from rows
+
+
+def purge_reasons(engine: Engine, now: float) -> dict[str, int]:
+    """Forget the reasons given with objections older than their campaign's
+    `objection.reason_retention_days`, recording a `purged` event per campaign; how many
+    per campaign."""
+    purged: dict[str, int] = {}
+    with engine.connect() as conn:
+        campaigns = conn.execute(
+            text(
+                "SELECT id, reason_retention_days FROM campaign "
+                "WHERE reason_retention_days IS NOT NULL AND planned_at IS NOT NULL"
+            )
+        ).all()
+    for campaign_id, days in campaigns:
+        cutoff = now - days * 86400
+        with writing(engine) as conn:
+            count = conn.execute(
+                text(
+                    "UPDATE objection SET reason = NULL WHERE campaign_id = :c "
+                    "AND reason IS NOT NULL AND objected_at < :t"
+                ),
+                {"c": campaign_id, "t": cutoff},
+            ).rowcount
+            if count:
+                data = {"reasons": count, "objected_before": iso(cutoff), "retention_days": days}
+                append_events(conn, campaign_id, [{"kind": "purged", "at": iso(now), "data": data}])
+                purged[campaign_id] = count
+    return purged

@@ -39,6 +39,7 @@ class CampaignRow(SQLModel, table=True):
     start_at: float | None = None
     deadline_at: float | None = None
     rate_per_second: float | None = None
+    reason_retention_days: int | None = None  # objection reasons are purged after this
     paused: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     problem: str | None = None  # why the file was refused, or the last refused change
 
