@@ -18,9 +18,7 @@ from sqlalchemy import Engine, bindparam, text
 
 from engine.errors import EngineError
 from engine.store import writing
-from engine.store.events import append_events, iso
-
-ERASED = "erased:"  # a user id replaced by its subject once the person is erased
+from engine.store.events import ERASED, append_events, iso
 
 
 class ErasureError(EngineError):

@@ -23,6 +23,8 @@ _event = EventRow.__table__  # type: ignore[attr-defined]
 _head = TreeHead.__table__  # type: ignore[attr-defined]
 _subject = SubjectKey.__table__  # type: ignore[attr-defined]
 
+ERASED = "erased:"  # see delivery/erasure.py
+
 _INSERT = (
     "INSERT INTO event (campaign_id, seq, kind, at, subject, delivery_id, channel, body) "
     "VALUES (:campaign_id, :seq, :kind, :at, :subject, :delivery_id, :channel, :body)"
@@ -47,10 +49,13 @@ def subject_of(user_id: str, secret: bytes) -> str:
 
 
 def subjects(conn: Connection, user_ids: Iterable[str]) -> dict[str, str]:
-    """The subject of each user, made (with a new random secret) for users who have none."""
+    """The subject of each user, made (with a new random secret) for users who have none.
+    An erased user's rows carry `erased:<subject>` instead of their id: that subject."""
     wanted = sorted(set(user_ids))
+    erased = {u: u.removeprefix(ERASED) for u in wanted if u.startswith(ERASED)}
+    wanted = [u for u in wanted if u not in erased]
     if not wanted:
-        return {}
+        return erased
     query = select(_subject.c.user_id, _subject.c.subject).where(
         _subject.c.user_id.in_(bindparam("ids", expanding=True))
     )
@@ -64,7 +69,7 @@ def subjects(conn: Connection, user_ids: Iterable[str]) -> dict[str, str]:
             rows[-1]["secret"] = secret.hex()
         executemany(conn, _INSERT_SUBJECT, rows)
         found |= {r[0]: r[1] for r in conn.execute(query, {"ids": missing})}
-    return found
+    return found | erased
 
 
 def append_events(conn: Connection, campaign_id: str, events: Sequence[dict[str, Any]]) -> None:
