@@ -240,3 +240,24 @@ def test_erasing_an_unknown_id_or_a_bad_file_erases_nothing(run, tmp_path):
         from sqlalchemy import text
 
         assert conn.execute(text("SELECT COUNT(*) FROM \"user\" WHERE id = 'de-1'")).scalar() == 1
+
+
+def test_objection_reasons_are_purged_after_their_retention_and_the_log_says_so(run):
+    import time
+
+    from sqlalchemy import text
+
+    from engine.store.objections import purge_reasons
+
+    engine = run.database()
+    assert purge_reasons(engine, time.time()) == {}  # nothing is 90 days old yet
+    later = time.time() + 91 * 86400
+    assert purge_reasons(engine, later) == {CAMPAIGN: 1}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT reason FROM objection")).scalar() is None
+        purged = conn.execute(text("SELECT body FROM event WHERE kind = 'purged'")).scalar()
+    assert json.loads(purged)["data"]["reasons"] == 1
+    assert purge_reasons(engine, later) == {}  # once
+    pinned = str(run.project.root / "pinned.pem")
+    verified = run("evidence", "verify", "--db", "--public-key", pinned)
+    assert verified.exit_code == 0, verified.output
