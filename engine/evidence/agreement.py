@@ -10,38 +10,36 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from engine.statuses import DeliveryStatus
+from engine.store import stream
 
 _FINAL_KINDS = {"delivered", "failed", "bounced"}
 _STATUS_KINDS = {"planned", "deferred", "sent", *_FINAL_KINDS}
 _OPEN = {DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value, "deferred"}
-_PAGE = 5000
 
 # An erased user's rows carry `erased:<subject>` instead of their id (see
 # delivery/erasure.py): their subject is read from there, and their in-app text is gone.
 _SUBJECT = (
     "COALESCE(s.subject, CASE WHEN {t}.user_id LIKE 'erased:%' THEN substr({t}.user_id, 8) END)"
 )
-_DELIVERIES = text(
+_DELIVERIES = (
     "SELECT d.id, d.status, d.channel, d.message_id, d.content_sha256, "
     f"{_SUBJECT.format(t='d')} AS subject, d.user_id LIKE 'erased:%' AS erased, "
     "n.title, n.body FROM delivery d "
     "LEFT JOIN subject_key s ON s.user_id = d.user_id "
     "LEFT JOIN inapp_notification n ON n.delivery_id = d.id "
-    "WHERE d.campaign_id = :c AND d.id > :last ORDER BY d.id LIMIT :n"
+    "WHERE d.campaign_id = :c ORDER BY d.id"
 )
-_EVENTS = text(
+_EVENTS = (
     "SELECT delivery_id, seq, kind, subject, channel, body FROM event "
-    "WHERE campaign_id = :c AND delivery_id IS NOT NULL AND "
-    "(delivery_id > :d OR (delivery_id = :d AND seq > :s)) "
-    "ORDER BY delivery_id, seq LIMIT :n"
+    "WHERE campaign_id = :c AND delivery_id IS NOT NULL ORDER BY delivery_id, seq"
 )
-_OBJECTIONS = text(
+_OBJECTIONS = (
     f"SELECT o.id, o.purpose, o.via, {_SUBJECT.format(t='o')} AS subject FROM objection o "
     "LEFT JOIN subject_key s ON s.user_id = o.user_id "
-    "WHERE o.campaign_id = :c AND o.id > :last ORDER BY o.id LIMIT :n"
+    "WHERE o.campaign_id = :c ORDER BY o.id"
 )
 
 
@@ -129,38 +127,21 @@ def _compare(
     return None
 
 
-def _rows(engine: Engine, query: Any, campaign: str) -> Iterator[dict[str, Any]]:
-    last = 0
-    while True:
-        with engine.connect() as conn:
-            rows = conn.execute(query, {"c": campaign, "last": last, "n": _PAGE}).mappings().all()
-        if not rows:
-            return
-        yield from (dict(r) for r in rows)
-        last = rows[-1]["id"]
+def _rows(engine: Engine, query: str, campaign: str) -> Iterator[dict[str, Any]]:
+    for row in stream(engine, query, {"c": campaign}):
+        yield dict(row._mapping)
 
 
 def _event_groups(engine: Engine, campaign: str) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """(delivery id, its events in seq order), in delivery id order."""
-    delivery, seq = 0, 0
     current: tuple[int, list[dict[str, Any]]] | None = None
-    while True:
-        with engine.connect() as conn:
-            rows = (
-                conn.execute(_EVENTS, {"c": campaign, "d": delivery, "s": seq, "n": _PAGE})
-                .mappings()
-                .all()
-            )
-        if not rows:
-            break
-        for r in rows:
-            event = {**r, "data": json.loads(r["body"])["data"]}
-            if current is not None and current[0] != r["delivery_id"]:
+    for delivery_id, seq, kind, subject, channel, body in stream(engine, _EVENTS, {"c": campaign}):
+        event = {"seq": seq, "kind": kind, "subject": subject, "channel": channel}
+        event["data"] = json.loads(body)["data"]
+        if current is None or current[0] != delivery_id:
+            if current is not None:
                 yield current
-                current = None
-            if current is None:
-                current = (r["delivery_id"], [])
-            current[1].append(event)
-        delivery, seq = rows[-1]["delivery_id"], rows[-1]["seq"]
+            current = (delivery_id, [])
+        current[1].append(event)
     if current is not None:
         yield current

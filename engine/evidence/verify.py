@@ -30,7 +30,8 @@ from engine.evidence.checkpoints import (
     verify_signature,
 )
 from engine.evidence.signing import trusted_keys
-from engine.store.events import iter_events, logged_campaigns, tree_heads
+from engine.store import stream
+from engine.store.events import logged_campaigns, tree_heads
 
 _BEFORE_START = {"paused", "resumed"}  # a campaign may be paused before it starts
 
@@ -216,7 +217,9 @@ def check_file(
 
 def _events(engine: Engine, campaign: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     expected = 1
-    for row in iter_events(engine, campaign):
+    query = "SELECT id, seq, kind, at, subject, delivery_id, channel, body FROM event "
+    for row in stream(engine, query + "WHERE campaign_id = :c ORDER BY seq", {"c": campaign}):
+        row = row._mapping
         where = f"event seq {row['seq']} (row id {row['id']})"
         if row["seq"] != expected:
             raise Broken(f"event seq {expected} is missing (next is seq {row['seq']})")

@@ -24,6 +24,7 @@ from sqlalchemy import (
     event,
     inspect,
     select,
+    text,
 )
 from sqlmodel import SQLModel
 
@@ -137,6 +138,17 @@ def pages(
             return
         yield [dict(r) for r in rows]
         last = rows[-1][key.name]
+
+
+def stream(engine: Engine, sql: str, params: Mapping[str, Any], batch: int = 5000) -> Iterator[Any]:
+    """Rows of one read, fetched `batch` at a time (a server-side cursor on PostgreSQL; one
+    snapshot on SQLite's WAL): for reads of millions of rows in one order, which keyset
+    pages would turn into one index search per page."""
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=batch).execute(
+            text(sql), dict(params)
+        )
+        yield from result
 
 
 def writing(engine: Engine) -> AbstractContextManager[Connection]:
