@@ -38,7 +38,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
         var = Path(environ.get("HERALD_VAR") or "var")
-        db_url = environ.get("HERALD_DB") or f"sqlite:///{var / 'herald.db'}"
+        db_url = database_url(environ)
         smtp_url = environ.get("HERALD_SMTP_URL") or None
         if env_secret := environ.get("HERALD_SECRET"):
             if len(env_secret) < 16:
@@ -58,6 +58,13 @@ class Settings:
     @property
     def checkpoints(self) -> Path:
         return self.var / "checkpoints"
+
+
+def database_url(environ: Mapping[str, str] = os.environ) -> str:
+    """HERALD_DB, else the SQLite file under HERALD_VAR; read alone by commands that must
+    find an existing database before anything (such as the key file) is created."""
+    var = Path(environ.get("HERALD_VAR") or "var")
+    return environ.get("HERALD_DB") or f"sqlite:///{var / 'herald.db'}"
 
 
 def require_private(path: Path) -> None:

@@ -6,9 +6,6 @@ import typer
 
 from engine.cli.common import app, err, fail, open_store, out
 from engine.errors import ConfigError
-from engine.evidence.chain import verify_chain
-from engine.evidence.checkpoints import Signer, check_checkpoints, read_checkpoints
-from engine.store.events import chain_heads, iter_events
 
 evidence_app = typer.Typer(help="Check the tamper-evident record.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")
@@ -19,9 +16,14 @@ def evidence_verify(
     db: Annotated[bool, typer.Option("--db", help="Re-check the chain in the database.")] = False,
 ) -> None:
     """Re-check every campaign's hash chain; exit 1 naming the first broken record."""
+    # Imported here so that `herald --help` starts without the database (see cli/common.py).
+    from engine.evidence.chain import verify_chain
+    from engine.evidence.checkpoints import Signer, check_checkpoints, read_checkpoints
+    from engine.store.events import chain_heads, iter_events
+
     if not db:
         raise typer.BadParameter("give --db (verifying an exported directory comes later)")
-    settings, engine = open_store()
+    settings, engine = open_store(create=False)  # never a new, empty database
     heads = chain_heads(engine)
     trusted = None
     if settings.signing_key.exists():

@@ -36,6 +36,7 @@ from engine.delivery.channels.base import Transport
 from engine.delivery.dispatch import Dispatcher, SendOptions
 from engine.delivery.planning import PlanResult, plan_campaign
 from engine.delivery.tokens import Keys
+from engine.delivery.windows import SendTimes
 from engine.errors import EngineError
 from engine.evidence.checkpoints import Signer, write_checkpoints
 from engine.evidence.status import HEARTBEAT_SECONDS, campaign_status
@@ -349,18 +350,28 @@ class Daemon:
             if row is None:
                 continue
             figures = await asyncio.to_thread(status_figures, self.engine, campaign_id, now)
-            status = campaign_status(row, **figures, now=now)
-            line = {k: status[k] for k in ("notified", "pending", "deferred", "failed")}
+            spec = self.memory.specs.get(campaign_id)
+            times = SendTimes(spec.campaign.schedule.send_window) if spec else None
+            status = await asyncio.to_thread(
+                campaign_status,
+                row,
+                **figures,
+                now=now,
+                next_allowed=times.next_allowed if times else None,
+            )
+            line = status["deliveries"]
             log.info(
                 "progress",
                 extra=fields(campaign=campaign_id, rate=status["rate_per_second"], **line),
             )
-            if status["outlook"] != "at risk":
+            if status["outlook"] not in ("at risk", "missed"):
                 self.memory.at_risk.discard(campaign_id)
             elif campaign_id not in self.memory.at_risk:  # once, until it is on track again
                 self.memory.at_risk.add(campaign_id)
                 log.warning(
-                    "at risk: projected completion is after the deadline",
+                    "missed: the deadline passed with notices still open"
+                    if status["outlook"] == "missed"
+                    else "at risk: projected completion is after the deadline",
                     extra=fields(
                         campaign=campaign_id,
                         projected=status["projected_completion"],
