@@ -129,7 +129,9 @@ def test_daemon_picks_up_sends_stops_resumes_and_refuses_changes(herald, tmp_pat
             def told(address: str = "anna@example.com") -> bool:
                 return any(m["To"].addresses[0].addr_spec == address for m in mailbox.messages)
 
-            def caught_up(want: tuple[int, str] = (before["users"]["targeted"] + 5, "done")) -> bool:
+            def caught_up(
+                want: tuple[int, str] = (before["users"]["targeted"] + 5, "done"),
+            ) -> bool:
                 c = {c["id"]: c for c in _status_json(herald)["campaigns"]}[CAMPAIGN]
                 return (c["users"]["targeted"], c["state"]) == want
 
