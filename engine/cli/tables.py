@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 def print_plan(console: Console, campaign_id: str, result: "PlanResult", targeted: int) -> None:
     """`targeted` is the campaign's figure (README: every user planned a notice, as report
     and status count them); the tables break down the users in the audience now."""
-    left = targeted - result.targeted
+    left = targeted - result.in_audience
     since = f"; {left} planned earlier no longer match the audience" if left > 0 else ""
     console.print(
         f"{campaign_id}: {targeted} users targeted, "
