@@ -35,6 +35,7 @@ NextAllowed = Callable[[float, str, str | None, str], float]
 
 SLICE_SECONDS = 900.0  # the projection's step while some window is open
 HORIZON_SECONDS = 60 * 86400.0  # beyond the deadline: "cannot finish", not a date
+RATE_MINUTE = 60.0  # the recent rate is measured over the last minute (store.reporting)
 
 
 def projection(
@@ -79,6 +80,16 @@ def projection(
     return None
 
 
+def _due_now(now: float, backlog: Sequence[Backlog], next_allowed: NextAllowed | None) -> int:
+    """How many open notices may be sent right now (due, and in their window)."""
+    return sum(
+        g.count
+        for g in backlog
+        if (g.due or now) <= now
+        and (next_allowed is None or next_allowed(now, g.channel, g.timezone, g.country) <= now)
+    )
+
+
 def campaign_status(
     row: dict[str, Any],
     counts: dict[str, int],
@@ -98,10 +109,14 @@ def campaign_status(
     if remaining and not backlog:  # counted, but not yet by zone: project without windows
         backlog, next_allowed = [Backlog("", None, "", remaining, next_due)], None
     configured = row["rate_per_second"]
-    rate = min(configured, recent_rate) if configured and recent_rate > 0 else configured
+    rate = configured or recent_rate
+    # The rate of the last minute tells the capacity only while more was due than went
+    # out; a campaign waiting for its windows sends little because little is due.
+    if recent_rate > 0 and _due_now(now, backlog, next_allowed) > recent_rate * RATE_MINUTE:
+        rate = min(configured, recent_rate) if configured else recent_rate
     deadline = row["deadline_at"]
     horizon = max(now, deadline or now) + HORIZON_SECONDS
-    projected = projection(now, backlog, rate or recent_rate, next_allowed, horizon)
+    projected = projection(now, backlog, rate or 0.0, next_allowed, horizon)
     state = display_state(row, remaining)
     if state in ("refused", "done") or not remaining:
         outlook = None

@@ -42,7 +42,10 @@ def open_database(url: str, create: bool = True) -> Engine:
         path = Path(url.removeprefix("sqlite:///"))
         if str(path) != ":memory:":
             if not create and not path.is_file():
-                raise ConfigError(f"no database at {path} (HERALD_DB or HERALD_VAR)")
+                raise ConfigError(
+                    f"no database at {path}: run this where Herald keeps its state, "
+                    "or point HERALD_DB (or HERALD_VAR) at it"
+                )
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
