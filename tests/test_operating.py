@@ -47,6 +47,9 @@ def test_report_and_send_work_from_the_stored_spec_without_the_file(herald):
     assert report.exit_code == 0, report.output
     assert json.loads(report.stdout)["pending"] == 0
     assert herald("status", CAMPAIGN).exit_code == 0
+    unknown = herald("report", "no-such-notice")
+    assert unknown.exit_code == 1
+    assert "unknown campaign 'no-such-notice'" in unknown.output
 
 
 def test_users_generate_adds_new_ids_and_never_changes_existing_users(herald):

@@ -166,12 +166,16 @@ def _campaign(
     from engine.authoring.campaigns import load_campaign, resolve_campaign_path
     from engine.delivery import runs
 
+    campaign_id, path = campaign_id_of(campaign), resolve_campaign_path(campaign)
     try:
-        if stored_first and (
-            stored := runs.launched(engine, settings.var, campaign_id_of(campaign))
-        ):
+        if stored_first and (stored := runs.launched(engine, settings.var, campaign_id)):
             return stored
-        return load_campaign(resolve_campaign_path(campaign))
+        if not path.exists():
+            fail(
+                f"unknown campaign {campaign_id!r}: the database does not know it and {path} "
+                "does not exist"
+            )
+        return load_campaign(path)
     except (EngineError, OSError) as exc:
         fail(str(exc))
 
