@@ -36,6 +36,15 @@ def test_read_commands_never_create_a_database(herald, args):
     assert not (var / "secret.key").exists()
 
 
+def test_read_commands_make_no_key_file_beside_an_existing_database(herald):
+    assert herald("users", "generate", "--count", "5").exit_code == 0  # makes the database
+    herald.env["HERALD_SECRET"] = ""
+    for args in (["status"], ["objections", "export"], ["evidence", "verify", "--db"]):
+        result = herald(*args)
+        assert result.exit_code == 0, (args, result.output)
+    assert not (herald.project.root / "var" / "secret.key").exists()
+
+
 def test_report_and_send_work_from_the_stored_spec_without_the_file(herald):
     assert herald("users", "generate", "--count", "10").exit_code == 0
     assert herald("plan", CAMPAIGN).exit_code == 0

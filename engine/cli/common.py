@@ -62,8 +62,8 @@ def fail(problems: list[Problem] | list[str] | str) -> NoReturn:
 def open_store(create: bool = True) -> "tuple[Settings, Engine]":
     """Settings and the database, or exit 1 saying what is wrong with them.
 
-    `create=False` for commands that read the record: they exit 1 with "no database at …"
-    rather than create an empty database (and a new key) wherever they were run.
+    `create=False` for commands that only read the record: they exit 1 with "no database
+    at …" rather than create an empty database wherever they were run, and make no key.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -74,8 +74,8 @@ def open_store(create: bool = True) -> "tuple[Settings, Engine]":
         if create:
             settings = Settings.from_env()
             return settings, open_database(settings.db_url)
-        engine = open_database(database_url(), create=False)  # before the key file is made
-        return Settings.from_env(), engine
+        engine = open_database(database_url(), create=False)
+        return Settings.from_env(create=False), engine
     except ConfigError as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
