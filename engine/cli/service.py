@@ -63,7 +63,11 @@ def serve_command(
         listener = socket.create_server((host, port), family=family)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    config = uvicorn.Config(web, access_log=False, log_config=None, server_header=False)
+    config = uvicorn.Config(
+        web, host=host, port=port, access_log=False, log_config=None, server_header=False
+    )
+    address = f"[{host}]" if ":" in host else host
+    log.info("listening on http://%s:%d (Ctrl-C to stop)", address, port)
     uvicorn.Server(config).run(sockets=[listener])
 
 
