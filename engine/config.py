@@ -41,16 +41,20 @@ class Settings:
     bounce_listen: str | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] = os.environ, create: bool = True) -> "Settings":
+        """The settings; `create=False` (commands that only read the record) never makes a
+        key file: without HERALD_SECRET or an existing key file, `secret` is then empty."""
         var = Path(environ.get("HERALD_VAR") or "var")
-        db_url = environ.get("HERALD_DB") or f"sqlite:///{var / 'herald.db'}"
+        db_url = database_url(environ)
         smtp_url = environ.get("HERALD_SMTP_URL") or None
         if env_secret := environ.get("HERALD_SECRET"):
             if len(env_secret) < 16:
                 raise ConfigError("HERALD_SECRET must be at least 16 characters long")
             secret = env_secret.encode()
-        else:
+        elif create or (var / SECRET_FILE).exists():
             secret = load_or_create_key(var / SECRET_FILE)
+        else:
+            secret = b""
         signing_key = Path(environ.get("HERALD_SIGNING_KEY") or var / "signing.pem")
         api_key = environ.get("HERALD_API_KEY") or None
         api_keys = Path(environ.get("HERALD_API_KEYS") or var / "api-keys.yaml")
@@ -67,6 +71,13 @@ class Settings:
     @property
     def checkpoints(self) -> Path:
         return self.var / "checkpoints"
+
+
+def database_url(environ: Mapping[str, str] = os.environ) -> str:
+    """HERALD_DB, else the SQLite file under HERALD_VAR; read alone by commands that must
+    find an existing database before anything (such as the key file) is created."""
+    var = Path(environ.get("HERALD_VAR") or "var")
+    return environ.get("HERALD_DB") or f"sqlite:///{var / 'herald.db'}"
 
 
 def require_private(path: Path) -> None:

@@ -77,6 +77,18 @@ class CampaignRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Backlog:
+    """Open notices of one channel for users in one zone (the user's own, else None for
+    their country's), due from `due` on (None: now). What `herald status` projects."""
+
+    channel: str
+    timezone: str | None
+    country: str
+    count: int
+    due: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """A row of a user file that was not imported, and why."""
 

@@ -130,9 +130,11 @@ def test_daemon_picks_up_sends_stops_resumes_and_refuses_changes(herald, tmp_pat
             def told(address: str = "anna@example.com") -> bool:
                 return any(m["To"].addresses[0].addr_spec == address for m in mailbox.messages)
 
-            def caught_up(want: tuple[int, str] = (before["targeted"] + 5, "done")) -> bool:
+            def caught_up(
+                want: tuple[int, str] = (before["users"]["targeted"] + 5, "done"),
+            ) -> bool:
                 c = {c["id"]: c for c in _status_json(herald)["campaigns"]}[CAMPAIGN]
-                return (c["targeted"], c["state"]) == want
+                return (c["users"]["targeted"], c["state"]) == want
 
             until(told, 30, daemon.output)
             until(caught_up, 30, daemon.output)
@@ -146,8 +148,9 @@ def test_daemon_picks_up_sends_stops_resumes_and_refuses_changes(herald, tmp_pat
     assert "shedule" in campaigns["broken-notice"]["problem"]
     campaign = campaigns[CAMPAIGN]
     assert campaign["state"] == "done"
-    assert campaign["pending"] == campaign["deferred"] == campaign["failed"] == 0
-    assert campaign["notified"] == sum(_statuses(herald).values())
+    deliveries = campaign["deliveries"]
+    assert deliveries["pending"] == deliveries["deferred"] == deliveries["failed"] == 0
+    assert deliveries["notified"] == sum(_statuses(herald).values())
     assert "email_subject.txt" in campaign["problem"]  # the refused change is on record
     with herald.database().connect() as conn:
         email_ids = {

@@ -182,8 +182,9 @@ def test_outlook_compares_the_projected_completion_with_the_deadline(recent, nex
     }  # fmt: skip
     status = campaign_status(row, {"pending": 500, "sent": 100}, 600, recent, next_due, 1000.0)
     assert status["outlook"] == expected
-    assert status["pending"] == 500
-    assert status["notified"] == 100
+    assert status["deliveries"]["pending"] == 500
+    assert status["deliveries"]["notified"] == 100
+    assert status["users"] == {"targeted": 600}
 
 
 def test_send_slots_reserved_in_the_database_never_overlap(tmp_path):

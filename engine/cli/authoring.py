@@ -4,22 +4,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.panel import Panel
 
-from engine.authoring.campaigns import (
-    PAGES,
-    campaign_json_schema,
-    load_campaign,
-    resolve_campaign_path,
-)
-from engine.authoring.i18n import Catalogs
-from engine.authoring.outputscan import SAMPLE_TOKEN
-from engine.authoring.preview import LocalePreview, objection_preview, write_preview
-from engine.authoring.rendering import Renderer
-from engine.authoring.validation import validate
 from engine.cli.common import app, err, fail, out
 from engine.errors import CampaignError, EngineError
 from engine.models import Channel, LocaleChoice, LocaleSource, User
+
+# The authoring layer (pydantic, Jinja2, Babel) is imported inside each command, so that
+# `herald --help` and every other command start without it (see cli/common.py).
 
 
 @app.command("validate")
@@ -30,6 +21,9 @@ def validate_command(
     ] = [],  # noqa: B006
 ) -> None:
     """Check campaigns, templates and translations before launch."""
+    from engine.authoring.campaigns import resolve_campaign_path
+    from engine.authoring.validation import validate
+
     paths = [resolve_campaign_path(c) for c in campaigns] or sorted(
         Path("campaigns").glob("*.yaml")
     )
@@ -75,6 +69,15 @@ def preview_command(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write HTML pages here.")] = None,
 ) -> None:
     """Render a campaign locally, to the terminal or as HTML pages side by side."""
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from engine.authoring.campaigns import PAGES, load_campaign, resolve_campaign_path
+    from engine.authoring.i18n import Catalogs
+    from engine.authoring.outputscan import SAMPLE_TOKEN
+    from engine.authoring.preview import LocalePreview, objection_preview, write_preview
+    from engine.authoring.rendering import Renderer
+
     try:
         loaded = load_campaign(resolve_campaign_path(campaign))
         c = loaded.campaign
@@ -131,19 +134,22 @@ def preview_command(
     for preview in previews:
         for message in preview.messages:
             how = message.locale
+            body = Text(message.subject, style="bold")
+            body.append("\n\n" + message.text.rstrip(), style="not bold")
+            # Wrapped, not soft-wrapped: a panel would cut each paragraph at its border.
             out.print(
                 Panel(
-                    message.text.rstrip(),
-                    title=message.subject,
-                    subtitle=f"{message.channel.value} · {how.locale} ({how.source.value})",
+                    body,
+                    title=f"{message.channel.value} · {how.locale} ({how.source.value})",
                     title_align="left",
-                    subtitle_align="right",
                 ),
-                markup=False,
+                soft_wrap=False,
             )
 
 
 @app.command("schema")
 def schema_command() -> None:
     """Print the JSON Schema of campaign files, for editors."""
+    from engine.authoring.campaigns import campaign_json_schema
+
     print(campaign_json_schema())  # noqa: T201 - machine-readable output, no rich wrapping

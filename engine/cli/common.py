@@ -1,15 +1,23 @@
-"""What every command shares: the Typer app, the consoles, exit-code helpers."""
+"""What every command shares: the Typer app, the consoles, exit-code helpers.
 
-from typing import NoReturn
+Start-up time: `herald --help` and `herald validate` must start at once, so the command
+modules import the database, the web stack and the renderer inside the commands that use
+them, never at module level (tests/test_cli_startup.py holds this).
+"""
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from engine.config import Settings
 from engine.errors import ConfigError, Problem
-from engine.store import open_database
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from engine.config import Settings
 
 app = typer.Typer(
     name="herald",
@@ -23,6 +31,33 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+class TableOrJson(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+class ReportFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    HTML = "html"
+
+
+class CsvOrJsonl(StrEnum):
+    CSV = "csv"
+    JSONL = "jsonl"
+
+
+class LogFormat(StrEnum):
+    PLAIN = "plain"
+    JSON = "json"
+
+
+def campaign_id_of(campaign: str) -> str:
+    """The id a campaign argument names: a file's stem, or the id itself."""
+    path = Path(campaign)
+    return path.stem if path.suffix in (".yaml", ".yml") else campaign
+
+
 def fail(problems: list[Problem] | list[str] | str) -> NoReturn:
     """Print every reason on stderr and exit 1: the input was rejected."""
     for problem in [problems] if isinstance(problems, str) else problems:
@@ -30,11 +65,23 @@ def fail(problems: list[Problem] | list[str] | str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def open_store() -> tuple[Settings, Engine]:
-    """Settings and the database, or exit 1 saying what is wrong with them."""
+def open_store(create: bool = True) -> "tuple[Settings, Engine]":
+    """Settings and the database, or exit 1 saying what is wrong with them.
+
+    `create=False` for commands that only read the record: they exit 1 with "no database
+    at …" rather than create an empty database wherever they were run, and make no key.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.config import Settings, database_url
+    from engine.store import open_database
+
     try:
-        settings = Settings.from_env()
-        return settings, open_database(settings.db_url)
+        if create:
+            settings = Settings.from_env()
+            return settings, open_database(settings.db_url)
+        engine = open_database(database_url(), create=False)
+        return Settings.from_env(create=False), engine
     except ConfigError as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:

@@ -8,42 +8,43 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-from sqlalchemy import Engine
 
-from engine.authoring.campaigns import LoadedCampaign, load_campaign, resolve_campaign_path
-from engine.authoring.validation import validate
-from engine.cli.common import app, err, fail, open_store, out
+from engine.cli.common import (
+    CsvOrJsonl,
+    ReportFormat,
+    app,
+    campaign_id_of,
+    err,
+    fail,
+    open_store,
+    out,
+)
 from engine.cli.tables import print_plan, print_report
-from engine.config import Settings
-from engine.delivery import runs
-from engine.delivery.audience import ImportFormatError, read_rows
-from engine.delivery.channels import describe_email
-from engine.delivery.dispatch import RunSummary, SendOptions
-from engine.delivery.planning import plan_campaign
-from engine.delivery.synthetic import generate_users
-from engine.delivery.tokens import Keys
 from engine.errors import ConfigError, EngineError
-from engine.evidence.report import campaign_report
-from engine.evidence.reportpage import render_report_html
-from engine.evidence.signing import sign_heads
-from engine.evidence.verify import evidence_status
-from engine.statuses import FINAL
-from engine.store import campaigns as campaign_store
-from engine.store import deliveries
-from engine.store.deliveries import first_reached
-from engine.store.users import import_users, insert_users
+
+# The store, the authoring layer and the dispatcher are imported inside each command, so
+# that `herald --help` and the other commands start without them (see cli/common.py).
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from sqlalchemy import Engine
+
+    from engine.authoring.campaigns import LoadedCampaign
+    from engine.config import Settings
+    from engine.delivery.dispatch import RunSummary, SendOptions
 
 users_app = typer.Typer(help="Import or generate the audience.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 
 
-def _launchable(campaign: str) -> LoadedCampaign:
+def _launchable(campaign: str) -> "LoadedCampaign":
     """The campaign, if `herald validate` passes on it; else every reason, exit 1."""
+    from engine.authoring.campaigns import load_campaign, resolve_campaign_path
+    from engine.authoring.validation import validate
+
     path = resolve_campaign_path(campaign)
     report = validate(path)
     for warning in report.warnings:
@@ -59,11 +60,14 @@ def users_import(
         Path, typer.Argument(help="CSV or JSONL: id,email,name,country,locale,timezone")
     ],
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv or jsonl (default: by suffix)")
+        CsvOrJsonl | None, typer.Option("--format", help="Default: by the file's suffix.")
     ] = None,
     strict: Annotated[bool, typer.Option(help="Reject the whole file on any bad row.")] = False,
 ) -> None:
     """Upsert users by id; report every rejected row with its line number."""
+    from engine.delivery.audience import ImportFormatError, read_rows
+    from engine.store.users import import_users
+
     _, engine = open_store()
 
     def show(rejection: Any) -> None:
@@ -71,7 +75,8 @@ def users_import(
         err.print(f"{file}:{rejection.line}: {rejection.reason}{who}", markup=False)
 
     try:
-        result = import_users(engine, read_rows(file, fmt), strict=strict, on_reject=show)
+        rows = read_rows(file, fmt.value if fmt else None)
+        result = import_users(engine, rows, strict=strict, on_reject=show)
     except (ImportFormatError, OSError) as exc:
         fail(str(exc))
     if not result.committed:
@@ -88,22 +93,34 @@ def users_generate(
     count: Annotated[int, typer.Option(min=1, help="How many users.")],
     seed: Annotated[int, typer.Option(help="Same seed, same users.")] = 1,
 ) -> None:
-    """Make a synthetic audience across the regions (for demos and benchmarks)."""
+    """Add synthetic users across the regions (for demos and benchmarks), with new ids
+    after the last synthetic one: existing users are never changed."""
+    from engine.delivery.synthetic import generate_users, synthetic_id
+    from engine.store.users import insert_users, last_synthetic_number
+
     _, engine = open_store()
+    first = last_synthetic_number(engine) + 1
+    added = insert_users(engine, generate_users(count, seed, first=first))
     out.print(
-        f"generated {insert_users(engine, generate_users(count, seed))} user(s)", markup=False
+        f"generated {added} user(s), {synthetic_id(first)} to {synthetic_id(first + count - 1)}",
+        markup=False,
     )
 
 
 @app.command("plan")
 def plan_command(campaign: Annotated[str, typer.Argument(help="Campaign file or id.")]) -> None:
     """Target the audience: one delivery per user and channel. Safe to rerun."""
+    from engine.delivery import runs
+    from engine.delivery.planning import plan_campaign
+    from engine.delivery.tokens import Keys
+    from engine.store.reporting import targeted_users
+
     loaded = _launchable(campaign)
     settings, engine = open_store()
     result = plan_campaign(engine, loaded, Keys(settings.secret))
     if result.spec_changed:
         fail(runs.spec_changed(engine, loaded).lines)
-    print_plan(out, loaded.campaign.id, result)
+    print_plan(out, loaded.campaign.id, result, targeted_users(engine, loaded.campaign.id))
 
 
 @app.command("send")
@@ -116,11 +133,16 @@ def send_command(
     ] = 60.0,
 ) -> None:
     """Deliver what is due until every delivery is final (or nothing is due soon)."""
-    try:  # `plan` validated the campaign; check_planned proves the files are unchanged
-        loaded = load_campaign(resolve_campaign_path(campaign))
-    except EngineError as exc:
-        fail(str(exc))
+    from engine.authoring.campaigns import resolve_campaign_path
+    from engine.delivery import runs
+    from engine.delivery.channels import describe_email
+    from engine.delivery.dispatch import SendOptions
+
     settings, engine = open_store()
+    # `plan` validated the campaign; check_planned proves the files are unchanged. A
+    # campaign with no file here (the daemon ran it from another folder) sends as stored.
+    from_file = resolve_campaign_path(campaign).exists()
+    loaded = _campaign(engine, settings, campaign, stored_first=not from_file)
     try:
         runs.check_planned(engine, loaded)
     except runs.LaunchError as exc:
@@ -145,16 +167,44 @@ def send_command(
     _print_outcome(engine, loaded, summary, time.monotonic() - started)
 
 
-def _checkpoint(settings: Settings, engine: Engine) -> None:
+def _campaign(
+    engine: "Engine", settings: "Settings", campaign: str, stored_first: bool
+) -> "LoadedCampaign":
+    """The campaign as launched (from the files stored with it) when `stored_first` and the
+    database holds it, else its file; exit 1 saying why neither can be read."""
+    from engine.authoring.campaigns import load_campaign, resolve_campaign_path
+    from engine.delivery import runs
+
+    campaign_id, path = campaign_id_of(campaign), resolve_campaign_path(campaign)
+    try:
+        if stored_first and (stored := runs.launched(engine, settings.var, campaign_id)):
+            return stored
+        if not path.exists():
+            fail(
+                f"unknown campaign {campaign_id!r}: the database does not know it and {path} "
+                "does not exist"
+            )
+        return load_campaign(path)
+    except (EngineError, OSError) as exc:
+        fail(str(exc))
+
+
+def _checkpoint(settings: "Settings", engine: "Engine") -> None:
+    """Every writer signs what it wrote; a signing problem (a missing or replaced key, a
+    witness that refused a line) is reported, and exits 1."""
+    from engine.evidence.signing import sign_heads
+
     try:
         sign_heads(settings, engine)
-    except ConfigError as exc:
+    except EngineError as exc:
         fail(str(exc))
 
 
 async def _send(
-    engine: Engine, loaded: LoadedCampaign, settings: Settings, options: SendOptions
-) -> RunSummary:
+    engine: "Engine", loaded: "LoadedCampaign", settings: "Settings", options: "SendOptions"
+) -> "RunSummary":
+    from engine.delivery import runs
+
     def stopping() -> None:
         err.print("stopping: finishing messages in flight (Ctrl-C again to quit at once)")
 
@@ -173,6 +223,14 @@ class _Progress:
 
     def __enter__(self) -> Callable[[int, int], None]:
         if sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -203,8 +261,12 @@ class _Progress:
 
 
 def _print_outcome(
-    engine: Engine, loaded: LoadedCampaign, summary: RunSummary, seconds: float
+    engine: "Engine", loaded: "LoadedCampaign", summary: "RunSummary", seconds: float
 ) -> None:
+    from engine.statuses import FINAL
+    from engine.store import campaigns as campaign_store
+    from engine.store import deliveries
+
     done = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items())) or "nothing due"
     out.print(f"{loaded.campaign.id}: {done} in {seconds:.1f}s", markup=False)
     counts = deliveries.progress(engine, loaded.campaign.id)
@@ -228,26 +290,26 @@ def _print_outcome(
 @app.command("report")
 def report_command(
     campaign: Annotated[str, typer.Argument(help="Campaign file or id.")],
-    fmt: Annotated[str, typer.Option("--format", help="table, json or html")] = "table",
+    fmt: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.TABLE,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
 ) -> None:
     """Coverage: targeted, notified, failed and pending, by channel, country and locale."""
-    if fmt not in ("table", "json", "html"):
-        raise typer.BadParameter("expected table, json or html", param_hint="--format")
-    try:
-        loaded = load_campaign(resolve_campaign_path(campaign))
-    except EngineError as exc:
-        fail(str(exc))
-    settings, engine = open_store()
+    from engine.evidence.report import campaign_report
+    from engine.evidence.verify import evidence_status
+
+    settings, engine = open_store(create=False)
+    loaded = _campaign(engine, settings, campaign, stored_first=True)
     report = campaign_report(engine, loaded.campaign)
     report["evidence"] = evidence_status(settings.var / "verified", engine, loaded.campaign.id)
-    if fmt == "json":
+    if fmt is ReportFormat.JSON:
         text = json.dumps(report, indent=2, ensure_ascii=False)
         if out_file:
             out_file.write_text(text + "\n", encoding="utf-8")
         else:
             print(text)  # noqa: T201 - machine-readable output
-    elif fmt == "html":
+    elif fmt is ReportFormat.HTML:
+        from engine.evidence.reportpage import render_report_html
+
         page = render_report_html(report, report["evidence"], dt.datetime.now(dt.UTC))
         if out_file:
             out_file.write_text(page, encoding="utf-8")
@@ -260,7 +322,7 @@ def report_command(
         print_report(out, report)
 
 
-def _without_window(loaded: LoadedCampaign) -> LoadedCampaign:
+def _without_window(loaded: "LoadedCampaign") -> "LoadedCampaign":
     schedule = loaded.campaign.schedule.model_copy(update={"send_window": None})
     campaign = loaded.campaign.model_copy(update={"schedule": schedule})
     return dataclasses.replace(loaded, campaign=campaign)
@@ -269,8 +331,20 @@ def _without_window(loaded: LoadedCampaign) -> LoadedCampaign:
 @app.command("demo")
 def demo_command(
     users: Annotated[int, typer.Option(min=1, help="Synthetic users to generate.")] = 2000,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="The port you will give herald serve.")
+    ] = 8080,
 ) -> None:
     """Run the shipped campaign end to end on the embedded defaults (SQLite + outbox)."""
+    from engine.delivery.dispatch import SendOptions
+    from engine.delivery.planning import plan_campaign
+    from engine.delivery.synthetic import generate_users
+    from engine.delivery.tokens import Keys
+    from engine.evidence.report import campaign_report
+    from engine.store.deliveries import first_reached
+    from engine.store.reporting import targeted_users
+    from engine.store.users import insert_users
+
     loaded = _without_window(_launchable("ai-training-notice"))
     settings, engine = open_store()
 
@@ -282,10 +356,11 @@ def demo_command(
         "the demo sends at once; herald send and herald daemon hold each message for its "
         "recipient's send window"
     )
-    step(f"generating {users} synthetic users")
+    step(f"generating {users} synthetic users (those from an earlier run are kept as they are)")
     insert_users(engine, generate_users(users, seed=1))
     result = plan_campaign(engine, loaded, Keys(settings.secret))
-    step(f"planned {result.new_deliveries} new deliveries for {result.targeted} targeted users")
+    targeted = targeted_users(engine, loaded.campaign.id)
+    step(f"planned {result.new_deliveries} new deliveries; {targeted} users targeted")
     started = time.monotonic()
     summary = asyncio.run(_send(engine, loaded, settings, SendOptions(max_wait_s=0)))
     _checkpoint(settings, engine)
@@ -303,8 +378,10 @@ def demo_command(
     sample = first_reached(engine, loaded.campaign.id)
     if sample:
         keys = Keys(settings.secret)
-        step(
-            f"user {sample['user_id']}'s objection page ({sample['locale']}): run `herald serve`, "
-            "then open"
+        serve = "herald serve" + (f" --port {port}" if port != 8080 else "")
+        who = f"user {sample['user_id']}'s objection page ({sample['locale']})"
+        step(f"{who}: run `{serve}`, then open")
+        out.print(
+            f"  http://127.0.0.1:{port}/object/{keys.token(sample['token_id'])}", markup=False
         )
-        out.print(f"  http://127.0.0.1:8080/object/{keys.token(sample['token_id'])}", markup=False)
+    step("to start over: rm -rf var/ (the database, the outbox and the keys)")

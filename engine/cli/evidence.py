@@ -1,32 +1,22 @@
-"""Evidence commands: verify the record, show and rotate the signing key. I/O: database,
-checkpoint files, terminal."""
+"""Evidence commands: verify the record, packs and receipts; export; show and rotate the
+signing key. I/O: database, checkpoint files, terminal.
+
+Herald's modules are imported inside each command, so that `herald --help` starts without
+loading the database, the templates or the cryptography (see cli/common.py).
+"""
 
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 from engine.cli.common import app, err, fail, open_store, out
-from engine.delivery.tokens import Keys
 from engine.errors import ConfigError, EngineError
-from engine.evidence.chain import verify_chain
-from engine.evidence.checkpoints import fingerprint, public_key_from_pem, unb64
-from engine.evidence.pack import export_pack
-from engine.evidence.packcheck import check_pack
-from engine.evidence.receipts import check_receipt, make_receipt
-from engine.evidence.signing import rotate_key, signer_for
-from engine.evidence.verify import (
-    campaigns,
-    record_verdicts,
-    summary,
-    trust_from,
-    verify_campaign,
-)
-from engine.store.events import iso, iter_v0_events, v0_heads
-from engine.store.users import user_email
 
 evidence_app = typer.Typer(help="Check and anchor the tamper-evident record.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")
@@ -52,12 +42,23 @@ def evidence_verify(
     ] = None,
 ) -> None:
     """Verify the database (--db), a pack or a receipt; exit 1 naming what broke."""
+    from engine.evidence.checkpoints import fingerprint, public_key_from_pem
+    from engine.evidence.signing import signer_for
+    from engine.evidence.verify import (
+        campaigns,
+        record_verdicts,
+        summary,
+        trust_from,
+        verify_campaign,
+    )
+    from engine.store.events import iso
+
     if (path is None) == (not db):
         raise typer.BadParameter("give either --db or a PACK/RECEIPT path")
     if path is not None:
         _verify_offline(path, public_key, witness)
         return
-    settings, engine = open_store()
+    settings, engine = open_store(create=False)  # never a new, empty database
     if witness is not None and not witness.is_dir():
         fail(f"{witness}: no such witness directory")
     try:
@@ -95,8 +96,11 @@ def evidence_verify(
         raise typer.Exit(1)
 
 
-def _verify_v0(engine: Engine) -> bool:
+def _verify_v0(engine: "Engine") -> bool:
     """Campaigns logged before format v1: their hash chain alone, said as such."""
+    from engine.evidence.chain import verify_chain
+    from engine.store.events import iter_v0_events, v0_heads
+
     broken = False
     for campaign, head in sorted(v0_heads(engine).items()):
         problem = verify_chain(iter_v0_events(engine, campaign), head)
@@ -115,6 +119,8 @@ def _verify_v0(engine: Engine) -> bool:
 @evidence_app.command("public-key")
 def evidence_public_key() -> None:
     """Print the public key that signs checkpoints (PEM), to keep off this machine."""
+    from engine.evidence.signing import signer_for
+
     settings, _ = open_store()
     try:
         signer = signer_for(settings)
@@ -127,6 +133,8 @@ def evidence_public_key() -> None:
 @evidence_app.command("rotate-key")
 def evidence_rotate_key() -> None:
     """Make a new signing key; the old key signs a statement naming the new one."""
+    from engine.evidence.signing import rotate_key
+
     settings, _ = open_store()
     try:
         old, new = rotate_key(settings)
@@ -141,6 +149,8 @@ def evidence_rotate_key() -> None:
 
 
 def _pinned(public_key: Path | None) -> bytes | None:
+    from engine.evidence.checkpoints import public_key_from_pem
+
     if public_key is None:
         return None
     try:
@@ -151,6 +161,9 @@ def _pinned(public_key: Path | None) -> bytes | None:
 
 def _verify_offline(path: Path, public_key: Path | None, witness: Path | None) -> None:
     """A pack or a receipt, with no database."""
+    from engine.evidence.packcheck import check_pack
+    from engine.evidence.receipts import check_receipt
+
     if not path.exists():
         fail(f"{path}: no such pack or receipt")
     pinned = _pinned(public_key)
@@ -211,7 +224,11 @@ def evidence_export(
     out_path: Annotated[Path, typer.Option("--out", help="A new folder, or FILE.zip.")],
 ) -> None:
     """Export a self-contained evidence pack that verifies offline."""
-    settings, engine = open_store()
+    from engine.delivery.tokens import Keys
+    from engine.evidence.checkpoints import fingerprint, unb64
+    from engine.evidence.pack import export_pack
+
+    settings, engine = open_store(create=False)
     try:
         manifest = export_pack(
             engine, settings, campaign, out_path, Keys(settings.secret).email_hash
@@ -234,7 +251,11 @@ def evidence_receipt(
     ] = None,
 ) -> None:
     """One user's events with inclusion proofs against a signed checkpoint."""
-    settings, engine = open_store()
+    from engine.delivery.tokens import Keys
+    from engine.evidence.receipts import make_receipt
+    from engine.store.users import user_email
+
+    settings, engine = open_store(create=False)
     email = user_email(engine, user_id)
     keys = Keys(settings.secret)
     try:

@@ -4,22 +4,21 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from engine import logs
-from engine.authoring.campaigns import load_campaign, resolve_campaign_path
-from engine.authoring.specs import spec_hash
-from engine.cli.common import app, fail, open_store, out
-from engine.daemon.scheduler import Daemon, DaemonOptions
+from engine.cli.common import LogFormat, TableOrJson, app, campaign_id_of, fail, open_store, out
 from engine.errors import ConfigError, EngineError
-from engine.evidence.signing import sign_heads
-from engine.evidence.status import HEARTBEAT_SECONDS, campaign_status, daemon_status
-from engine.store import campaigns as campaign_store
-from engine.store import daemons
-from engine.store.reporting import status_figures
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from engine.evidence.status import NextAllowed
+
+# The daemon, the store and the authoring layer are imported inside each command, so that
+# `herald --help` and the other commands start without them (see cli/common.py).
 
 
 @app.command("daemon")
@@ -27,7 +26,7 @@ def daemon_command(
     campaigns: Annotated[
         Path, typer.Option(help="Folder of campaign files to run.", file_okay=False)
     ] = Path("campaigns"),
-    log_format: Annotated[str, typer.Option(help="plain or json")] = "plain",
+    log_format: Annotated[LogFormat, typer.Option()] = LogFormat.PLAIN,
     grace: Annotated[
         float, typer.Option(min=0, help="Seconds messages in flight may take on SIGTERM.")
     ] = 30.0,
@@ -41,8 +40,9 @@ def daemon_command(
     ] = 30.0,
 ) -> None:
     """Run every campaign in the folder on its schedule, in each recipient's send window."""
-    if log_format not in ("plain", "json"):
-        raise typer.BadParameter("expected plain or json", param_hint="--log-format")
+    from engine import logs
+    from engine.daemon.scheduler import Daemon, DaemonOptions
+
     if not campaigns.is_dir():
         fail(f"{campaigns}: no such folder")
     logs.setup(log_format)
@@ -65,32 +65,53 @@ def daemon_command(
 @app.command("status")
 def status_command(
     campaign: Annotated[str | None, typer.Argument(help="Only this campaign (file or id).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    fmt: Annotated[TableOrJson, typer.Option("--format")] = TableOrJson.TABLE,
 ) -> None:
     """Every campaign's state and progress, and whether a daemon is running."""
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("expected table or json", param_hint="--format")
-    _, engine = open_store()
+    from engine.evidence.status import HEARTBEAT_SECONDS, campaign_status, daemon_status
+    from engine.store import campaigns as campaign_store
+    from engine.store import daemons
+    from engine.store.reporting import status_figures
+
+    settings, engine = open_store(create=False)
     now = time.time()
     rows = campaign_store.all_campaigns(engine)
     if campaign is not None:
-        wanted = _campaign_id(campaign)
+        wanted = campaign_id_of(campaign)
         rows = [r for r in rows if r["id"] == wanted]
         if not rows:
             fail(f"unknown campaign {wanted!r}: no daemon or plan has seen it yet")
+    campaigns = []
+    for row in rows:
+        figures = status_figures(engine, row["id"], now)
+        windows = _send_windows(engine, settings.var, row["id"]) if figures["backlog"] else None
+        campaigns.append(campaign_status(row, **figures, now=now, next_allowed=windows))
     status = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
         "daemons": [
             daemon_status(d, now) for d in daemons.recent(engine, now - 3 * HEARTBEAT_SECONDS)
         ],
-        "campaigns": [
-            campaign_status(row, **status_figures(engine, row["id"], now), now=now) for row in rows
-        ],
+        "campaigns": campaigns,
     }
-    if fmt == "json":
+    if fmt is TableOrJson.JSON:
         print(json.dumps(status, indent=2, ensure_ascii=False))  # noqa: T201
     else:
         _print_status(status)
+
+
+def _send_windows(engine: "Engine", var: Path, campaign_id: str) -> "NextAllowed | None":
+    """The campaign's send window as it started (from its stored files), for the projection;
+    None when the files cannot be read, and the projection then ignores windows."""
+    from engine.delivery.runs import launched
+    from engine.delivery.windows import SendTimes
+
+    try:
+        loaded = launched(engine, var, campaign_id)
+    except (EngineError, OSError):
+        return None
+    if loaded is None:
+        return None
+    return SendTimes(loaded.campaign.schedule.send_window).next_allowed
 
 
 def _print_status(status: dict[str, Any]) -> None:
@@ -112,13 +133,12 @@ def _print_status(status: dict[str, Any]) -> None:
         )
         table.add_column(style="bold")
         table.add_column()
-        kinds = ("notified", "pending", "deferred", "failed", "bounced")
-        counts = ", ".join(f"{c[k]} {k}" for k in kinds)
+        counts = ", ".join(f"{n} {k}" for k, n in c["deliveries"].items())
         rate = c["bounce_rate"]
         limit = c["configured_rate_per_second"]
         rows = [
             ("title", c["title"]),
-            ("targeted users", str(c["targeted"])),
+            ("targeted users", str(c["users"]["targeted"])),
             ("deliveries", counts),
             ("start", c["start"]),
             ("next due", c["next_due"]),
@@ -149,8 +169,13 @@ def resume_command(campaign: Annotated[str, typer.Argument(help="Campaign file o
 
 
 def _set_paused(campaign: str, paused: bool) -> None:
+    from engine.authoring.campaigns import load_campaign, resolve_campaign_path
+    from engine.authoring.specs import spec_hash
+    from engine.evidence.signing import sign_heads
+    from engine.store import campaigns as campaign_store
+
     settings, engine = open_store()
-    campaign_id = _campaign_id(campaign)
+    campaign_id = campaign_id_of(campaign)
     if campaign_store.get(engine, campaign_id) is None:
         try:  # not seen by a daemon yet: record it as scheduled, so the pause holds
             loaded = load_campaign(resolve_campaign_path(campaign))
@@ -166,8 +191,3 @@ def _set_paused(campaign: str, paused: bool) -> None:
         sign_heads(settings, engine)
     except EngineError as exc:
         fail(str(exc))
-
-
-def _campaign_id(campaign: str) -> str:
-    path = Path(campaign)
-    return path.stem if path.suffix in (".yaml", ".yml") else campaign

@@ -8,11 +8,7 @@ import typer
 
 from engine.cli.common import err, fail, open_store, out
 from engine.cli.delivery import users_app
-from engine.delivery.erasure import ErasureError, erase_users, read_ids
-from engine.delivery.tokens import Keys
 from engine.errors import EngineError
-from engine.evidence.redaction import redact_addresses
-from engine.evidence.signing import sign_heads
 
 
 @users_app.command("erase")
@@ -23,6 +19,12 @@ def users_erase(
     ] = None,
 ) -> None:
     """Erase users' personal data (GDPR Art. 17); the evidence and the report's totals stay."""
+    # Imported here so that `herald --help` starts without the database (cli/common.py).
+    from engine.delivery.erasure import ErasureError, erase_users, read_ids
+    from engine.delivery.tokens import Keys
+    from engine.evidence.redaction import redact_addresses
+    from engine.evidence.signing import sign_heads
+
     try:
         ids = [*(user_ids or []), *(read_ids(from_file) if from_file else [])]
     except ErasureError as exc:

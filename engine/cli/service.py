@@ -4,6 +4,7 @@ import csv
 import datetime as dt
 import json
 import logging
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,12 +13,11 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
-from engine import logs
-from engine.authoring.campaigns import PAGES, Project
-from engine.cli.common import app, fail, open_store, out
+from engine.cli.common import CsvOrJsonl, LogFormat, app, fail, open_store, out
 from engine.errors import ConfigError
-from engine.store.events import iso
-from engine.store.objections import iter_objections
+
+# The web stack and the store are imported inside each command, so that `herald --help`
+# and the other commands start without them (see cli/common.py).
 
 log = logging.getLogger("herald.serve")
 objections_app = typer.Typer(help="Objections recorded by herald serve.", no_args_is_help=True)
@@ -34,19 +34,19 @@ def serve_command(
     posts_per_minute: Annotated[
         int, typer.Option(min=1, help="Objections one client address may post per minute.")
     ] = 10,
-    log_format: Annotated[str, typer.Option(help="plain or json")] = "plain",
+    log_format: Annotated[LogFormat, typer.Option()] = LogFormat.PLAIN,
     sign_every: Annotated[
         float,
         typer.Option(min=0.1, max=60, help="Sign new objections and seen marks this often (s)."),
     ] = 30.0,
 ) -> None:
     """Serve the objection pages (/object/TOKEN) and the in-app feed API (/docs)."""
-    import uvicorn  # here: the other commands need not load the web stack
+    import uvicorn
 
+    from engine import logs
+    from engine.authoring.campaigns import PAGES, Project
     from engine.service.app import create_app
 
-    if log_format not in ("plain", "json"):
-        raise typer.BadParameter("expected plain or json", param_hint="--log-format")
     project = Project(Path.cwd())
     if not (project.templates / PAGES).is_dir():
         fail(f"{project.templates / PAGES}: no such folder; run herald serve in the project")
@@ -61,7 +61,18 @@ def serve_command(
             "no API key (HERALD_API_KEY or %s): the feed API refuses every request",
             settings.api_keys,
         )
-    uvicorn.run(web, host=host, port=port, access_log=False, log_config=None, server_header=False)
+    # Bound here, not by uvicorn, which exits 3 when the port is taken: ours is exit 1.
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    config = uvicorn.Config(
+        web, host=host, port=port, access_log=False, log_config=None, server_header=False
+    )
+    address = f"[{host}]" if ":" in host else host
+    log.info("listening on http://%s:%d (Ctrl-C to stop)", address, port)
+    uvicorn.Server(config).run(sockets=[listener])
 
 
 @objections_app.command("export")
@@ -70,18 +81,22 @@ def export_command(
     since: Annotated[
         str | None, typer.Option(help="Only from this time on (ISO 8601 date or date-time).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
+    fmt: Annotated[CsvOrJsonl, typer.Option("--format")] = CsvOrJsonl.CSV,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write here, not stdout.")] = None,
 ) -> None:
     """Objections for downstream systems: user id, purpose, campaign, time, the notice's
     channel and locale. Streams; the reasons users gave stay in the database."""
-    if fmt not in ("csv", "jsonl"):
-        raise typer.BadParameter("expected csv or jsonl", param_hint="--format")
+    from engine.store.objections import iter_objections
+
     start = _parse_since(since) if since else None
-    _, engine = open_store()
+    _, engine = open_store(create=False)
     count = 0
     with _output(out_file) as fp:
-        writer = csv.DictWriter(fp, EXPORT_FIELDS, lineterminator="\n") if fmt == "csv" else None
+        writer = (
+            csv.DictWriter(fp, EXPORT_FIELDS, lineterminator="\n")
+            if fmt is CsvOrJsonl.CSV
+            else None
+        )
         if writer:
             writer.writeheader()
         for row in iter_objections(engine, purpose, start):
@@ -96,6 +111,8 @@ def export_command(
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
+    from engine.store.events import iso
+
     return {
         "user_id": row["user_id"],
         "purpose": row["purpose"],

@@ -1,18 +1,24 @@
 """Terminal tables for plan and report output."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from engine.delivery.planning import PlanResult
 from engine.evidence.reportpage import format_duration
 
+if TYPE_CHECKING:
+    from engine.delivery.planning import PlanResult
 
-def print_plan(console: Console, campaign_id: str, result: PlanResult) -> None:
+
+def print_plan(console: Console, campaign_id: str, result: "PlanResult", targeted: int) -> None:
+    """`targeted` is the campaign's figure (README: every user planned a notice, as report
+    and status count them); the tables break down the users in the audience now."""
+    left = targeted - result.in_audience
+    since = f"; {left} planned earlier no longer match the audience" if left > 0 else ""
     console.print(
-        f"{campaign_id}: {result.targeted} users targeted, "
-        f"{result.new_deliveries} new deliveries planned",
+        f"{campaign_id}: {targeted} users targeted, "
+        f"{result.new_deliveries} new deliveries planned{since}",
         markup=False,
     )
     for title, counts in (
@@ -20,7 +26,7 @@ def print_plan(console: Console, campaign_id: str, result: PlanResult) -> None:
         ("channel", result.by_channel),
         ("country", result.by_country),
     ):
-        table = Table(title=f"targeted by {title}", title_justify="left")
+        table = Table(title=f"in the audience now, by {title}", title_justify="left")
         table.add_column(title)
         table.add_column("users" if title != "channel" else "deliveries", justify="right")
         for key, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):

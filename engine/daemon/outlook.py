@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from engine.authoring.campaigns import LoadedCampaign
+from engine.delivery.windows import SendTimes
 from engine.evidence.status import campaign_status
 from engine.logs import fields
 from engine.store import campaigns as campaign_store
@@ -24,24 +25,36 @@ class Outlook:
         self.at_risk: set[str] = set()  # warned, and not on track since
 
     async def summarize(self, running: list[str], stored: Stored, now: float) -> None:
-        """A progress line per running campaign; a warning, once, when one is at risk."""
+        """A progress line per running campaign; a warning, once, when one is at risk or
+        has missed its deadline (projected through each recipient's send window)."""
         for campaign_id in running:
             row = await asyncio.to_thread(campaign_store.get, self.engine, campaign_id)
             if row is None:
                 continue
             figures = await asyncio.to_thread(status_figures, self.engine, campaign_id, now)
-            status = campaign_status(row, **figures, now=now)
-            line = {k: status[k] for k in ("notified", "pending", "deferred", "failed")}
+            spec = await stored(campaign_id, row["spec_hash"])
+            times = SendTimes(spec.campaign.schedule.send_window) if spec else None
+            status = await asyncio.to_thread(
+                campaign_status,
+                row,
+                **figures,
+                now=now,
+                next_allowed=times.next_allowed if times else None,
+            )
             log.info(
                 "progress",
-                extra=fields(campaign=campaign_id, rate=status["rate_per_second"], **line),
+                extra=fields(
+                    campaign=campaign_id, rate=status["rate_per_second"], **status["deliveries"]
+                ),
             )
-            if status["outlook"] != "at risk":
+            if status["outlook"] not in ("at risk", "missed"):
                 self.at_risk.discard(campaign_id)
             elif campaign_id not in self.at_risk:  # once, until it is on track again
                 self.at_risk.add(campaign_id)
                 log.warning(
-                    "at risk: projected completion is after the deadline",
+                    "missed: the deadline passed with notices still open"
+                    if status["outlook"] == "missed"
+                    else "at risk: projected completion is after the deadline",
                     extra=fields(
                         campaign=campaign_id,
                         projected=status["projected_completion"],

@@ -228,7 +228,9 @@ class Daemon:
                 log.info(
                     "planned",
                     extra=fields(
-                        campaign=c.id, users=result.targeted, new_deliveries=result.new_deliveries
+                        campaign=c.id,
+                        in_audience=result.in_audience,
+                        new_deliveries=result.new_deliveries,
                     ),
                 )
 

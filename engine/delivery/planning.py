@@ -30,7 +30,7 @@ from engine.store.users import iter_users, users_by_country
 
 @dataclass
 class PlanResult:
-    targeted: int = 0  # users in the audience now
+    in_audience: int = 0  # users who match the audience now (README: not "targeted")
     new_deliveries: int = 0  # created by this run
     by_country: Counter[str] = field(default_factory=Counter)
     by_channel: Counter[str] = field(default_factory=Counter)
@@ -94,7 +94,7 @@ def plan_campaign(
                         "next_attempt_at": due,
                     }
                 )
-            result.targeted += 1
+            result.in_audience += 1
             result.by_country[user["country"]] += 1
             for name, members in regions.items():
                 if user["country"] in members:

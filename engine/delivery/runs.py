@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from engine.authoring.campaigns import LoadedCampaign, load_campaign
-from engine.authoring.specs import changes, spec_files, spec_hash
+from engine.authoring.specs import changes, restore, spec_files, spec_folder, spec_hash
 from engine.config import Settings
 from engine.delivery.channels import build_transports
 from engine.delivery.dispatch import Dispatcher, RunSummary, SendOptions
@@ -22,6 +22,7 @@ from engine.delivery.tokens import Keys
 from engine.errors import EngineError
 from engine.evidence.signing import keep_signed
 from engine.statuses import FINAL
+from engine.store import campaigns as campaign_store
 from engine.store import deliveries, open_database
 from engine.store.campaigns import stored_hashes, stored_spec
 
@@ -48,6 +49,16 @@ def spec_changed(engine: Engine, loaded: LoadedCampaign) -> LaunchError:
             ),
         ]
     )
+
+
+def launched(engine: Engine, var: Path, campaign_id: str) -> LoadedCampaign | None:
+    """The campaign as it started, from the files stored with it (restored under `var`);
+    None when the database holds no files for it. Raises EngineError, OSError."""
+    row = campaign_store.get(engine, campaign_id)
+    files = campaign_store.stored_files(engine, campaign_id) if row else []
+    if not row or not files:
+        return None
+    return restore(campaign_id, files, spec_folder(var, campaign_id, row["spec_hash"]))
 
 
 def check_planned(engine: Engine, loaded: LoadedCampaign) -> None:

@@ -43,19 +43,24 @@ def _name(rng: random.Random, country: dict[str, Any]) -> str:
     return f"{first}{country.get('separator', ' ')}{last}"
 
 
-def generate_users(count: int, seed: int = 1) -> Iterator[dict[str, str | None]]:
-    """Yield `count` users deterministically for `seed` (same seed, same users), streaming:
-    constant memory whatever the count."""
+def synthetic_id(number: int) -> str:
+    """The id of the `number`th synthetic user: u0000001, u0000002, ..."""
+    return f"u{number:07d}"
+
+
+def generate_users(count: int, seed: int = 1, first: int = 1) -> Iterator[dict[str, str | None]]:
+    """Yield `count` users numbered from `first`, deterministically for `seed` and `first`
+    (same both, same users), streaming: constant memory whatever the count."""
     countries = _countries()
     codes = list(countries)
     cum_weights = list(itertools.accumulate(c["weight"] for c in countries.values()))
     rng = random.Random(seed)
-    for n in range(1, count + 1):
+    for n in range(first, first + count):
         # rng.choices(codes, cum_weights=cum_weights)[0] without building a list per user
         code = codes[bisect.bisect(cum_weights, rng.random() * cum_weights[-1])]
         country = countries[code]
         name = _name(rng, country)
-        user_id = f"u{n:07d}"
+        user_id = synthetic_id(n)
         yield {
             "id": user_id,
             "email": user_id + _DOMAINS[n % len(_DOMAINS)],

@@ -161,7 +161,7 @@ class SendTimes:
         self.channels = frozenset(spec.channels) if spec else frozenset()
 
     def next_allowed(
-        self, instant: float, channel: Channel, timezone: str | None, country: str
+        self, instant: float, channel: Channel | str, timezone: str | None, country: str
     ) -> float:
         """`instant`, or the next opening of the window in the recipient's zone (theirs,
         else their country's main zone) when the window binds this channel."""

@@ -28,20 +28,35 @@ from sqlalchemy import (
 )
 from sqlmodel import SQLModel
 
+from engine.errors import ConfigError
 from engine.store import schema, tables  # tables declares (registers) the tables
 
 
-def open_database(url: str) -> Engine:
-    """Connect, create missing tables, and tune SQLite for many small concurrent writers."""
+def open_database(url: str, create: bool = True) -> Engine:
+    """Connect, create missing tables, and tune SQLite for many small concurrent writers.
+
+    With `create=False` the database must already hold Herald's tables: commands that only
+    read the record (status, report, verify, export) must never answer from a new, empty
+    database made by mistake in the wrong folder. Raises ConfigError("no database at …").
+    """
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         if str(path) != ":memory:":
+            if not create and not path.is_file():
+                raise ConfigError(
+                    f"no database at {path}: run this where Herald keeps its state, "
+                    "or point HERALD_DB (or HERALD_VAR) at it"
+                )
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+    if not create and not inspect(engine).has_table("campaign"):
+        where = engine.url.render_as_string(hide_password=True)
+        engine.dispose()
+        raise ConfigError(f"no database at {where}: it holds no Herald tables")
     schema.retire_v0(engine)
     SQLModel.metadata.create_all(engine)
     _add_missing_columns(engine)

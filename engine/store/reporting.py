@@ -10,6 +10,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from engine.models import Backlog
+
 _PER_USER = """
     SELECT user_id, MAX(country) AS country, MAX(locale) AS locale,
            MAX(CASE WHEN fell_back THEN 1 ELSE 0 END) AS fell_back,
@@ -246,8 +248,22 @@ def _per_day(conn: Connection, params: dict[str, Any], dialect: str) -> dict[str
 RATE_WINDOW_SECONDS = 60.0
 
 
+def targeted_users(engine: Engine, campaign_id: str) -> int:
+    """The campaign's targeted users: every user planned a notice (README, "targeted")."""
+    with engine.connect() as conn:
+        count = conn.execute(
+            text(
+                "SELECT COUNT(DISTINCT user_id) FROM delivery "
+                "WHERE campaign_id = :c AND message = 'notice'"
+            ),
+            {"c": campaign_id},
+        ).scalar_one()
+    return int(count or 0)
+
+
 def status_figures(engine: Engine, campaign_id: str, now: float) -> dict[str, Any]:
-    """Targeted users, notices per status, the send rate over the last minute, next due."""
+    """Targeted users, notices per status, the send rate over the last minute, next due,
+    and the open notices by channel and zone."""
     params = {"c": campaign_id, "since": now - RATE_WINDOW_SECONDS}
     with engine.connect() as conn:
         counts: dict[str, int] = dict(
@@ -268,9 +284,22 @@ def status_figures(engine: Engine, campaign_id: str, now: float) -> dict[str, An
             ),
             params,
         ).one()
+        backlog = conn.execute(text(_BACKLOG), params).all()
     return {
         "counts": counts,
         "targeted": targeted or 0,
         "recent_rate": (recent or 0) / RATE_WINDOW_SECONDS,
         "next_due": next_due,
+        "backlog": [Backlog(*row) for row in backlog],
     }
+
+
+# Open notices by channel and the zone their user lives in (the user's own zone, else
+# their country's), for the projection through send windows.
+_BACKLOG = """
+    SELECT d.channel, u.timezone, d.country, COUNT(*), MIN(d.next_attempt_at)
+    FROM delivery d LEFT JOIN "user" u ON u.id = d.user_id
+    WHERE d.campaign_id = :c AND d.message = 'notice'
+      AND d.status IN ('pending', 'sending', 'deferred')
+    GROUP BY d.channel, u.timezone, d.country
+"""

@@ -1,5 +1,6 @@
 """The user table: streamed upserts and reads. I/O: the database."""
 
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -124,21 +125,36 @@ def _upsert_statement(conn: Connection) -> Any:
 
 
 def insert_users(engine: Engine, users: Iterable[dict[str, Any]]) -> int:
-    """Upsert already-valid users (synthetic audiences) in batches; returns the count."""
-    now, count, batch = time.time(), 0, []
+    """Insert already-valid users (synthetic audiences) in batches, leaving any existing
+    user of the same id as it is; returns how many were added."""
+    now, batch = time.time(), []
+    count = 'SELECT COUNT(*) FROM "user"'
     with engine.execution_options(immediate=True).connect() as conn:
-        statement = _upsert_statement(conn)
+        before = conn.execute(text(count)).scalar_one()
+        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+        statement = dialect.insert(_user).on_conflict_do_nothing(index_elements=["id"])
         for user in users:
             batch.append({**user, "attributes": "{}", "updated_at": now})
             if len(batch) >= BATCH:
                 conn.execute(statement, batch)
-                count += len(batch)
                 batch.clear()
         if batch:
             conn.execute(statement, batch)
-            count += len(batch)
+        added = int(conn.execute(text(count)).scalar_one() - before)
         conn.commit()
-    return count
+    return added
+
+
+def last_synthetic_number(engine: Engine) -> int:
+    """The number of the highest synthetic id (u0000001 is 1) in the table, else 0."""
+    query = text(
+        'SELECT id FROM "user" WHERE id >= :low AND id <= :high ORDER BY id DESC LIMIT 1000'
+    )
+    with engine.connect() as conn:
+        for (user_id,) in conn.execute(query, {"low": "u0000000", "high": "u9999999"}):
+            if re.fullmatch(r"u\d{7}", user_id):
+                return int(user_id[1:])
+    return 0
 
 
 def iter_users(
