@@ -53,7 +53,7 @@ def test_every_help_page_renders_names_not_types():
         assert not re.search(r"\{[a-z_]+\}", result.output), (command, result.output)
     report = runner.invoke(app, ["report", "--help"], env={"COLUMNS": "120"}).output
     assert "Usage: herald report [OPTIONS] CAMPAIGN" in report
-    assert "[table|json]" in report
+    assert "[table|json|html]" in report
 
 
 def _preview_words(columns: int) -> str:

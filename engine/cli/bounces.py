@@ -12,12 +12,11 @@ from typing import Annotated
 
 import typer
 
-from engine import logs
-from engine.bounces.mailboxes import MailboxError, ingest
-from engine.bounces.processing import BounceProcessor, bounce_domains, export_rows
-from engine.bounces.receiver import MAX_BYTES, BounceHandler, start_receiver
-from engine.cli.common import app, err, fail, open_store, out
-from engine.delivery.tokens import Keys
+from engine.cli.common import CsvOrJsonl, LogFormat, app, err, fail, open_store, out
+
+# The bounce machinery and the database are imported inside each command, so that
+# `herald --help` starts without them (see cli/common.py).
+MAX_BYTES = 10 * 1024 * 1024  # the receiver's default limit (bounces/receiver.py)
 
 bounces_app = typer.Typer(
     help="Delivery reports that come back to the return path.", no_args_is_help=True
@@ -38,13 +37,16 @@ def serve_command(
     ] = None,
     lmtp: Annotated[bool, typer.Option(help="Speak LMTP instead of SMTP.")] = False,
     max_size: Annotated[int, typer.Option(min=1024, help="Largest message, in bytes.")] = MAX_BYTES,
-    log_format: Annotated[str, typer.Option(help="plain or json")] = "plain",
+    log_format: Annotated[LogFormat, typer.Option()] = LogFormat.PLAIN,
 ) -> None:
     """Receive DSNs and abuse reports by SMTP or LMTP, from the MTA the bounce domain
     routes to; runs until interrupted."""
-    if log_format not in ("plain", "json"):
-        raise typer.BadParameter("expected plain or json", param_hint="--log-format")
-    logs.setup(log_format)
+    from engine import logs
+    from engine.bounces.processing import BounceProcessor, bounce_domains
+    from engine.bounces.receiver import BounceHandler, start_receiver
+    from engine.delivery.tokens import Keys
+
+    logs.setup(log_format.value)
     settings, engine = open_store()
     domains = set(domain or ()) or bounce_domains(engine)
     if not domains:
@@ -81,6 +83,10 @@ def ingest_command(
     path: Annotated[Path, typer.Argument(help="An mbox file or a Maildir folder.")],
 ) -> None:
     """Read every message of an mbox file or a Maildir; safe to run again on the same one."""
+    from engine.bounces.mailboxes import MailboxError, ingest
+    from engine.bounces.processing import BounceProcessor
+    from engine.delivery.tokens import Keys
+
     settings, engine = open_store()
     processor = BounceProcessor(engine, Keys(settings.secret))
     started = time.monotonic()
@@ -95,18 +101,23 @@ def ingest_command(
 @bounces_app.command("export")
 def export_command(
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
+    fmt: Annotated[CsvOrJsonl, typer.Option("--format")] = CsvOrJsonl.CSV,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write here, not stdout.")] = None,
 ) -> None:
     """Bounced addresses for a suppression list: user id, keyed address hash, status code,
     reason, time. No address leaves the database."""
-    if fmt not in ("csv", "jsonl"):
-        raise typer.BadParameter("expected csv or jsonl", param_hint="--format")
-    settings, engine = open_store()
+    from engine.bounces.processing import export_rows
+    from engine.delivery.tokens import Keys
+
+    settings, engine = open_store(create=False)
     fp = out_file.open("w", encoding="utf-8", newline="") if out_file else sys.stdout
     count = 0
     try:
-        writer = csv.DictWriter(fp, EXPORT_FIELDS, lineterminator="\n") if fmt == "csv" else None
+        writer = (
+            csv.DictWriter(fp, EXPORT_FIELDS, lineterminator="\n")
+            if fmt is CsvOrJsonl.CSV
+            else None
+        )
         if writer:
             writer.writeheader()
         for record in export_rows(engine, Keys(settings.secret), campaign):

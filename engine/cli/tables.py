@@ -5,8 +5,6 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from engine.evidence.reportpage import format_duration
-
 if TYPE_CHECKING:
     from engine.delivery.planning import PlanResult
 
@@ -35,6 +33,8 @@ def print_plan(console: Console, campaign_id: str, result: "PlanResult", targete
 
 
 def print_report(console: Console, report: dict[str, Any]) -> None:
+    from engine.evidence.reportpage import format_duration  # here: it loads the templates
+
     targeted = report["targeted"]
 
     def share(n: int) -> str:
