@@ -1,55 +1,34 @@
 """Bounce test helpers: the real receiver on a free loopback port in its own thread, and
 reports built the way MTAs write them."""
 
-import asyncio
 import smtplib
-import threading
 from email.utils import make_msgid
+from typing import Any
 
 from sqlalchemy import Engine
 
 from engine.bounces.processing import BounceProcessor
 from engine.bounces.receiver import BounceHandler, start_receiver
 from engine.delivery.tokens import Keys
+from tests.loopserver import LoopServer
 
 
-class BounceServer:
+class BounceServer(LoopServer):
     """`herald bounces serve`'s receiver, in-process, for the bounce domain given."""
 
+    name = "bounce receiver"
+
     def __init__(self, engine: Engine, secret: str, domain: str, **options: object) -> None:
+        super().__init__()
         self.processor = BounceProcessor(engine, Keys(secret.encode()))
         self.handler = BounceHandler(self.processor, [domain])
         self._options = options
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.port = 0
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        async def start() -> None:
-            self._server = await start_receiver(self.handler, "127.0.0.1", 0, **self._options)  # type: ignore[arg-type]
-            self.port = self._server.sockets[0].getsockname()[1]
-            self._ready.set()
-
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-        self._loop.close()
-
-    def __enter__(self) -> "BounceServer":
-        self._thread.start()
-        assert self._ready.wait(5), "bounce receiver did not start"
-        return self
+    async def _start(self) -> Any:
+        return await start_receiver(self.handler, "127.0.0.1", 0, **self._options)  # type: ignore[arg-type]
 
     def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            self._server.close()
-            await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        super().__exit__(*exc)
         self.handler.close()
 
     def send(self, to: str, data: bytes, sender: str = "") -> tuple[int, bytes]:

@@ -8,7 +8,6 @@ import asyncio
 import email
 import email.policy
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,8 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult
+
+from tests.loopserver import LoopServer
 
 
 @dataclass
@@ -55,53 +56,24 @@ class Mailbox:
         return [str(m["Message-ID"]) for m in self.messages]
 
 
-class SmtpServer:
+class SmtpServer(LoopServer):
+    name = "SMTP server"
+
     def __init__(
         self, mailbox: Mailbox, listen_ssl: ssl.SSLContext | None = None, **smtp_options: Any
     ) -> None:
+        super().__init__()
         self.mailbox = mailbox
         self._listen_ssl = listen_ssl  # implicit TLS (smtps) from the first byte
         self._options = smtp_options
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.port = 0
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        async def start() -> None:
-            server = await self._loop.create_server(
-                lambda: SMTP(self.mailbox, hostname="localhost", **self._options),
-                host="127.0.0.1",
-                port=0,
-                ssl=self._listen_ssl,
-            )
-            self._server = server
-            self.port = server.sockets[0].getsockname()[1]
-            self._ready.set()
-
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-        pending = asyncio.all_tasks(self._loop)
-        for task in pending:
-            task.cancel()
-        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        self._loop.close()
-
-    def __enter__(self) -> "SmtpServer":
-        self._thread.start()
-        assert self._ready.wait(5), "SMTP server did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            self._server.close()
-            await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+    async def _start(self) -> Any:
+        return await self._loop.create_server(
+            lambda: SMTP(self.mailbox, hostname="localhost", **self._options),
+            host="127.0.0.1",
+            port=0,
+            ssl=self._listen_ssl,
+        )
 
     @property
     def url(self) -> str:

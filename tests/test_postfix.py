@@ -187,14 +187,14 @@ def test_postfix_bounce_reaches_herald_and_the_fallback_is_delivered(herald):
     assert again.exit_code == 0, again.output
     with herald.database().connect() as conn:
         rows = conn.execute(text("SELECT user_id, channel, status FROM delivery")).all()
-        events = conn.execute(text("SELECT data FROM event WHERE kind = 'bounced'")).all()
+        events = conn.execute(text("SELECT body FROM event WHERE kind = 'bounced'")).all()
     statuses = {(u, c): s for u, c, s in rows}
     assert statuses[("de-1", "email")] == "bounced"
     assert statuses[("de-1", "inapp")] == "delivered"
     assert (
         sorted(s for (u, c), s in statuses.items() if c == "email" and u != "de-1") == ["sent"] * 4
     )
-    [data] = [json.loads(e[0]) for e in events]
+    [data] = [json.loads(e[0])["data"] for e in events]
     assert data["status"] == "5.1.1"
     assert data["matched_by"] == "return-path"
     assert REFUSED not in data["diagnostic"]

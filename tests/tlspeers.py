@@ -9,14 +9,16 @@ import asyncio
 import datetime as dt
 import ipaddress
 import ssl
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.loopserver import LoopServer
 
 _LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
@@ -127,36 +129,20 @@ class TestCA:
         )
 
 
-@dataclass
-class StrippingRelay:
+class StrippingRelay(LoopServer):
     """A TCP relay on loopback that deletes STARTTLS from the server's EHLO reply, as an
     on-path attacker would, and keeps every command line the client sent."""
 
-    upstream_port: int
-    commands: list[bytes] = field(default_factory=list)
-    stripped: int = 0  # STARTTLS lines removed: a test that strips nothing proves nothing
-    port: int = 0
+    name = "relay"
 
-    def __post_init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__()
+        self.upstream_port = upstream_port
+        self.commands: list[bytes] = []
+        self.stripped = 0  # STARTTLS lines removed: a test that strips nothing proves nothing
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        async def start() -> None:
-            self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-            self.port = self._server.sockets[0].getsockname()[1]
-            self._ready.set()
-
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-        pending = asyncio.all_tasks(self._loop)
-        for task in pending:
-            task.cancel()
-        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        self._loop.close()
+    async def _start(self) -> Any:
+        return await asyncio.start_server(self._relay, "127.0.0.1", 0)
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         server_r, server_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
@@ -179,20 +165,6 @@ class StrippingRelay:
                 writer.close()
 
         await asyncio.gather(pump(client_r, server_w, True), pump(server_r, client_w, False))
-
-    def __enter__(self) -> "StrippingRelay":
-        self._thread.start()
-        assert self._ready.wait(5), "relay did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            self._server.close()
-            await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     def sent_auth(self) -> bool:
         return any(line.upper().startswith(b"AUTH") for line in self.commands)
