@@ -9,6 +9,8 @@ HERALD_SIGNING_KEY  Ed25519 private key (PEM, 0600) that signs chain checkpoints
 HERALD_API_KEY   the key an app presents to read the in-app feed (X-API-Key); more keys,
                  each limited to some campaigns, in HERALD_API_KEYS (YAML, 0600; default
                  var/api-keys.yaml)
+HERALD_FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-For `herald serve` believes:
+                 addresses or networks, comma-separated, or * (default 127.0.0.1)
 HERALD_VAR       where runtime state lives (default ./var): database, outbox, key files,
                  checkpoints, the files of started campaigns
 """
@@ -34,6 +36,7 @@ class Settings:
     signing_key: Path
     api_key: str | None = None
     api_keys: Path = Path("var/api-keys.yaml")
+    forwarded_allow_ips: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -49,7 +52,8 @@ class Settings:
         signing_key = Path(environ.get("HERALD_SIGNING_KEY") or var / "signing.pem")
         api_key = environ.get("HERALD_API_KEY") or None
         api_keys = Path(environ.get("HERALD_API_KEYS") or var / "api-keys.yaml")
-        return cls(var, db_url, smtp_url, secret, signing_key, api_key, api_keys)
+        proxies = environ.get("HERALD_FORWARDED_ALLOW_IPS") or "127.0.0.1"
+        return cls(var, db_url, smtp_url, secret, signing_key, api_key, api_keys, proxies)
 
     @property
     def outbox(self) -> Path:

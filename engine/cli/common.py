@@ -1,5 +1,6 @@
 """What every command shares: the Typer app, the consoles, exit-code helpers."""
 
+import os
 from typing import NoReturn
 
 import typer
@@ -19,6 +20,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _private_files() -> None:
+    # Before any command runs: every file and folder Herald creates (the database and
+    # its -wal/-shm, the outbox, var/, the campaign specs) holds personal data or
+    # secrets, so none is readable by group or others.
+    os.umask(0o077)
+
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -16,6 +16,7 @@ from engine import logs
 from engine.authoring.campaigns import PAGES, Project
 from engine.cli.common import app, fail, open_store, out
 from engine.errors import ConfigError
+from engine.service.limits import MAX_BODY
 from engine.store.events import iso
 from engine.store.objections import iter_objections
 
@@ -31,12 +32,38 @@ def serve_command(
         str, typer.Option(help="Address to listen on; loopback unless you say otherwise.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8080,
-    posts_per_minute: Annotated[
-        int, typer.Option(min=1, help="Objections one client address may post per minute.")
+    failures_per_minute: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Failed tokens one client (an IPv4 address, an IPv6 /64) may send per "
+            "minute before it must wait. A genuine token is never limited.",
+        ),
     ] = 10,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Proxies whose X-Forwarded-For to believe: addresses or networks, "
+            "comma-separated, or '*' [env HERALD_FORWARDED_ALLOW_IPS; default 127.0.0.1]",
+            show_default=False,
+        ),
+    ] = None,
+    max_body: Annotated[
+        int, typer.Option(min=1024, help="Largest request body in bytes; larger get 413.")
+    ] = MAX_BODY,
+    timeout_keep_alive: Annotated[
+        int, typer.Option(min=1, help="Seconds an idle connection is kept open.")
+    ] = 5,
+    limit_concurrency: Annotated[
+        int, typer.Option(min=1, help="Connections and requests at once; more get 503.")
+    ] = 200,
+    docs: Annotated[
+        bool, typer.Option("--docs", help="Serve Swagger UI at /docs (from local files).")
+    ] = False,
     log_format: Annotated[str, typer.Option(help="plain or json")] = "plain",
 ) -> None:
-    """Serve the objection pages (/object/TOKEN) and the in-app feed API (/docs)."""
+    """Serve the objection pages (/object/TOKEN) and the in-app feed API
+    (/openapi.json; Swagger UI at /docs with --docs)."""
     import uvicorn  # here: the other commands need not load the web stack
 
     from engine.service.app import create_app
@@ -49,7 +76,7 @@ def serve_command(
     logs.setup(log_format)
     settings, engine = open_store()
     try:
-        web = create_app(settings, engine, project, posts_per_minute)
+        web = create_app(settings, engine, project, failures_per_minute, max_body, docs)
     except ConfigError as exc:
         fail(str(exc))
     if not web.state.api_keys.keys:
@@ -57,7 +84,18 @@ def serve_command(
             "no API key (HERALD_API_KEY or %s): the feed API refuses every request",
             settings.api_keys,
         )
-    uvicorn.run(web, host=host, port=port, access_log=False, log_config=None, server_header=False)
+    uvicorn.run(
+        web,
+        host=host,
+        port=port,
+        access_log=False,  # it would print tokens; the service logs routes instead
+        log_config=None,
+        server_header=False,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips or settings.forwarded_allow_ips,
+        timeout_keep_alive=timeout_keep_alive,
+        limit_concurrency=limit_concurrency,
+    )
 
 
 @objections_app.command("export")

@@ -8,6 +8,7 @@ May import: the core only. No business rules live here.
 """
 
 import functools
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -31,20 +32,35 @@ from engine.store import tables  # declares (registers) the tables
 
 
 def open_database(url: str) -> Engine:
-    """Connect, create missing tables, and tune SQLite for many small concurrent writers."""
+    """Connect, create missing tables, and tune SQLite for many small concurrent writers.
+
+    Errors never carry a statement's parameters (a reason, a user id) into a log, and
+    a SQLite database and its -wal and -shm files are readable by their owner only."""
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+            _private_sqlite_files(path)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 60}, hide_parameters=True
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
     SQLModel.metadata.create_all(engine)
     _add_missing_columns(engine)
     _widen_delivery_key(engine)
     return engine
+
+
+def _private_sqlite_files(path: Path) -> None:
+    """Create the database file 0600 (SQLite gives its -wal and -shm files the database
+    file's mode), and take group and other access from files an earlier version made."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(0o600)
 
 
 def _add_missing_columns(engine: Engine) -> None:
