@@ -91,6 +91,7 @@ def add_api(app: FastAPI, service: Any, refused: _Refuse) -> None:
             404: _answer("The token is not genuine, known and current"),
             413: _TOO_LARGE,
             429: _answer("Too many failed tokens from this address; see Retry-After"),
+            503: _answer("The campaign's files cannot be read now; try again later"),
         },
         tags=["objections"],
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from babel.messages.pofile import PoFileError
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine
 
 from engine.authoring.campaigns import PAGES, Project, load_campaign
@@ -33,7 +33,7 @@ from engine.service.api import add_api
 from engine.service.docs import add_docs
 from engine.service.inputs import FormError, parse_multipart, parse_urlencoded
 from engine.service.limits import MAX_BODY, BodyLimit, FailureLimit, client_key
-from engine.service.objections import Objections, Target
+from engine.service.objections import Objections, Target, UnavailableError
 from engine.service.security import ApiKeys, Guard
 
 log = logging.getLogger("herald.serve")
@@ -129,11 +129,14 @@ class Service:
             except (EngineError, OSError) as exc:
                 log.error("cannot show campaign %s's page: %s", target.notice.campaign_id, exc)
                 self.forget(target)
-                again = self.objections.launched(target.notice.campaign_id)
+                try:
+                    again = self.objections.launched(target.notice.campaign_id)
+                except UnavailableError:
+                    again = None
                 if again is None:
                     break
                 target = Target(again, target.notice)
-        return HTMLResponse(_UNAVAILABLE, 503, headers={"Retry-After": "300"})
+        return unavailable()
 
     def confirm(self, target: Target, reason: str | None, lang: str | None) -> Response:
         """Record the objection and confirm it."""
@@ -181,6 +184,12 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body)
     app.add_middleware(Guard)  # outermost: it heads and logs the limit's answers too
     app.state.api_keys = service.api_keys
+
+    @app.exception_handler(UnavailableError)
+    def campaign_unavailable(request: Request, exc: UnavailableError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "try again later"}, 503, {"Retry-After": "300"})
+        return unavailable()
 
     @app.api_route("/object/{token}", methods=["GET", "HEAD"], include_in_schema=False)
     def objection_page(request: Request, token: str, lang: str | None = None) -> Response:
@@ -233,6 +242,11 @@ async def _form(request: Request, max_part_size: int) -> dict[str, str]:
     if kind.startswith("application/x-www-form-urlencoded") or body:
         return parse_urlencoded(body)
     return {}
+
+
+def unavailable() -> HTMLResponse:
+    """A page that needs no campaign file: come back later, nothing was recorded."""
+    return HTMLResponse(_UNAVAILABLE, 503, headers={"Retry-After": "300"})
 
 
 def _recorded_page(catalogs: Catalogs | None, locale: str) -> str:

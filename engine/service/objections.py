@@ -32,6 +32,14 @@ from engine.store.objections import Notice, Recorded
 log = logging.getLogger("herald.serve")
 
 
+class UnavailableError(EngineError):
+    """A genuine token whose campaign's files cannot be restored right now."""
+
+    def __init__(self, campaign_id: str, problem: str) -> None:
+        super().__init__(f"campaign {campaign_id}: {problem}")
+        self.campaign_id = campaign_id
+
+
 @dataclass(frozen=True)
 class Target:
     """A genuine token's notice, with the campaign as launched."""
@@ -55,7 +63,8 @@ class Objections:
         self._specs: dict[str, LoadedCampaign] = {}
 
     def resolve(self, token: str) -> Target | None:
-        """The notice behind `token`; None if it is tampered, foreign, unknown or expired."""
+        """The notice behind `token`; None if it is tampered, foreign, unknown or expired.
+        Raises UnavailableError if its campaign's files cannot be restored."""
         opened = self.keys.open_token(token) if valid_token(token) else None
         if opened is None:
             return None
@@ -71,7 +80,7 @@ class Objections:
 
     def launched(self, campaign_id: str) -> LoadedCampaign | None:
         """The campaign as it was launched (read once: a launched spec never changes);
-        None, with the reason logged, if its files cannot be restored."""
+        None if there is none. Raises UnavailableError if its files cannot be restored."""
         if campaign_id not in self._specs:
             row = campaign_store.get(self.engine, campaign_id)
             files = campaign_store.stored_files(self.engine, campaign_id) if row else []
@@ -82,7 +91,7 @@ class Objections:
                 self._specs[campaign_id] = _restored(campaign_id, files, folder)
             except (EngineError, OSError) as exc:
                 log.error("cannot restore the files of campaign %s: %s", campaign_id, exc)
-                return None
+                raise UnavailableError(campaign_id, str(exc)) from exc
         return self._specs[campaign_id]
 
     def forget(self, campaign_id: str) -> None:
