@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine import logs
 from engine.service.limits import FailureLimit, client_key
@@ -411,3 +412,26 @@ def test_a_failure_blocks_after_the_limit_and_clears_after_a_minute():
 )
 def test_client_key_is_the_ipv4_address_or_the_ipv6_64(host, key):
     assert client_key(host) == key
+
+
+def test_database_errors_hide_their_parameters(sent):
+    engine = sent.database()
+    try:
+        with pytest.raises(SQLAlchemyError) as caught, engine.connect() as conn:
+            conn.execute(text("INSERT INTO no_such_table VALUES (:reason)"), {"reason": "Geheim"})
+    finally:
+        engine.dispose()
+    assert "Geheim" not in str(caught.value)
+    assert "hidden" in str(caught.value)
+
+
+def test_a_user_id_no_database_can_hold_gets_an_empty_feed(sent):
+    key = "feed-key-0123456789abcdef0123456789"
+    sent.env["HERALD_API_KEY"] = key
+    with serve_campaign(sent) as s:
+        headers = {"X-API-Key": key}
+        odd = s.http.get("/api/users/de%00-1/notifications", headers=headers)
+        assert odd.status_code == 200
+        assert odd.json() == {"items": [], "next_cursor": None}
+        [item] = s.http.get("/api/users/de-1/notifications", headers=headers).json()["items"]
+        assert item["locale"] == "de"
