@@ -56,10 +56,10 @@ class _Json(logging.Formatter):
         }
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return escape_surrogates(json.dumps(entry, ensure_ascii=False, default=str))
+        return _escape_surrogates(json.dumps(entry, ensure_ascii=False, default=str))
 
 
-def escape_surrogates(text: str) -> str:
+def _escape_surrogates(text: str) -> str:
     # JSON escapes control characters itself, but leaves a lone surrogate unencodable.
     return re.sub(r"[\ud800-\udfff]", lambda m: f"\\u{ord(m[0]):04x}", text)
 

@@ -147,8 +147,9 @@ class Service:
         have = pages.locales if pages else self.locales
         locale = _choose(lang, [target.notice.locale], have)
         recorded = self.objections.object(target, locale, reason, via="page")
+        if pages is None:
+            return self.recorded(locale)
         try:
-            assert pages is not None, "the campaign's pages could not be loaded"
             objected = target.local_date(recorded.objection["objected_at"])
             page = confirmed_page(
                 target.loaded.campaign, locale, pages.locales, objected, recorded.first
@@ -159,9 +160,13 @@ class Service:
                 "objection recorded; its page failed (campaign %s)", target.notice.campaign_id
             )
             self.forget(target)
-            code = locale if locale in self.recorded_pages else SOURCE_LOCALE
-            body = self.recorded_pages.get(code) or _recorded_page(None, SOURCE_LOCALE)
-            return HTMLResponse(body, 200, headers={"Content-Language": code.replace("_", "-")})
+            return self.recorded(locale)
+
+    def recorded(self, locale: str) -> HTMLResponse:
+        """The plain page that says an objection is on record, needing no campaign file."""
+        code = locale if locale in self.recorded_pages else SOURCE_LOCALE
+        body = self.recorded_pages.get(code) or _recorded_page(None, SOURCE_LOCALE)
+        return HTMLResponse(body, 200, headers={"Content-Language": code.replace("_", "-")})
 
 
 def create_app(
