@@ -57,7 +57,13 @@ def _private_sqlite_files(path: Path) -> None:
     """Create the database file 0600 (SQLite gives its -wal and -shm files the database
     file's mode), and take group and other access from files an earlier version made."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    # Never open (and close) an existing database file here: closing any descriptor of
+    # it drops the POSIX locks SQLite holds through this process's other connections.
+    if not path.exists():
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:  # another process created it first
+            pass
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if file.exists() and file.stat().st_mode & 0o077:
             file.chmod(0o600)
