@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from engine.config import Settings
 from engine.service.limits import FailureLimit, client_key
 
 
@@ -70,3 +71,10 @@ def test_a_failure_blocks_after_the_limit_and_clears_after_a_minute():
 )
 def test_client_key_is_the_ipv4_address_or_the_ipv6_64(host, key):
     assert client_key(host) == key
+
+
+def test_the_proxies_to_believe_come_from_the_environment(tmp_path):
+    base = {"HERALD_VAR": str(tmp_path), "HERALD_SECRET": "s" * 16}
+    assert Settings.from_env(base).forwarded_allow_ips == "127.0.0.1"
+    env = {**base, "HERALD_FORWARDED_ALLOW_IPS": "10.0.0.2, 10.1.0.0/16"}
+    assert Settings.from_env(env).forwarded_allow_ips == "10.0.0.2, 10.1.0.0/16"

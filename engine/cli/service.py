@@ -44,7 +44,7 @@ def serve_command(
         str | None,
         typer.Option(
             help="Proxies whose X-Forwarded-For to believe: addresses or networks, "
-            "comma-separated, or '*' [env HERALD_FORWARDED_ALLOW_IPS; default 127.0.0.1]",
+            "comma-separated, or '*' (default: HERALD_FORWARDED_ALLOW_IPS, else 127.0.0.1)",
             show_default=False,
         ),
     ] = None,
