@@ -345,6 +345,7 @@ def test_head_is_answered_like_get(served):
         == served.http.get(url).headers["content-security-policy"]
     )
     assert served.http.head(f"/object/{_junk(served.token('de-1'))}").status_code == 404
+    assert served.http.head("/static/herald.css").status_code == 200
     assert served.count("objection") == 0
 
 

@@ -223,7 +223,7 @@ def create_app(
 
     add_api(app, service, service.refused)
 
-    @app.get("/static/herald.css", include_in_schema=False)
+    @app.api_route("/static/herald.css", methods=["GET", "HEAD"], include_in_schema=False)
     def stylesheet() -> Response:
         return Response(
             service.stylesheet, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
