@@ -12,6 +12,8 @@ HERALD_API_KEY   the key an app presents to read the in-app feed (X-API-Key); mo
 HERALD_WITNESS   where every checkpoint is also sent: a directory (WORM storage, another
                  host's mount), or a command that reads each checkpoint line on stdin
 HERALD_BOUNCE_LISTEN  host:port where `herald daemon` also receives bounces (SMTP); unset: not
+HERALD_FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-For `herald serve` believes:
+                 addresses or networks, comma-separated, or * (default 127.0.0.1)
 HERALD_VAR       where runtime state lives (default ./var): database, outbox, key files,
                  checkpoints, the files of started campaigns
 """
@@ -39,6 +41,7 @@ class Settings:
     api_keys: Path = Path("var/api-keys.yaml")
     witness: str | None = None
     bounce_listen: str | None = None
+    forwarded_allow_ips: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, create: bool = True) -> "Settings":
@@ -60,8 +63,18 @@ class Settings:
         api_keys = Path(environ.get("HERALD_API_KEYS") or var / "api-keys.yaml")
         witness = environ.get("HERALD_WITNESS") or None
         bounce_listen = environ.get("HERALD_BOUNCE_LISTEN") or None
+        proxies = environ.get("HERALD_FORWARDED_ALLOW_IPS") or "127.0.0.1"
         return cls(
-            var, db_url, smtp_url, secret, signing_key, api_key, api_keys, witness, bounce_listen
+            var,
+            db_url,
+            smtp_url,
+            secret,
+            signing_key,
+            api_key,
+            api_keys,
+            witness,
+            bounce_listen,
+            proxies,
         )
 
     @property

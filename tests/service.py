@@ -25,10 +25,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Run `app` with uvicorn in a thread on a port the OS picks; yields its base URL."""
+def serving(app: Any, forwarded_allow_ips: str = "127.0.0.1") -> Iterator[str]:
+    """Run `app` with uvicorn in a thread on a port the OS picks; yields its base URL.
+    Proxy headers are believed from `forwarded_allow_ips`, as `herald serve` does."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="off"
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -82,13 +90,18 @@ class Served:
 
 
 @contextmanager
-def serve_campaign(herald: Any, **options: Any) -> Iterator[Served]:
+def serve_campaign(
+    herald: Any, forwarded_allow_ips: str = "127.0.0.1", **options: Any
+) -> Iterator[Served]:
     """`herald serve`'s app over the herald fixture's project and database."""
     settings = Settings.from_env(herald.env)
     engine = herald.database()
     app = create_app(settings, engine, Project(herald.project.root), **options)
     try:
-        with serving(app) as url, httpx.Client(base_url=url, timeout=10) as http:
+        with (
+            serving(app, forwarded_allow_ips) as url,
+            httpx.Client(base_url=url, timeout=10) as http,
+        ):
             yield Served(url, http, herald, Keys(settings.secret))
     finally:
         engine.dispose()

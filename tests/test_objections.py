@@ -77,7 +77,7 @@ def test_herald_serve_binds_loopback_and_keeps_tokens_out_of_the_log(sent):
     assert "Finished server process" in output
     assert f"http://127.0.0.1:{port}" in output  # loopback unless told otherwise
     assert "no API key" in output  # the feed API refuses everything: said at start
-    assert "path=/object/[token] status=200" in output
+    assert "route=/object/{token} status=200" in output
     assert token not in output
     assert token.split(".")[0] not in output
     assert "anna@example.com" not in output

@@ -83,7 +83,9 @@ def _events(herald, kind: str | None = None) -> list[dict[str, Any]]:
     with herald.database().connect() as conn:
         rows = conn.execute(text("SELECT kind, channel, body FROM event ORDER BY seq")).all()
     return [
-        {"kind": k, "channel": ch, **json.loads(data)["data"]} for k, ch, data in rows if kind in (None, k)
+        {"kind": k, "channel": ch, **json.loads(data)["data"]}
+        for k, ch, data in rows
+        if kind in (None, k)
     ]
 
 

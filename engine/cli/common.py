@@ -5,6 +5,7 @@ modules import the database, the web stack and the renderer inside the commands 
 them, never at module level (tests/test_cli_startup.py holds this).
 """
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -27,6 +28,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _private_files() -> None:
+    # Before any command runs: every file and folder Herald creates (the database and
+    # its -wal/-shm, the outbox, var/, the campaign specs) holds personal data or
+    # secrets, so none is readable by group or others.
+    os.umask(0o077)
+
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 

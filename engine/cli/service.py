@@ -15,6 +15,7 @@ import typer
 
 from engine.cli.common import CsvOrJsonl, LogFormat, app, fail, open_store, out
 from engine.errors import ConfigError
+from engine.service.limits import MAX_BODY  # a constant; the web stack loads later
 
 # The web stack and the store are imported inside each command, so that `herald --help`
 # and the other commands start without them (see cli/common.py).
@@ -31,16 +32,42 @@ def serve_command(
         str, typer.Option(help="Address to listen on; loopback unless you say otherwise.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8080,
-    posts_per_minute: Annotated[
-        int, typer.Option(min=1, help="Objections one client address may post per minute.")
+    failures_per_minute: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Failed tokens one client (an IPv4 address, an IPv6 /64) may send per "
+            "minute before it must wait. A genuine token is never limited.",
+        ),
     ] = 10,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Proxies whose X-Forwarded-For to believe: addresses or networks, "
+            "comma-separated, or '*' (default: HERALD_FORWARDED_ALLOW_IPS, else 127.0.0.1)",
+            show_default=False,
+        ),
+    ] = None,
+    max_body: Annotated[
+        int, typer.Option(min=1024, help="Largest request body in bytes; larger get 413.")
+    ] = MAX_BODY,
+    timeout_keep_alive: Annotated[
+        int, typer.Option(min=1, help="Seconds an idle connection is kept open.")
+    ] = 5,
+    limit_concurrency: Annotated[
+        int, typer.Option(min=1, help="Connections and requests at once; more get 503.")
+    ] = 200,
+    docs: Annotated[
+        bool, typer.Option("--docs", help="Serve Swagger UI at /docs (from local files).")
+    ] = False,
     log_format: Annotated[LogFormat, typer.Option()] = LogFormat.PLAIN,
     sign_every: Annotated[
         float,
         typer.Option(min=0.1, max=60, help="Sign new objections and seen marks this often (s)."),
     ] = 30.0,
 ) -> None:
-    """Serve the objection pages (/object/TOKEN) and the in-app feed API (/docs)."""
+    """Serve the objection pages (/object/TOKEN) and the in-app feed API
+    (/openapi.json; Swagger UI at /docs with --docs)."""
     import uvicorn
 
     from engine import logs
@@ -53,7 +80,7 @@ def serve_command(
     logs.setup(log_format)
     settings, engine = open_store()
     try:
-        web = create_app(settings, engine, project, posts_per_minute, sign_every)
+        web = create_app(settings, engine, project, failures_per_minute, max_body, docs, sign_every)
     except ConfigError as exc:
         fail(str(exc))
     if not web.state.api_keys.keys:
@@ -68,7 +95,16 @@ def serve_command(
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     config = uvicorn.Config(
-        web, host=host, port=port, access_log=False, log_config=None, server_header=False
+        web,
+        host=host,
+        port=port,
+        access_log=False,  # it would print tokens; the service logs routes instead
+        log_config=None,
+        server_header=False,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips or settings.forwarded_allow_ips,
+        timeout_keep_alive=timeout_keep_alive,
+        limit_concurrency=limit_concurrency,
     )
     address = f"[{host}]" if ":" in host else host
     log.info("listening on http://%s:%d (Ctrl-C to stop)", address, port)

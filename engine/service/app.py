@@ -2,73 +2,52 @@
 
     GET  /object/{token}                  the summary and one button; records nothing
     POST /object/{token}                  records the objection, confirms at once
-    POST /api/objections                  the same for tools (GDPR Art. 21(5)), JSON
-    GET  /api/users/{id}/notifications    the in-app feed (API key)
-    POST /api/notifications/{id}/seen     records `seen` once (API key)
+    /api/...                              the JSON API (engine.service.api)
 
 Pages are rendered from the campaign as it was launched, in the notice's language
-unless the user picks another of the campaign's languages.
+unless the user picks another of the campaign's languages. Once an objection is
+recorded, the user is told so, whatever else fails.
 """
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import datetime as dt
+import dataclasses
+import html
+import logging
 import math
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Request, Security
+from babel.messages.pofile import PoFileError
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, Field
 from sqlalchemy import Engine
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException
 
 from engine.authoring.campaigns import PAGES, Project, load_campaign
-from engine.authoring.i18n import SOURCE_LOCALE, Catalogs, normalize_locale
+from engine.authoring.i18n import SOURCE_LOCALE, Catalogs, normalize_locale, text_direction
 from engine.authoring.pages import Page, busy_page, confirmed_page, error_page, object_page
 from engine.authoring.rendering import Renderer
 from engine.config import Settings
 from engine.delivery.tokens import Keys
 from engine.errors import EngineError
 from engine.evidence.signing import keep_signed, signer_for
-from engine.service.objections import Objections, Target
-from engine.service.security import ApiKey, ApiKeys, Guard, PostLimit
-from engine.store import objections as store
+from engine.service.api import add_api
+from engine.service.docs import add_docs
+from engine.service.inputs import FormError, parse_multipart, parse_urlencoded
+from engine.service.limits import MAX_BODY, BodyLimit, FailureLimit, client_key
+from engine.service.objections import Objections, Target, UnavailableError
+from engine.service.security import ApiKeys, Guard
 
-
-class ObjectionRequest(BaseModel):
-    token: str = Field(description="The token of the user's objection link.")
-    reason: str | None = Field(None, description="Optional, any length; never required.")
-
-
-class ObjectionResult(BaseModel):
-    status: Literal["recorded", "already_recorded"]
-    purpose: str = Field(description="The processing purpose objected to.")
-    campaign: str = Field(description="The campaign whose link carried the objection.")
-    objected_at: dt.datetime = Field(description="When it was recorded (the first time).")
-
-
-class Notification(BaseModel):
-    id: int
-    campaign: str
-    locale: str
-    title: str
-    body: str
-    objection_url: str
-    created_at: dt.datetime
-    seen_at: dt.datetime | None
-
-
-class NotificationPage(BaseModel):
-    items: list[Notification]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+log = logging.getLogger("herald.serve")
+_RECORDED = ("Your objection is on record", "Thank you. We have recorded your objection.")
+_UNAVAILABLE = (
+    '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+    "<title>Please try again shortly</title>\n</head>\n<body>\n<main>\n"
+    "<h1>Please try again shortly</h1>\n<p>This page cannot be shown right now. "
+    "Nothing has been recorded. Please open your link again in a few minutes.</p>\n"
+    "</main>\n</body>\n</html>\n"
+)
 
 
 @dataclass(frozen=True)
@@ -80,9 +59,11 @@ class _Pages:
 
 
 class Service:
-    """Everything the routes share: the store, the keys, the renderers."""
+    """Everything the routes share: the store, the keys, the renderers, the limit."""
 
-    def __init__(self, settings: Settings, engine: Engine, project: Project) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine, project: Project, failures_per_minute: int
+    ) -> None:
         self.engine = engine
         self.objections = Objections(engine, Keys(settings.secret), settings.var)
         self.api_keys = ApiKeys.load(settings.api_key, settings.api_keys)
@@ -91,6 +72,8 @@ class Service:
         self.locales = tuple(sorted(catalogs.available))
         self.contacts = _contacts(project)
         self.stylesheet = (project.templates / PAGES / "herald.css").read_bytes()
+        self.failures = FailureLimit(failures_per_minute)
+        self.recorded_pages = {code: _recorded_page(catalogs, code) for code in self.locales}
         self._pages: dict[str, _Pages] = {}
 
     def pages_for(self, target: Target) -> _Pages:
@@ -104,6 +87,11 @@ class Service:
             )
         return self._pages[campaign_id]
 
+    def forget(self, target: Target) -> None:
+        """After a page failed: check and restore the campaign's files on next use."""
+        self._pages.pop(target.notice.campaign_id, None)
+        self.objections.forget(target.notice.campaign_id)
+
     def render(
         self, renderer: Renderer, page: Page, headers: dict[str, str] | None = None
     ) -> HTMLResponse:
@@ -113,28 +101,89 @@ class Service:
             html, page.status, headers={"Content-Language": language, **(headers or {})}
         )
 
-    def error(self, request: Request) -> HTMLResponse:
-        """The one page for any token that is not genuine, known and current."""
+    def refuse(self, request: Request) -> HTMLResponse:
+        """The answer to a token that is not genuine, known and current: one page for
+        all (so it tells nothing), or, after too many from this client, wait."""
+        wait = self.refused(request)
         locale = _choose(request.query_params.get("lang"), _accepted(request), self.locales)
+        if wait is not None:
+            page = busy_page(locale, self.locales)
+            return self.render(self.renderer, page, {"Retry-After": str(math.ceil(wait))})
         return self.render(self.renderer, error_page(locale, self.locales, self.contacts))
 
-    def busy(self, request: Request, wait: float) -> HTMLResponse:
-        locale = _choose(request.query_params.get("lang"), _accepted(request), self.locales)
-        page = busy_page(locale, self.locales)
-        return self.render(self.renderer, page, {"Retry-After": _seconds(wait)})
+    def refused(self, request: Request) -> float | None:
+        """Count a failed lookup; the seconds this client must wait, if it must."""
+        client = client_key(request.client.host if request.client else "-")
+        wait = self.failures.blocked(client)
+        self.failures.fail(client)
+        return wait
+
+    def show(self, target: Target, lang: str | None, status: int = 200) -> Response:
+        """The objection page. A campaign whose files fail is restored and tried once
+        more; if it still fails, a page saying to come back (nothing was recorded)."""
+        for _ in range(2):
+            try:
+                pages = self.pages_for(target)
+                locale = _choose(lang, [target.notice.locale], pages.locales)
+                on_record = self.objections.on_record(target)
+                objected = target.local_date(on_record["objected_at"]) if on_record else None
+                page = object_page(target.loaded.campaign, locale, pages.locales, objected)
+                return self.render(pages.renderer, dataclasses.replace(page, status=status))
+            except (EngineError, OSError) as exc:
+                log.error("cannot show campaign %s's page: %s", target.notice.campaign_id, exc)
+                self.forget(target)
+                try:
+                    again = self.objections.launched(target.notice.campaign_id)
+                except UnavailableError:
+                    again = None
+                if again is None:
+                    break
+                target = Target(again, target.notice)
+        return unavailable()
+
+    def confirm(self, target: Target, reason: str | None, lang: str | None) -> Response:
+        """Record the objection and confirm it."""
+        try:
+            pages: _Pages | None = self.pages_for(target)
+        except (EngineError, OSError):
+            pages = None
+        have = pages.locales if pages else self.locales
+        locale = _choose(lang, [target.notice.locale], have)
+        recorded = self.objections.object(target, locale, reason, via="page")
+        if pages is None:
+            return self.recorded(locale)
+        try:
+            objected = target.local_date(recorded.objection["objected_at"])
+            page = confirmed_page(
+                target.loaded.campaign, locale, pages.locales, objected, recorded.first
+            )
+            return self.render(pages.renderer, page)
+        except Exception:  # the objection is on record: never answer that it failed
+            log.exception(
+                "objection recorded; its page failed (campaign %s)", target.notice.campaign_id
+            )
+            self.forget(target)
+            return self.recorded(locale)
+
+    def recorded(self, locale: str) -> HTMLResponse:
+        """The plain page that says an objection is on record, needing no campaign file."""
+        code = locale if locale in self.recorded_pages else SOURCE_LOCALE
+        body = self.recorded_pages.get(code) or _recorded_page(None, SOURCE_LOCALE)
+        return HTMLResponse(body, 200, headers={"Content-Language": code.replace("_", "-")})
 
 
 def create_app(
     settings: Settings,
     engine: Engine,
     project: Project,
-    posts_per_minute: int = 10,
+    failures_per_minute: int = 10,
+    max_body: int = MAX_BODY,
+    docs: bool = False,
     sign_every_s: float = 30.0,
 ) -> FastAPI:
     """The service's ASGI app. Raises ConfigError for an unusable API key file or
     signing key. While it runs, what it recorded is signed every `sign_every_s`."""
-    service = Service(settings, engine, project)
-    posts = PostLimit(posts_per_minute)
+    service = Service(settings, engine, project, failures_per_minute)
     signer_for(settings)  # refuse to start with a missing or replaced signing key
 
     @contextlib.asynccontextmanager
@@ -151,132 +200,48 @@ def create_app(
         title="Herald",
         summary="Objection links and the in-app feed of Herald's campaigns.",
         version="1",
+        docs_url=None,
         redoc_url=None,
         lifespan=signing,
     )
-    app.add_middleware(Guard)
+    app.add_middleware(BodyLimit, max_bytes=max_body)
+    app.add_middleware(Guard)  # outermost: it heads and logs the limit's answers too
     app.state.api_keys = service.api_keys
-    api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
-    def app_key(presented: Annotated[str | None, Security(api_key_header)]) -> ApiKey:
-        key = service.api_keys.find(presented)
-        if key is None:
-            raise HTTPException(
-                401, "a valid X-API-Key header is required", {"WWW-Authenticate": "ApiKey"}
-            )
-        return key
+    @app.exception_handler(UnavailableError)
+    def campaign_unavailable(request: Request, exc: UnavailableError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "try again later"}, 503, {"Retry-After": "300"})
+        return unavailable()
 
-    @app.get("/object/{token}", include_in_schema=False)
+    @app.api_route("/object/{token}", methods=["GET", "HEAD"], include_in_schema=False)
     def objection_page(request: Request, token: str, lang: str | None = None) -> Response:
         target = service.objections.resolve(token)
         if target is None:
-            return service.error(request)
-        pages = service.pages_for(target)
-        locale = _choose(lang, [target.notice.locale], pages.locales)
-        on_record = service.objections.on_record(target)
-        objected = target.local_date(on_record["objected_at"]) if on_record else None
-        page = object_page(target.loaded.campaign, locale, pages.locales, objected)
-        return service.render(pages.renderer, page)
+            return service.refuse(request)
+        return service.show(target, lang)
 
     @app.post("/object/{token}", include_in_schema=False)
     async def objection_form(request: Request, token: str) -> Response:
-        # Read here, not by FastAPI: a form too large to parse (a reason of megabytes)
-        # still objects, without the reason, instead of answering 400.
+        # The token first: a failed one costs no body read. A genuine one is never
+        # limited, so no one can stop a real user from objecting.
+        target = await run_in_threadpool(service.objections.resolve, token)
+        if target is None:
+            return await run_in_threadpool(service.refuse, request)
         try:
-            form = await request.form()
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        except (HTTPException, StarletteHTTPException, MultiPartException):
-            fields = {}
+            fields = await _form(request, max_body)
+        except FormError:
+            # Bytes we cannot read as text: say so, and offer the button again (a
+            # reason is never required). Nothing is recorded from unreadable input.
+            lang = request.query_params.get("lang")
+            return await run_in_threadpool(service.show, target, lang, 400)
         return await run_in_threadpool(
-            objection_post, request, token, fields.get("reason"), fields.get("lang")
+            service.confirm, target, fields.get("reason"), fields.get("lang")
         )
 
-    def objection_post(
-        request: Request, token: str, reason: str | None, lang: str | None
-    ) -> Response:
-        wait = posts.allow(_client(request))
-        if wait is not None:
-            return service.busy(request, wait)
-        target = service.objections.resolve(token)
-        if target is None:
-            return service.error(request)
-        pages = service.pages_for(target)
-        locale = _choose(lang, [target.notice.locale], pages.locales)
-        recorded = service.objections.object(target, locale, reason, via="page")
-        objected = target.local_date(recorded.objection["objected_at"])
-        page = confirmed_page(
-            target.loaded.campaign, locale, pages.locales, objected, recorded.first
-        )
-        return service.render(pages.renderer, page)
+    add_api(app, service, service.refused)
 
-    @app.post(
-        "/api/objections",
-        response_model=ObjectionResult,
-        status_code=201,
-        responses={
-            200: {"model": ObjectionResult, "description": "Already on record (first date)"},
-            404: {"description": "The token is not genuine, known and current"},
-            429: {"description": "Too many posts from this address; see Retry-After"},
-        },
-        tags=["objections"],
-    )
-    def object_by_api(request: Request, body: ObjectionRequest) -> Any:
-        """Object for a user by automated means (GDPR Art. 21(5)), with the token of
-        their link. Recording is idempotent: a repeat answers 200 with the first date."""
-        wait = posts.allow(_client(request))
-        if wait is not None:
-            return JSONResponse(
-                {"detail": "too many requests"}, 429, {"Retry-After": _seconds(wait)}
-            )
-        target = service.objections.resolve(body.token)
-        if target is None:
-            raise HTTPException(404, "the token is not valid: unknown, altered or expired")
-        recorded = service.objections.object(target, target.notice.locale, body.reason, via="api")
-        result = ObjectionResult(
-            status="recorded" if recorded.first else "already_recorded",
-            purpose=recorded.objection["purpose"],
-            campaign=recorded.objection["campaign_id"],
-            objected_at=_when(recorded.objection["objected_at"]),
-        )
-        return JSONResponse(result.model_dump(mode="json"), 201 if recorded.first else 200)
-
-    @app.get(
-        "/api/users/{user_id}/notifications",
-        response_model=NotificationPage,
-        responses={401: {"description": "No valid API key"}},
-        tags=["in-app feed"],
-    )
-    def feed(
-        user_id: str,
-        key: Annotated[ApiKey, Security(app_key)],
-        cursor: Annotated[str | None, Query(description="From the previous page")] = None,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    ) -> NotificationPage:
-        """A user's in-app notices and confirmations, newest first, localized as they
-        were delivered, with their objection link and when they were seen."""
-        before = _decode_cursor(cursor) if cursor else None
-        rows = store.notifications(service.engine, user_id, key.campaigns, before, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return NotificationPage(
-            items=[_notification(r) for r in rows],
-            next_cursor=_encode_cursor(rows[-1]["id"]) if more else None,
-        )
-
-    @app.post(
-        "/api/notifications/{notification_id}/seen",
-        response_model=Notification,
-        responses={401: {"description": "No valid API key"}, 404: {"description": "Unknown"}},
-        tags=["in-app feed"],
-    )
-    def seen(notification_id: int, key: Annotated[ApiKey, Security(app_key)]) -> Notification:
-        """Record that the user saw this notification; the first time only."""
-        row = store.mark_seen(service.engine, notification_id, key.campaigns, time.time())
-        if row is None:
-            raise HTTPException(404, "no such notification")
-        return _notification(row)
-
-    @app.get("/static/herald.css", include_in_schema=False)
+    @app.api_route("/static/herald.css", methods=["GET", "HEAD"], include_in_schema=False)
     def stylesheet() -> Response:
         return Response(
             service.stylesheet, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
@@ -286,13 +251,48 @@ def create_app(
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    if docs:
+        add_docs(app)
     return app
+
+
+async def _form(request: Request, max_part_size: int) -> dict[str, str]:
+    """The form's text fields, decoded strictly. Raises FormError."""
+    kind = request.headers.get("content-type", "")
+    body = await request.body()
+    if kind.startswith("multipart/form-data"):
+        return parse_multipart(body, kind, max_part_size)
+    if kind.startswith("application/x-www-form-urlencoded") or body:
+        return parse_urlencoded(body)
+    return {}
+
+
+def unavailable() -> HTMLResponse:
+    """A page that needs no campaign file: come back later, nothing was recorded."""
+    return HTMLResponse(_UNAVAILABLE, 503, headers={"Retry-After": "300"})
+
+
+def _recorded_page(catalogs: Catalogs | None, locale: str) -> str:
+    """A page that needs no campaign file: the objection is on record, in `locale`."""
+    gettext: Callable[[str], str] = str
+    if catalogs is not None:
+        try:
+            gettext = catalogs.translations(locale).gettext
+        except (OSError, ValueError, PoFileError) as exc:
+            log.warning("the %s catalog cannot be read (%s): English it is", locale, exc)
+    title, thanks = (html.escape(gettext(text)) for text in _RECORDED)
+    return (
+        f'<!DOCTYPE html>\n<html lang="{locale.replace("_", "-")}" '
+        f'dir="{text_direction(locale)}">\n<head>\n<meta charset="utf-8">\n'
+        f'<title>{title}</title>\n<link rel="stylesheet" href="/static/herald.css">\n'
+        f"</head>\n<body>\n<main>\n<h1>{title}</h1>\n<p>{thanks}</p>\n</main>\n</body>\n</html>\n"
+    )
 
 
 def _choose(wanted: str | None, preferred: list[str], have: tuple[str, ...]) -> str:
     """`wanted` if offered, else the first of `preferred` (or its language) we have."""
     for candidate in ([wanted] if wanted else []) + preferred:
-        code = normalize_locale(candidate)
+        code = normalize_locale(candidate[:35])
         for option in (code, code.split("_")[0] if code else None):
             if option in have:
                 return option
@@ -313,46 +313,6 @@ def _accepted(request: Request) -> list[str]:
         if tag and tag != "*" and quality > 0:
             weighted.append((-quality, i, tag))
     return [tag for _, _, tag in sorted(weighted)]
-
-
-def _seconds(wait: float) -> str:
-    return str(math.ceil(wait))
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "-"
-
-
-def _when(ts: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts, dt.UTC)
-
-
-def _notification(row: dict[str, Any]) -> Notification:
-    return Notification(
-        id=row["id"],
-        campaign=row["campaign_id"],
-        locale=row["locale"],
-        title=row["title"],
-        body=row["body"],
-        objection_url=row["objection_url"],
-        created_at=_when(row["created_at"]),
-        seen_at=_when(row["seen_at"]) if row["seen_at"] is not None else None,
-    )
-
-
-def _encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"before:{last_id}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, number = text.partition(":")
-        if prefix == "before" and number.isdigit():
-            return int(number)
-    except (binascii.Error, UnicodeDecodeError):
-        pass
-    raise HTTPException(400, "cursor: not one this API gave out")
 
 
 def _contacts(project: Project) -> list[str]:

@@ -2,10 +2,14 @@
 
 A token is genuine, current and known, or it is nothing: the caller cannot tell a
 tampered token from an unknown or expired one, so neither can whoever holds it.
-The campaign is read as it was launched (its stored files), like the daemon does.
+The campaign is read as it was launched (its stored files), like the daemon does; the
+restored files are checked against the stored ones once per process, and restored
+again if they differ.
 """
 
 import datetime as dt
+import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,12 +23,21 @@ from engine.authoring.specs import restore, spec_folder
 from engine.delivery.tokens import Keys
 from engine.delivery.windows import local_date
 from engine.errors import EngineError
+from engine.models import SpecFile
+from engine.service.inputs import clean_reason, valid_token
 from engine.store import campaigns as campaign_store
 from engine.store import objections as store
 from engine.store.objections import Notice, Recorded
 
-MAX_TOKEN = 200  # ours are ~50 characters; anything longer is not worth verifying
-MAX_REASON = 10_000  # characters kept of a reason; a longer one is cut, never refused
+log = logging.getLogger("herald.serve")
+
+
+class UnavailableError(EngineError):
+    """A genuine token whose campaign's files cannot be restored right now."""
+
+    def __init__(self, campaign_id: str, problem: str) -> None:
+        super().__init__(f"campaign {campaign_id}: {problem}")
+        self.campaign_id = campaign_id
 
 
 @dataclass(frozen=True)
@@ -50,8 +63,9 @@ class Objections:
         self._specs: dict[str, LoadedCampaign] = {}
 
     def resolve(self, token: str) -> Target | None:
-        """The notice behind `token`; None if it is tampered, foreign, unknown or expired."""
-        opened = self.keys.open_token(token) if len(token) <= MAX_TOKEN else None
+        """The notice behind `token`; None if it is tampered, foreign, unknown or expired.
+        Raises UnavailableError if its campaign's files cannot be restored."""
+        opened = self.keys.open_token(token) if valid_token(token) else None
         if opened is None:
             return None
         token_id, issued = opened
@@ -65,18 +79,24 @@ class Objections:
         return Target(loaded, notice)
 
     def launched(self, campaign_id: str) -> LoadedCampaign | None:
-        """The campaign as it was launched (read once: a launched spec never changes)."""
+        """The campaign as it was launched (read once: a launched spec never changes);
+        None if there is none. Raises UnavailableError if its files cannot be restored."""
         if campaign_id not in self._specs:
             row = campaign_store.get(self.engine, campaign_id)
             files = campaign_store.stored_files(self.engine, campaign_id) if row else []
             if not row or not files:
                 return None
+            folder = spec_folder(self.var, campaign_id, row["spec_hash"])
             try:
-                folder = spec_folder(self.var, campaign_id, row["spec_hash"])
-                self._specs[campaign_id] = restore(campaign_id, files, folder)
-            except (EngineError, OSError):
-                return None
+                self._specs[campaign_id] = _restored(campaign_id, files, folder)
+            except (EngineError, OSError) as exc:
+                log.error("cannot restore the files of campaign %s: %s", campaign_id, exc)
+                raise UnavailableError(campaign_id, str(exc)) from exc
         return self._specs[campaign_id]
+
+    def forget(self, campaign_id: str) -> None:
+        """Check (and restore) the campaign's files again on next use."""
+        self._specs.pop(campaign_id, None)
 
     def on_record(self, target: Target) -> dict[str, Any] | None:
         """The user's objection to this purpose, from this or an earlier campaign."""
@@ -84,7 +104,38 @@ class Objections:
 
     def object(self, target: Target, locale: str, reason: str | None, via: str) -> Recorded:
         """Record the objection once; a repeat returns the first."""
-        reason = (reason or "").replace("\r\n", "\n").strip()[:MAX_REASON] or None
         return store.record_objection(
-            self.engine, target.notice, target.purpose, locale, reason, via, self.clock()
+            self.engine,
+            target.notice,
+            target.purpose,
+            locale,
+            clean_reason(reason),
+            via,
+            self.clock(),
         )
+
+
+def _restored(campaign_id: str, files: list[SpecFile], folder: Path) -> LoadedCampaign:
+    """Restore the stored files under `folder` unless every one is there unchanged.
+    Raises OSError naming the first file that is still wrong after restoring."""
+    if _damaged(files, folder) is not None:
+        (folder / ".complete").unlink(missing_ok=True)
+        loaded = restore(campaign_id, files, folder)
+        wrong = _damaged(files, folder)
+        if wrong is not None:
+            raise OSError(f"{wrong}: differs from the file stored with the campaign")
+        return loaded
+    return restore(campaign_id, files, folder)
+
+
+def _damaged(files: list[SpecFile], folder: Path) -> Path | None:
+    """The first file under `folder` that is missing or differs from its stored copy."""
+    for file in files:
+        path = folder / file.path
+        try:
+            if hashlib.sha256(path.read_bytes()).hexdigest() == file.sha256:
+                continue
+        except OSError:
+            pass
+        return path
+    return None

@@ -1,12 +1,10 @@
-"""What keeps the service's pages and API safe: headers, a token-free access log, a per
-client limit on posts, and API keys. Pure but for reading the key file.
+"""What keeps the service's pages and API safe: headers, an access log that names routes
+(never tokens), and API keys. Pure but for reading the key file.
 """
 
 import hmac
 import logging
-import re
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +23,11 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
-# /docs is Swagger UI, which FastAPI loads from a CDN: the one page that may.
+# /docs (with --docs) is Swagger UI, served from our own origin: scripts and styles from
+# files, none inline; `data:` images are the icons in its stylesheet.
 DOCS_CSP = (
-    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "connect-src 'self'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 _COMMON = [
     (b"x-content-type-options", b"nosniff"),
@@ -39,17 +37,19 @@ _COMMON = [
     (b"strict-transport-security", b"max-age=31536000"),  # browsers heed it over HTTPS only
     (b"permissions-policy", b"interest-cohort=()"),
 ]
-_TOKEN_PATH = re.compile(r"^/object/[^/]+")
 
 
-def redact(path: str) -> str:
-    """A path fit for a log: the token of /object/{token} replaced."""
-    return _TOKEN_PATH.sub("/object/[token]", path)
+def route_of(scope: Scope) -> str:
+    """What the access log names: the route's template (/object/{token}), never the path
+    the client sent, which may hold a token or characters meant to forge log lines."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    return template if isinstance(template, str) else "(no route)"
 
 
 class Guard:
     """ASGI middleware: security headers on every response, no-store on token pages and
-    the API, and one access log line per request with the token left out.
+    the API, and one access log line per request naming its route, not its path.
 
     (Uvicorn's own access log is switched off: it would print the token.)"""
 
@@ -90,35 +90,14 @@ class Guard:
                 extra=fields(
                     client=client[0],
                     method=scope["method"],
-                    path=redact(path),
+                    route=route_of(scope),
                     status=status,
                     ms=round((self.clock() - started) * 1000, 1),
                 ),
             )
 
 
-class PostLimit:
-    """At most `per_minute` posts per client address in any 60 s (a sliding window).
-
-    In memory, per process: run one `herald serve` per address, or put the limit in the
-    proxy in front."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute, self.clock = per_minute, clock
-        self._seen: dict[str, deque[float]] = {}
-
-    def allow(self, client: str) -> float | None:
-        """None if this post may go ahead; else the seconds to wait."""
-        now = self.clock()
-        if len(self._seen) > 10_000:  # forget clients that have gone quiet
-            self._seen = {k: v for k, v in self._seen.items() if v and v[-1] > now - 60}
-        times = self._seen.setdefault(client, deque())
-        while times and times[0] <= now - 60:
-            times.popleft()
-        if len(times) >= self.per_minute:
-            return max(1.0, times[0] + 60 - now)
-        times.append(now)
-        return None
+FEED, FEED_SEEN = "feed", "feed+seen"
 
 
 @dataclass(frozen=True)
@@ -126,15 +105,24 @@ class ApiKey:
     name: str
     secret: str
     campaigns: frozenset[str] | None  # None: every campaign
+    access: str = FEED  # FEED reads feeds; FEED_SEEN may also record `seen`
+
+    @property
+    def may_mark_seen(self) -> bool:
+        return self.access == FEED_SEEN
 
 
 class ApiKeys:
-    """Keys of the apps that read the in-app feed: HERALD_API_KEY (every campaign), and
-    a YAML key file (0600) naming each app's key and, optionally, its campaigns:
+    """Keys of the servers that read the in-app feed for their apps. A key reads any
+    user's feed (with their objection links), so keys are for server-to-server use only,
+    never shipped inside an app. HERALD_API_KEY reads every campaign and may record
+    `seen`; a YAML key file (0600) names each further key, optionally its campaigns, and
+    its access, `feed` (read only, the default) or `feed+seen`:
 
-        mobile-app:
+        notifications-backend:
           key: "at least 32 random characters"
           campaigns: [ai-training-notice]
+          access: feed+seen
     """
 
     def __init__(self, keys: list[ApiKey]) -> None:
@@ -146,7 +134,7 @@ class ApiKeys:
         if environ_key:
             if len(environ_key) < 32:
                 raise ConfigError("HERALD_API_KEY must be at least 32 characters long")
-            keys.append(ApiKey("HERALD_API_KEY", environ_key, None))
+            keys.append(ApiKey("HERALD_API_KEY", environ_key, None, FEED_SEEN))
         if path.exists():
             keys += _read_key_file(path)
         return cls(keys)
@@ -172,14 +160,18 @@ def _read_key_file(path: Path) -> list[ApiKey]:
     for name, entry in data.items():
         entry = entry if isinstance(entry, Mapping) else {}
         secret, campaigns = entry.get("key"), entry.get("campaigns")
+        access = entry.get("access", FEED)
         if not isinstance(secret, str) or len(secret) < 32:
             raise ConfigError(f"{path}: {name}: 'key' must be a string of 32 characters or more")
-        unknown = set(entry) - {"key", "campaigns"}
+        unknown = set(entry) - {"key", "campaigns", "access"}
         if unknown:
             raise ConfigError(f"{path}: {name}: unknown key(s) {sorted(unknown)}")
         if campaigns is not None and not (
             isinstance(campaigns, list) and all(isinstance(c, str) for c in campaigns)
         ):
             raise ConfigError(f"{path}: {name}: 'campaigns' must be a list of campaign ids")
-        keys.append(ApiKey(str(name), secret, None if campaigns is None else frozenset(campaigns)))
+        if access not in (FEED, FEED_SEEN):
+            raise ConfigError(f"{path}: {name}: 'access' must be {FEED} or {FEED_SEEN}")
+        scope = None if campaigns is None else frozenset(campaigns)
+        keys.append(ApiKey(str(name), secret, scope, access))
     return keys

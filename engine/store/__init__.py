@@ -8,6 +8,7 @@ May import: the core only. No business rules live here.
 """
 
 import functools
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -38,6 +39,8 @@ def open_database(url: str, create: bool = True) -> Engine:
     With `create=False` the database must already hold Herald's tables: commands that only
     read the record (status, report, verify, export) must never answer from a new, empty
     database made by mistake in the wrong folder. Raises ConfigError("no database at …").
+    Errors never carry a statement's parameters (a reason, a user id) into a log, and a
+    SQLite database and its -wal and -shm files are readable by their owner only.
     """
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
@@ -47,12 +50,14 @@ def open_database(url: str, create: bool = True) -> Engine:
                     f"no database at {path}: run this where Herald keeps its state, "
                     "or point HERALD_DB (or HERALD_VAR) at it"
                 )
-            path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+            _private_sqlite_files(path)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 60}, hide_parameters=True
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if not create and not inspect(engine).has_table("campaign"):
         where = engine.url.render_as_string(hide_password=True)
         engine.dispose()
@@ -63,6 +68,22 @@ def open_database(url: str, create: bool = True) -> Engine:
     _widen_delivery_key(engine)
     schema.append_only(engine)
     return engine
+
+
+def _private_sqlite_files(path: Path) -> None:
+    """Create the database file 0600 (SQLite gives its -wal and -shm files the database
+    file's mode), and take group and other access from files an earlier version made."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Never open (and close) an existing database file here: closing any descriptor of
+    # it drops the POSIX locks SQLite holds through this process's other connections.
+    if not path.exists():
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:  # another process created it first
+            pass
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(0o600)
 
 
 def _add_missing_columns(engine: Engine) -> None:

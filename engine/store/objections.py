@@ -214,10 +214,14 @@ def notifications(
 
 
 def mark_seen(
-    engine: Engine, notification_id: int, campaigns: frozenset[str] | None, now: float
+    engine: Engine,
+    notification_id: int,
+    campaigns: frozenset[str] | None,
+    now: float,
+    by: str | None = None,
 ) -> dict[str, Any] | None:
-    """Set seen_at once and record a `seen` event with it; None if there is no such
-    notification among `campaigns`."""
+    """Set seen_at once and record a `seen` event with it, naming the API key `by`;
+    None if there is no such notification among `campaigns`."""
     query = select(_inapp).where(_inapp.c.id == notification_id)
     with writing(engine) as conn:
         if conn.dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already serialises
@@ -239,7 +243,11 @@ def mark_seen(
                     "delivery_id": row["delivery_id"],
                     "user_id": row["user_id"],
                     "channel": Channel.INAPP.value,
-                    "data": {"notification_id": notification_id, "locale": row["locale"]},
+                    "data": {
+                        "notification_id": notification_id,
+                        "locale": row["locale"],
+                        **({"key": by} if by else {}),
+                    },
                 }
             ],
         )
