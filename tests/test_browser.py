@@ -68,8 +68,14 @@ class Site:
         return f"{self.url}/object/{self.keys.token(token_id)}"
 
     def count(self, table: str, user: int, where: str = "1 = 1") -> int:
+        """Rows of `user` in `table`; events name the user by subject, not by id."""
+        who = (
+            "subject = (SELECT subject FROM subject_key WHERE user_id = :u)"
+            if table == "event"
+            else "user_id = :u"
+        )
         with self.engine.connect() as conn:
-            sql = f"SELECT COUNT(*) FROM {table} WHERE user_id = :u AND {where}"
+            sql = f"SELECT COUNT(*) FROM {table} WHERE {who} AND {where}"
             return int(conn.execute(text(sql), {"u": self.german[user]}).scalar_one())
 
 

@@ -111,7 +111,8 @@ class Postfix:
         self.base.chmod(0o755)  # the postfix user walks into it
         self.port = _free_port()
         for folder in ("etc", "spool", "data"):
-            (self.base / folder).mkdir()
+            (self.base / folder).mkdir(mode=0o755)
+            (self.base / folder).chmod(0o755)  # whatever the umask of this process
         shutil.chown(self.base / "data", "postfix")
         values = {"base": self.base, "next_hop": next_hop, "bounces": bounces}
         (self.base / "etc" / "main.cf").write_text(MAIN_CF.format(**values))
@@ -124,6 +125,7 @@ class Postfix:
             text=True,
             timeout=60,
             check=False,
+            preexec_fn=_postfix_umask,
         )
 
     @property
@@ -214,3 +216,9 @@ def _wait_for_bounce(herald, postfix: Postfix, timeout: float = 30.0) -> str:
             return str(status)
         assert time.monotonic() < deadline, f"no bounce recorded; Postfix log:\n{postfix.log}"
         time.sleep(0.1)
+
+
+def _postfix_umask() -> None:
+    """Postfix's own users must reach its queue: not the 077 Herald's commands set for
+    themselves, in this very process, before the test started Postfix."""
+    os.umask(0o022)

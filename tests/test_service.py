@@ -320,7 +320,7 @@ def test_a_key_reads_only_its_campaigns(sent):
         assert s.count("event", "kind = 'seen'") == 0
         allowed = {"X-API-Key": API_KEY}
         assert s.http.post(f"/api/notifications/{notice_id}/seen", headers=allowed).is_success
-        data = json.loads(s.scalar("SELECT data FROM event WHERE kind = 'seen'"))
+        data = json.loads(s.scalar("SELECT body FROM event WHERE kind = 'seen'"))["data"]
         assert data["key"] == "HERALD_API_KEY"
     key_file.chmod(0o644)
     from engine.errors import ConfigError

@@ -110,7 +110,13 @@ def test_counts_say_which_are_users_and_which_are_deliveries():
         [Backlog("email", None, "DE", 5, None), Backlog("inapp", None, "DE", 5, None)],
     )
     assert status["users"] == {"targeted": 110}
-    assert status["deliveries"] == {"notified": 100, "pending": 10, "deferred": 0, "failed": 0}
+    assert status["deliveries"] == {
+        "notified": 100,
+        "pending": 10,
+        "deferred": 0,
+        "failed": 0,
+        "bounced": 0,
+    }
     assert "targeted" not in status
     assert "pending" not in status
 

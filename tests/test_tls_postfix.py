@@ -142,8 +142,11 @@ class Postfix:
         self.auth = _AuthServer()
         self.config = root / "etc"
         self.config.mkdir(parents=True)
+        for folder in (root, self.config):  # whatever the umask of this process
+            folder.chmod(0o755)
         for folder in ("data", "queue"):
             (root / folder).mkdir()
+            (root / folder).chmod(0o755)
         shutil.chown(root / "data", "postfix", "postfix")  # master's lock, tls caches
         auth_port = self.auth.server_address[1]
         (self.config / "main.cf").write_text(_main_cf(root, ca, auth_port, sink_port))
@@ -156,6 +159,7 @@ class Postfix:
             text=True,
             timeout=60,
             check=False,
+            preexec_fn=_postfix_umask,
         )
 
     def __enter__(self) -> "Postfix":
@@ -222,3 +226,9 @@ def test_relay_through_postfix_over_starttls_with_sasl(herald, postfix):
     assert len(queue_ids) == EMAILS
     assert all(f"{qid}: " in log for qid in queue_ids)  # Postfix's ids, kept as evidence
     assert {(e["tls_verified"], e["tls_version"][:6]) for e in sent} == {(True, "TLSv1.")}
+
+
+def _postfix_umask() -> None:
+    """Postfix's own users must reach its queue: not the 077 Herald's commands set for
+    themselves, in this very process, before the test started Postfix."""
+    os.umask(0o022)

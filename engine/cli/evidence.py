@@ -61,6 +61,10 @@ def evidence_verify(
     settings, engine = open_store(create=False)  # never a new, empty database
     if witness is not None and not witness.is_dir():
         fail(f"{witness}: no such witness directory")
+    found = campaigns(engine, settings.checkpoints, witness)
+    if not found and not _has_v0(engine):
+        out.print("nothing to verify: no campaign has evidence in this database yet", markup=False)
+        return
     try:
         if public_key is not None:
             anchor, pinned = public_key_from_pem(public_key.read_bytes()), True
@@ -81,7 +85,7 @@ def evidence_verify(
     now = dt.datetime.now(dt.UTC)
     broken = _verify_v0(engine)
     verdicts = []
-    for campaign in campaigns(engine, settings.checkpoints, witness):
+    for campaign in found:
         verdict = verify_campaign(
             engine, campaign, trust, settings.checkpoints, witness, now, max_unsigned_age
         )
@@ -94,6 +98,12 @@ def evidence_verify(
     record_verdicts(settings.var / "verified", verdicts, trust, iso(now.timestamp()))
     if broken:
         raise typer.Exit(1)
+
+
+def _has_v0(engine: "Engine") -> bool:
+    from engine.store.events import v0_heads
+
+    return bool(v0_heads(engine))
 
 
 def _verify_v0(engine: "Engine") -> bool:
