@@ -192,13 +192,15 @@ class Dispatcher:
 
     async def _next_wake(self) -> float | None:
         """When there may be work again: the next due time or the next expiring lease.
-        None when there is nothing left to do, or the campaign is paused."""
+        None when there is nothing left to do. While the campaign is paused only
+        confirmations count: they never wait for a resume."""
         c = self.campaign
         row = await self._in_db(campaign_store.get, self.engine, c.id)
-        if row is not None and row["paused"]:
-            return None
+        paused = row is not None and bool(row["paused"])
         await self._reclaim_dead()
-        due = await self._in_db(deliveries.next_due, self.engine, c.id)
+        due = await self._in_db(deliveries.next_due, self.engine, c.id, paused)
+        if paused:
+            return due
         lease = await self._in_db(deliveries.lease_expiry, self.engine, c.id)
         if lease is not None and lease <= self.clock():
             await self._in_db(deliveries.reclaim, self.engine, c.id, self.clock(), ())

@@ -4,7 +4,9 @@ which reads the aggregates from the database.
 The coverage equation holds by construction: each targeted user is in exactly one of
 notified (some channel reached them), failed (every channel failed for good) or pending.
 Seen and objected come beside it: users who opened their in-app notice, and objections
-carried by this campaign's links.
+carried by this campaign's links. Users of the campaign's countries whom planning left out
+(objectors to the purpose, users new after schedule.plan_until) are outside "targeted":
+their counts come from the campaign's latest `audience` event.
 """
 
 import datetime as dt
@@ -16,9 +18,11 @@ from engine.authoring.campaigns import Campaign
 from engine.evidence.status import iso
 from engine.models import Channel
 from engine.statuses import DeliveryStatus
-from engine.store.reporting import coverage_rows
+from engine.store.reporting import coverage_rows, latest_audience
 
 _EPOCH = dt.date(1970, 1, 1)
+# The reasons planning leaves out users of the campaign's countries (delivery.binding).
+LEFT_OUT = ("objected", "joined_after_effective_date")
 _BUCKETS = (
     "targeted",
     "notified",
@@ -36,8 +40,10 @@ def build_report(
     deadline: dt.datetime,
     effective: dt.datetime,
     rows: dict[str, Any],
+    audience: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A JSON-ready report from store.reporting.coverage_rows()."""
+    """A JSON-ready report from store.reporting.coverage_rows() and the data of the
+    latest `audience` event."""
     total = rows["total"] or dict.fromkeys(_BUCKETS, 0)
     channels: dict[str, dict[str, int]] = {}
     for channel, status, count in rows["channel_status"]:
@@ -95,11 +101,23 @@ def build_report(
         "seen": int(seen["total"]),
         "objected": int(objected["total"]),
         "median_notice_to_objection_s": None if median is None else float(median),
+        "left_out": _left_out(audience),
+        "left_out_by_country": {
+            country: _left_out(entry)
+            for country, entry in sorted(((audience or {}).get("by_country") or {}).items())
+            if any(_left_out(entry).values())
+        },
         "by_country": breakdown("by_country"),
         "by_locale": breakdown("by_locale"),
         "by_channel": by_channel,
         "over_time": _over_time(rows["per_day"]),
     }
+
+
+def _left_out(audience: dict[str, Any] | None) -> dict[str, int]:
+    """Users of the campaign's countries that planning left out, by reason."""
+    excluded = (audience or {}).get("excluded") or {}
+    return {reason: int(excluded.get(reason, 0)) for reason in LEFT_OUT}
 
 
 def _over_time(per_day: dict[str, Any]) -> dict[str, Any]:
@@ -124,4 +142,5 @@ def campaign_report(engine: Engine, c: Campaign) -> dict[str, Any]:
     """The report of one campaign, from the database."""
     effective = dt.datetime.combine(c.policy.effective_date, dt.time(0), dt.UTC)
     rows = coverage_rows(engine, c.id, c.schedule.deadline.timestamp(), effective.timestamp())
-    return build_report(c.id, c.title, c.schedule.deadline, effective, rows)
+    audience = latest_audience(engine, c.id)
+    return build_report(c.id, c.title, c.schedule.deadline, effective, rows, audience)

@@ -49,13 +49,15 @@ def campaign_status(
     recent_rate: float,
     next_due: float | None,
     now: float,
+    confirmations_pending: int = 0,
 ) -> dict[str, Any]:
-    """One campaign's line of `herald status`, JSON-ready."""
+    """One campaign's line of `herald status`, JSON-ready. `counts` are the notices';
+    a campaign is not done while a confirmation of an objection still waits."""
     remaining = sum(counts.get(s.value, 0) for s in _OPEN)
     projected = projection(now, remaining, recent_rate, row["rate_per_second"], next_due)
     deadline = row["deadline_at"]
     at_risk = remaining > 0 and deadline is not None and (projected or now) > deadline
-    state = display_state(row, remaining)
+    state = display_state(row, remaining + confirmations_pending)
     return {
         "id": row["id"],
         "title": row["title"],
@@ -67,6 +69,7 @@ def campaign_status(
         + counts.get(DeliveryStatus.SENDING.value, 0),
         "deferred": counts.get(DeliveryStatus.DEFERRED.value, 0),
         "failed": counts.get(DeliveryStatus.FAILED.value, 0),
+        "confirmations_pending": confirmations_pending,
         "start": iso(row["start_at"]),
         "next_due": iso(next_due) if remaining else None,
         "rate_per_second": round(recent_rate, 2),

@@ -51,8 +51,9 @@ def insert_planned(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dic
 def claim(
     engine: Engine, campaign_id: str, owner: str, now: float, lease_s: float, limit: int
 ) -> list[dict[str, Any]]:
-    """Take up to `limit` due deliveries for `owner` until now + lease_s; none while the
-    campaign is paused (checked in the same statement, so a pause holds at once)."""
+    """Take up to `limit` due deliveries for `owner` until now + lease_s; only
+    confirmations while the campaign is paused (checked in the same statement, so a pause
+    holds notices at once: it exists to stop a wrong notice, never an acknowledgement)."""
     paused = select(_campaign.c.id).where(_campaign.c.id == campaign_id, _campaign.c.paused)
     due = (
         select(_delivery.c.id)
@@ -60,7 +61,7 @@ def claim(
             _delivery.c.campaign_id == campaign_id,
             _delivery.c.status.in_(_DUE),
             _delivery.c.next_attempt_at <= now,
-            ~paused.exists(),
+            ~paused.exists() | (_delivery.c.message == CONFIRMATION),
         )
         .order_by(_delivery.c.next_attempt_at, _delivery.c.id)
         .limit(limit)
@@ -82,6 +83,21 @@ def claim(
         rows = [dict(r) for r in conn.execute(statement).mappings()]
     rows.sort(key=lambda r: r["id"])
     return rows
+
+
+def planned_users(engine: Engine, campaign_id: str, user_ids: Sequence[str]) -> set[str]:
+    """Those of `user_ids` who already have a notice of the campaign."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(_delivery.c.user_id)
+            .distinct()
+            .where(
+                _delivery.c.campaign_id == campaign_id,
+                _delivery.c.user_id.in_(sorted(set(user_ids))),
+                _delivery.c.message == NOTICE,
+            )
+        )
+        return {r[0] for r in rows}
 
 
 def users_by_id(engine: Engine, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -352,14 +368,15 @@ def progress(engine: Engine, campaign_id: str) -> dict[str, int]:
         }
 
 
-def next_due(engine: Engine, campaign_id: str) -> float | None:
-    """When the earliest non-final, unclaimed delivery becomes due."""
+def next_due(engine: Engine, campaign_id: str, confirmations_only: bool = False) -> float | None:
+    """When the earliest non-final, unclaimed delivery (or confirmation) becomes due."""
+    query = select(func.min(_delivery.c.next_attempt_at)).where(
+        _delivery.c.campaign_id == campaign_id, _delivery.c.status.in_(_DUE)
+    )
+    if confirmations_only:
+        query = query.where(_delivery.c.message == CONFIRMATION)
     with engine.connect() as conn:
-        value = conn.execute(
-            select(func.min(_delivery.c.next_attempt_at)).where(
-                _delivery.c.campaign_id == campaign_id, _delivery.c.status.in_(_DUE)
-            )
-        ).scalar()
+        value = conn.execute(query).scalar()
     return None if value is None else float(value)
 
 

@@ -6,6 +6,7 @@ count: a confirmation queued after an objection is a second message to the same 
 not a second user told.
 """
 
+import json
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
@@ -119,6 +120,24 @@ def coverage_rows(
         }
 
 
+def latest_audience(engine: Engine, campaign_id: str) -> dict[str, Any] | None:
+    """The `data` of the campaign's last `audience` event (its latest plan pass), read from
+    the evidence itself. Only the few events with no delivery are scanned (on the
+    (campaign, delivery, seq) index)."""
+    with engine.connect() as conn:
+        body = conn.execute(
+            text(
+                "SELECT body FROM event WHERE campaign_id = :c AND delivery_id IS NULL "
+                "AND kind = 'audience' ORDER BY seq DESC LIMIT 1"
+            ),
+            {"c": campaign_id},
+        ).scalar()
+    if body is None:
+        return None
+    data: dict[str, Any] = json.loads(body)["data"]
+    return data
+
+
 def _figures(
     conn: Connection, source: str, params: dict[str, Any], keys: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -196,7 +215,8 @@ RATE_WINDOW_SECONDS = 60.0
 
 
 def status_figures(engine: Engine, campaign_id: str, now: float) -> dict[str, Any]:
-    """Targeted users, notices per status, the send rate over the last minute, next due."""
+    """Targeted users, notices per status, the send rate over the last minute, next due,
+    and the confirmations still to send (counted apart: they are not notices)."""
     params = {"c": campaign_id, "since": now - RATE_WINDOW_SECONDS}
     with engine.connect() as conn:
         counts: dict[str, int] = dict(
@@ -217,8 +237,16 @@ def status_figures(engine: Engine, campaign_id: str, now: float) -> dict[str, An
             ),
             params,
         ).one()
+        confirmations = conn.execute(
+            text(
+                "SELECT COUNT(*) FROM delivery WHERE campaign_id = :c "
+                "AND message = 'confirmation' AND status IN ('pending', 'sending', 'deferred')"
+            ),
+            params,
+        ).scalar_one()
     return {
         "counts": counts,
+        "confirmations_pending": int(confirmations),
         "targeted": targeted or 0,
         "recent_rate": (recent or 0) / RATE_WINDOW_SECONDS,
         "next_due": next_due,
