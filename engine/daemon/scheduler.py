@@ -266,12 +266,11 @@ class Daemon:
             if row["planned_at"] is None or campaign_id in self.memory.planning:
                 continue
             self._note(campaign_id, "paused" if row["paused"] else "active")
-            if row["paused"]:  # notices hold at once; confirmations still go
-                if running and not running.paused:
-                    running.stop.set()
-                elif not running and await asyncio.to_thread(
-                    self._has_work, campaign_id, now, True
-                ):
+            if running and running.paused != bool(row["paused"]):
+                running.stop.set()  # paused: notices hold at once; resumed: notices go again
+                continue
+            if row["paused"]:  # confirmations are never held
+                if not running and await asyncio.to_thread(self._has_work, campaign_id, now, True):
                     await self._dispatch(campaign_id, row["spec_hash"], paused=True)
                 continue
             if row["state"] == "planning":  # a planner stopped half-way: plan again

@@ -192,15 +192,13 @@ class Dispatcher:
 
     async def _next_wake(self) -> float | None:
         """When there may be work again: the next due time or the next expiring lease.
-        None when there is nothing left to do. While the campaign is paused only
-        confirmations count: they never wait for a resume."""
+        None when there is nothing left to do. While paused, only confirmations count."""
         c = self.campaign
         row = await self._in_db(campaign_store.get, self.engine, c.id)
-        paused = row is not None and bool(row["paused"])
+        if row is not None and row["paused"]:  # only confirmations go
+            return await self._in_db(deliveries.next_due, self.engine, c.id, True)
         await self._reclaim_dead()
-        due = await self._in_db(deliveries.next_due, self.engine, c.id, paused)
-        if paused:
-            return due
+        due = await self._in_db(deliveries.next_due, self.engine, c.id)
         lease = await self._in_db(deliveries.lease_expiry, self.engine, c.id)
         if lease is not None and lease <= self.clock():
             await self._in_db(deliveries.reclaim, self.engine, c.id, self.clock(), ())

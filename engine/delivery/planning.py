@@ -24,10 +24,10 @@ from engine.models import LocaleChoice
 from engine.statuses import DeliveryStatus
 from engine.store import campaigns as campaign_store
 from engine.store import writing
-from engine.store.deliveries import insert_planned, planned_users
+from engine.store.deliveries import insert_planned
 from engine.store.events import append_events, iso
 from engine.store.objections import objections_of
-from engine.store.users import iter_users, users_by_country
+from engine.store.users import iter_users, planned_users, users_by_country
 
 
 @dataclass

@@ -85,21 +85,6 @@ def claim(
     return rows
 
 
-def planned_users(engine: Engine, campaign_id: str, user_ids: Sequence[str]) -> set[str]:
-    """Those of `user_ids` who already have a notice of the campaign."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(_delivery.c.user_id)
-            .distinct()
-            .where(
-                _delivery.c.campaign_id == campaign_id,
-                _delivery.c.user_id.in_(sorted(set(user_ids))),
-                _delivery.c.message == NOTICE,
-            )
-        )
-        return {r[0] for r in rows}
-
-
 def users_by_id(engine: Engine, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(select(_user).where(_user.c.id.in_(sorted(set(ids))))).mappings()
@@ -370,13 +355,11 @@ def progress(engine: Engine, campaign_id: str) -> dict[str, int]:
 
 def next_due(engine: Engine, campaign_id: str, confirmations_only: bool = False) -> float | None:
     """When the earliest non-final, unclaimed delivery (or confirmation) becomes due."""
-    query = select(func.min(_delivery.c.next_attempt_at)).where(
-        _delivery.c.campaign_id == campaign_id, _delivery.c.status.in_(_DUE)
-    )
+    where = [_delivery.c.campaign_id == campaign_id, _delivery.c.status.in_(_DUE)]
     if confirmations_only:
-        query = query.where(_delivery.c.message == CONFIRMATION)
+        where.append(_delivery.c.message == CONFIRMATION)
     with engine.connect() as conn:
-        value = conn.execute(query).scalar()
+        value = conn.execute(select(func.min(_delivery.c.next_attempt_at)).where(*where)).scalar()
     return None if value is None else float(value)
 
 
