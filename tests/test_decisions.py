@@ -146,6 +146,8 @@ def test_objectors_are_left_out_of_a_later_notice_for_the_same_purpose(herald, t
     assert _planned(herald, "everyone-notice") == {"de-1", "de-2", "fr-1"}
     assert _audiences(herald, "everyone-notice")[0]["excluded"] == {}
     assert _report(herald, "everyone-notice")["left_out"]["objected"] == 0
+    for campaign in ("second-notice", "everyone-notice"):  # `herald send` signs their logs
+        assert herald("send", campaign).exit_code == 0
     _verified(herald)
 
 
@@ -178,7 +180,7 @@ def test_a_paused_daemon_sends_confirmations_and_a_late_user_is_not_planned(hera
             assert herald("resume", CAMPAIGN).exit_code == 0
 
             def replanned() -> bool:
-                excluded = _audiences(herald, CAMPAIGN)[-1]["excluded"]
+                excluded: dict[str, int] = _audiences(herald, CAMPAIGN)[-1]["excluded"]
                 return excluded == {"joined_after_effective_date": 1}
 
             until(replanned, 30, daemon.output)

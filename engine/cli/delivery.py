@@ -102,7 +102,6 @@ def plan_command(campaign: Annotated[str, typer.Argument(help="Campaign file or 
     result = plan_campaign(engine, loaded, Keys(settings.secret))
     if result.spec_changed:
         fail(runs.spec_changed(engine, loaded).lines)
-    _checkpoint(settings, engine)  # a plan-only campaign's log is signed too
     print_plan(out, loaded.campaign.id, result)
 
 
