@@ -57,7 +57,9 @@ def _status_json(herald) -> dict[str, Any]:
 
 
 def test_daemon_picks_up_sends_stops_resumes_and_refuses_changes(herald, tmp_path):
-    herald.set_campaign("rate_per_second: 100000", "rate_per_second: 40")
+    # plan_until in the future: the replan after an import adds the new users
+    # (tests/test_decisions.py shows the replan after plan_until).
+    herald.set_campaign("rate_per_second: 100000", "rate_per_second: 40\n  plan_until: 2999-01-01")
     assert herald("users", "generate", "--count", "300").exit_code == 0
     staged = tmp_path / f"{CAMPAIGN}.yaml"
     shutil.move(herald.project.campaign, staged)  # the daemon starts with no campaign

@@ -41,8 +41,8 @@ def checkpoints(herald) -> list[Checkpoint]:
     return list(read_checkpoints(herald.project.root / "var" / "checkpoints" / f"{CAMPAIGN}.jsonl"))
 
 
-def test_send_signs_what_it_wrote_and_verify_passes(launched):
-    [cp] = checkpoints(launched)
+def test_plan_and_send_sign_what_they_wrote_and_verify_passes(launched):
+    planned, cp = checkpoints(launched)  # one by plan, one by send
     with launched.database().connect() as conn:
         assert conn.execute(text("SELECT MAX(seq) FROM event")).scalar() == cp.size
     result = launched("evidence", "verify", "--db")
@@ -119,7 +119,7 @@ def test_witness_command_receives_every_checkpoint(herald, tmp_path):
     assert (received / f"{CAMPAIGN}.jsonl").read_bytes() == local
     verified = herald("evidence", "verify", "--db", "--witness", str(received))
     assert verified.exit_code == 0, verified.output
-    assert "1 witnessed" in verified.stdout
+    assert "2 witnessed" in verified.stdout
 
 
 def test_a_failing_witness_command_fails_the_writer(herald, tmp_path):
@@ -127,11 +127,13 @@ def test_a_failing_witness_command_fails_the_writer(herald, tmp_path):
     users = tmp_path / "users.csv"
     users.write_text(USERS, encoding="utf-8")
     assert herald("users", "import", str(users)).exit_code == 0
-    assert herald("plan", CAMPAIGN).exit_code == 0
-    result = herald("send", CAMPAIGN, "--max-wait", "1")
-    assert result.exit_code == 1
+    result = herald("plan", CAMPAIGN)
+    assert result.exit_code == 1  # planned, signed locally, but the witness has not got it
     assert "witness command" in result.stderr
     assert "exited 3" in result.stderr
+    again = herald("send", CAMPAIGN, "--max-wait", "1")
+    assert again.exit_code == 1  # the line still waits for the witness
+    assert "wait in" in again.stderr
 
 
 def test_serve_signs_an_objection_without_any_daemon(launched):

@@ -60,6 +60,10 @@ def sent(herald, tmp_path) -> dict[str, Notified]:
     """40 synthetic users and two without email, planned and sent through the outbox."""
     extra = tmp_path / "no-email.csv"
     extra.write_text(NO_EMAIL, encoding="utf-8")
+    # Users imported later are still planned (plan_until has not passed).
+    herald.set_campaign(
+        "rate_per_second: 100000", "rate_per_second: 100000\n  plan_until: 2999-01-01"
+    )
     assert herald("users", "generate", "--count", "40").exit_code == 0
     assert herald("users", "import", str(extra)).exit_code == 0
     planned = herald("plan", f"campaigns/{CAMPAIGN}.yaml")
@@ -239,7 +243,9 @@ def test_confirmations_do_not_count_as_notices(herald, store, sent):
     for user in objectors:
         _object(herald, store, user, time.time())
     assert _confirmations(store) == ["pending"] * 3
-    assert coverage() == before  # queued, not sent: not pending notices
+    queued = coverage()
+    assert queued[0] == before[0]  # queued, not sent: not pending notices
+    assert queued[1] == {**before[1], "state": "sending"}  # but not done while they wait
     result = herald("send", CAMPAIGN, "--max-wait", "5")
     assert result.exit_code == 0, result.output
     assert _confirmations(store) == ["delivered", "delivered", "sent"]

@@ -142,11 +142,11 @@ class Postfix:
         self.auth = _AuthServer()
         self.config = root / "etc"
         self.config.mkdir(parents=True)
-        for folder in (root, self.config):  # whatever the umask of this process
-            folder.chmod(0o755)
-        for folder in ("data", "queue"):
-            (root / folder).mkdir()
-            (root / folder).chmod(0o755)
+        for made in (root, self.config):  # whatever the umask of this process
+            made.chmod(0o755)
+        for name in ("data", "queue"):
+            (root / name).mkdir()
+            (root / name).chmod(0o755)
         shutil.chown(root / "data", "postfix", "postfix")  # master's lock, tls caches
         auth_port = self.auth.server_address[1]
         (self.config / "main.cf").write_text(_main_cf(root, ca, auth_port, sink_port))

@@ -43,6 +43,11 @@ class Policy(_Spec):
 class Audience(_Spec):
     regions: tuple[str, ...] = Field(min_length=1, description="Region names or ISO codes.")
     exclude_countries: tuple[str, ...] = ()
+    include_objected: bool = Field(
+        False,
+        description="Also plan users who already objected to policy.purpose (default: "
+        "they are left out, as their data is no longer processed for it).",
+    )
 
 
 class Locales(_Spec):
@@ -101,6 +106,11 @@ class Schedule(_Spec):
     deadline: AwareDatetime
     send_window: SendWindow | None = None
     rate_per_second: float = Field(gt=0)
+    plan_until: AwareDatetime | dt.date | None = Field(
+        None,
+        description="After this, replans add no new users (default: policy.effective_date). "
+        "The first plan pass plans everyone, whatever the date.",
+    )
 
 
 class Delivery(_Spec):
@@ -146,6 +156,15 @@ class Campaign(_Spec):
             included |= data.expand(name) or set()
         excluded = {data.country_code(c) for c in self.audience.exclude_countries}
         return frozenset(included - excluded)
+
+    @property
+    def plan_until(self) -> float:
+        """When later plan passes stop adding users: schedule.plan_until, else the start of
+        the effective date (UTC)."""
+        until = self.schedule.plan_until or self.policy.effective_date
+        if isinstance(until, dt.datetime):
+            return until.timestamp()
+        return dt.datetime.combine(until, dt.time(0), dt.UTC).timestamp()
 
     @property
     def record(self) -> CampaignRecord:

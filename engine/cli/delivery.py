@@ -121,6 +121,7 @@ def plan_command(campaign: Annotated[str, typer.Argument(help="Campaign file or 
     if result.spec_changed:
         fail(runs.spec_changed(engine, loaded).lines)
     print_plan(out, loaded.campaign.id, result, targeted_users(engine, loaded.campaign.id))
+    _checkpoint(settings, engine)  # `started`, `audience`, `planned`: signed like any write
 
 
 @app.command("send")

@@ -140,6 +140,7 @@ def _print_status(status: dict[str, Any]) -> None:
             ("title", c["title"]),
             ("targeted users", str(c["users"]["targeted"])),
             ("deliveries", counts),
+            ("confirmations to send", str(c["confirmations_pending"] or "")),
             ("start", c["start"]),
             ("next due", c["next_due"]),
             ("rate", f"{c['rate_per_second']:g}/s over the last minute"),

@@ -47,6 +47,11 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     summary.add_column(justify="right")
     for label, value in (
         ("targeted users", str(targeted)),
+        ("left out: objected before", str(report["left_out"]["objected"])),
+        (
+            "left out: joined after the effective date",
+            str(report["left_out"]["joined_after_effective_date"]),
+        ),
         ("notified", share(report["notified"])),
         ("failed", share(report["failed"])),
         ("pending", share(report["pending"])),
@@ -100,6 +105,15 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         for row in report["failure_reasons"]:
             reasons.add_row(row["channel"], row["reason"] or "", str(row["count"]))
         console.print(reasons)
+    if report["left_out_by_country"]:
+        left = Table(title="left out (not targeted) by country", title_justify="left")
+        for column in ("country", "objected before", "joined after the effective date"):
+            left.add_column(column, justify="left" if column == "country" else "right")
+        for country, counts in report["left_out_by_country"].items():
+            left.add_row(
+                country, str(counts["objected"]), str(counts["joined_after_effective_date"])
+            )
+        console.print(left)
     for key in ("by_country", "by_locale"):
         table = Table(title=key.replace("_", " "), title_justify="left")
         table.add_column(key.split("_")[1])

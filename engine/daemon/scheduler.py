@@ -66,6 +66,7 @@ class DaemonOptions:
 class _Running:
     task: asyncio.Task[Any]
     stop: asyncio.Event
+    paused: bool = False  # started while paused: it claims confirmations only
 
 
 @dataclass
@@ -274,9 +275,12 @@ class Daemon:
             if row["planned_at"] is None or campaign_id in self.memory.planning:
                 continue
             self._note(campaign_id, "paused" if row["paused"] else "active")
-            if row["paused"]:
-                if running:
-                    running.stop.set()
+            if running and running.paused != bool(row["paused"]):
+                running.stop.set()  # paused: notices hold at once; resumed: notices go again
+                continue
+            if row["paused"]:  # confirmations are never held
+                if not running and await asyncio.to_thread(self._has_work, campaign_id, now, True):
+                    await self._dispatch(campaign_id, row["spec_hash"], paused=True)
                 continue
             if row["state"] == "planning":  # a planner stopped half-way: plan again
                 loaded = await self._stored(campaign_id, row["spec_hash"])
@@ -288,13 +292,13 @@ class Daemon:
             if await asyncio.to_thread(self._has_work, campaign_id, now):
                 await self._dispatch(campaign_id, row["spec_hash"])
 
-    def _has_work(self, campaign_id: str, now: float) -> bool:
-        due = deliveries.next_due(self.engine, campaign_id)
+    def _has_work(self, campaign_id: str, now: float, paused: bool = False) -> bool:
+        due = deliveries.next_due(self.engine, campaign_id, confirmations_only=paused)
         if due is not None and due <= now + self.options.tick_s:
             return True
-        return bool(deliveries.sending_owners(self.engine, campaign_id))
+        return not paused and bool(deliveries.sending_owners(self.engine, campaign_id))
 
-    async def _dispatch(self, campaign_id: str, digest: str) -> None:
+    async def _dispatch(self, campaign_id: str, digest: str, paused: bool = False) -> None:
         dispatcher = self.memory.dispatchers.get(campaign_id)
         if dispatcher is None:
             loaded = await self._stored(campaign_id, digest)
@@ -307,7 +311,7 @@ class Daemon:
             self.memory.dispatchers[campaign_id] = dispatcher
         stop = asyncio.Event()
         task = asyncio.create_task(self._send(campaign_id, dispatcher, stop))
-        self.memory.running[campaign_id] = _Running(task, stop)
+        self.memory.running[campaign_id] = _Running(task, stop, paused)
 
     async def _send(self, campaign_id: str, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
         try:

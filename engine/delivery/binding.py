@@ -17,6 +17,10 @@ from engine.canonical import FORMAT
 from engine.models import SpecFile
 from engine.store.events import iso
 
+# Why planning leaves out a user of the campaign's countries (docs/evidence.md §3.2).
+OBJECTED = "objected"  # objected to the purpose already (audience.include_objected: false)
+JOINED_LATE = "joined_after_effective_date"  # new after schedule.plan_until, on a later pass
+
 
 def started_data(c: Campaign, files: Sequence[SpecFile], spec_sha256: str) -> dict[str, Any]:
     return {
@@ -44,28 +48,39 @@ def started_data(c: Campaign, files: Sequence[SpecFile], spec_sha256: str) -> di
             "countries": sorted(c.countries),
             "channels": [ch.value for ch in c.channels],
             "fallback": c.fallback.value if c.fallback else None,
+            "include_objected": c.audience.include_objected,
+            "plan_until": iso(c.plan_until),
         },
     }
 
 
 def audience_data(
-    c: Campaign, users_by_country: Mapping[str, int], targeted: Counter[str]
+    c: Campaign,
+    users_by_country: Mapping[str, int],
+    targeted: Counter[str],
+    left_out: Mapping[str, Counter[str]] | None = None,
 ) -> dict[str, Any]:
     """One plan pass: every user considered, counted per country as targeted or excluded
-    with its reason."""
+    with its reason. `left_out` holds the users of the campaign's countries that planning
+    excluded, per country and reason (OBJECTED, JOINED_LATE); the others not targeted are
+    outside the audience's countries, or were imported or moved while the pass ran."""
     data = region_data()
     excluded_codes = {data.country_code(code) for code in c.audience.exclude_countries}
+    left_out = left_out or {}
     by_country: dict[str, dict[str, Any]] = {}
     excluded: Counter[str] = Counter()
     for country, count in sorted(users_by_country.items()):
-        left = count - targeted[country]
+        reasons = Counter({k: v for k, v in left_out.get(country, Counter()).items() if v})
+        left = count - targeted[country] - sum(reasons.values())
         entry: dict[str, Any] = {"considered": count, "targeted": targeted[country]}
-        if left:
+        if left > 0:
             reason = "excluded_country" if country in excluded_codes else "outside_regions"
             if country in c.countries:
                 reason = "changed_during_plan"  # imported or moved while the pass ran
-            entry["excluded"] = {reason: left}
-            excluded[reason] += left
+            reasons[reason] += left
+        if reasons:
+            entry["excluded"] = dict(sorted(reasons.items()))
+            excluded.update(reasons)
         by_country[country] = entry
     return {
         "considered": sum(users_by_country.values()),

@@ -194,11 +194,11 @@ class Dispatcher:
 
     async def _next_wake(self) -> float | None:
         """When there may be work again: the next due time or the next expiring lease.
-        None when there is nothing left to do, or the campaign is paused."""
+        None when there is nothing left to do. While paused, only confirmations count."""
         c = self.campaign
         row = await self._in_db(campaign_store.get, self.engine, c.id)
-        if row is not None and row["paused"]:
-            return None
+        if row is not None and row["paused"]:  # only confirmations go
+            return await self._in_db(deliveries.next_due, self.engine, c.id, True)
         await self._reclaim_dead()
         due = await self._in_db(deliveries.next_due, self.engine, c.id)
         lease = await self._in_db(deliveries.lease_expiry, self.engine, c.id)

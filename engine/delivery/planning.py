@@ -7,16 +7,17 @@ in id order, a batch at a time, so memory stays flat as the audience grows.
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 
-from engine.authoring.campaigns import LoadedCampaign
+from engine.authoring.campaigns import Campaign, LoadedCampaign
 from engine.authoring.i18n import Catalogs
 from engine.authoring.regions import region_data
 from engine.authoring.specs import spec_files, spec_hash
-from engine.delivery.binding import audience_data, started_data
+from engine.delivery.binding import JOINED_LATE, OBJECTED, audience_data, started_data
 from engine.delivery.tokens import Keys
 from engine.delivery.windows import SendTimes
 from engine.models import LocaleChoice
@@ -25,7 +26,8 @@ from engine.store import campaigns as campaign_store
 from engine.store import writing
 from engine.store.deliveries import insert_planned
 from engine.store.events import append_events, iso
-from engine.store.users import iter_users, users_by_country
+from engine.store.objections import objections_of
+from engine.store.users import iter_users, planned_users, users_by_country
 
 
 @dataclass
@@ -35,6 +37,7 @@ class PlanResult:
     by_country: Counter[str] = field(default_factory=Counter)
     by_channel: Counter[str] = field(default_factory=Counter)
     by_region: Counter[str] = field(default_factory=Counter)
+    left_out: dict[str, Counter[str]] = field(default_factory=dict)  # country: reason: users
     spec_changed: bool = False  # the files differ from those the campaign was launched with
     stopped: bool = False  # asked to stop before the last batch; rerunning finishes it
 
@@ -61,6 +64,9 @@ def plan_campaign(
     if not launch.same_spec:  # the caller refuses; a launched campaign keeps its spec
         result.spec_changed = True
         return result
+    # The first pass (until it completes) plans everyone; later ones add no one new
+    # once the clock passes plan_until.
+    closed = launch.started and now >= c.plan_until and _completed_once(engine, c.id)
     times = SendTimes(c.schedule.send_window)
     first = max(now, c.schedule.start.timestamp())
     catalogs = Catalogs(loaded.project.locales)
@@ -72,7 +78,12 @@ def plan_campaign(
             result.stopped = True
             return result
         rows = []
+        left_out = _left_out(engine, c, users, closed)
         for user in users:
+            if user["id"] in left_out:
+                reasons = result.left_out.setdefault(user["country"], Counter())
+                reasons[left_out[user["id"]]] += 1
+                continue
             key = (user["locale"], user["country"])
             if key not in choices:
                 choices[key] = catalogs.choose(user["locale"], user["country"], c.locales.default)
@@ -126,7 +137,31 @@ def plan_campaign(
             result.by_channel[row["channel"]] += 1
     with writing(engine) as conn:
         considered = users_by_country(conn)
-        data = audience_data(c, considered, result.by_country)
+        data = audience_data(c, considered, result.by_country, result.left_out)
         append_events(conn, c.id, [{"kind": "audience", "at": at, "data": data}])
     campaign_store.set_state(engine, c.id, "planned")
     return result
+
+
+def _completed_once(engine: Engine, campaign_id: str) -> bool:
+    row = campaign_store.get(engine, campaign_id)
+    return row is not None and row["state"] != "planning"
+
+
+def _left_out(
+    engine: Engine, c: Campaign, users: Sequence[dict[str, Any]], closed: bool
+) -> dict[str, str]:
+    """The batch's users who are not planned, with the reason (one query or two a batch).
+
+    A user already planned stays planned: leaving them out would not unsend the notice.
+    Otherwise an objector to the campaign's purpose is left out (unless
+    audience.include_objected), and so is anyone new once planning has closed."""
+    ids = [user["id"] for user in users]
+    objectors = {} if c.audience.include_objected else objections_of(engine, ids, c.policy.purpose)
+    if not objectors and not closed:
+        return {}
+    planned = planned_users(engine, c.id, ids)
+    reasons = dict.fromkeys(set(objectors) - planned, OBJECTED)
+    if closed:
+        reasons |= {i: JOINED_LATE for i in ids if i not in planned and i not in reasons}
+    return reasons

@@ -5,7 +5,9 @@ The coverage equation holds by construction: each targeted user is in exactly on
 notified (some channel reached them), failed (every channel failed or bounced for good) or
 pending. A bounced email notified nobody.
 Seen and objected come beside it: users who opened their in-app notice, and objections
-carried by this campaign's links.
+carried by this campaign's links. Users of the campaign's countries whom planning left out
+(objectors to the purpose, users new after schedule.plan_until) are outside "targeted":
+their counts come from the campaign's latest `audience` event.
 """
 
 import datetime as dt
@@ -17,9 +19,11 @@ from engine.authoring.campaigns import Campaign
 from engine.evidence.status import iso
 from engine.models import Channel
 from engine.statuses import DeliveryStatus
-from engine.store.reporting import coverage_rows, unverified_tls_sends
+from engine.store.reporting import coverage_rows, latest_audience, unverified_tls_sends
 
 _EPOCH = dt.date(1970, 1, 1)
+# The reasons planning leaves out users of the campaign's countries (delivery.binding).
+LEFT_OUT = ("objected", "joined_after_effective_date")
 _BUCKETS = (
     "targeted",
     "notified",
@@ -40,9 +44,10 @@ def build_report(
     rows: dict[str, Any],
     min_lead_days: int = 0,
     unverified_tls: int = 0,
+    audience: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A JSON-ready report from store.reporting.coverage_rows(), and the count of emails
-    sent without verified TLS."""
+    """A JSON-ready report from store.reporting.coverage_rows(), the count of emails sent
+    without verified TLS, and the data of the latest `audience` event."""
     total = rows["total"] or dict.fromkeys(_BUCKETS, 0)
     channels: dict[str, dict[str, int]] = {}
     for channel, status, count in rows["channel_status"]:
@@ -103,12 +108,24 @@ def build_report(
         "seen": int(seen["total"]),
         "objected": int(objected["total"]),
         "median_notice_to_objection_s": None if median is None else float(median),
+        "left_out": _left_out(audience),
+        "left_out_by_country": {
+            country: _left_out(entry)
+            for country, entry in sorted(((audience or {}).get("by_country") or {}).items())
+            if any(_left_out(entry).values())
+        },
         "by_country": breakdown("by_country"),
         "by_locale": breakdown("by_locale"),
         "by_channel": by_channel,
         "over_time": _over_time(rows["per_day"]),
         "bounces": bounce_figures(rows["bounces"]),
     }
+
+
+def _left_out(audience: dict[str, Any] | None) -> dict[str, int]:
+    """Users of the campaign's countries that planning left out, by reason."""
+    excluded = (audience or {}).get("excluded") or {}
+    return {reason: int(excluded.get(reason, 0)) for reason in LEFT_OUT}
 
 
 def _over_time(per_day: dict[str, Any]) -> dict[str, Any]:
@@ -156,6 +173,14 @@ def campaign_report(engine: Engine, c: Campaign) -> dict[str, Any]:
         engine, c.id, c.schedule.deadline.timestamp(), effective.timestamp(), cutoff.timestamp()
     )
     unverified = unverified_tls_sends(engine, c.id)
+    audience = latest_audience(engine, c.id)
     return build_report(
-        c.id, c.title, c.schedule.deadline, effective, rows, c.policy.min_lead_days, unverified
+        c.id,
+        c.title,
+        c.schedule.deadline,
+        effective,
+        rows,
+        c.policy.min_lead_days,
+        unverified,
+        audience,
     )

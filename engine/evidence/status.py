@@ -99,8 +99,10 @@ def campaign_status(
     now: float,
     backlog: Sequence[Backlog] = (),
     next_allowed: NextAllowed | None = None,
+    confirmations_pending: int = 0,
 ) -> dict[str, Any]:
-    """One campaign's line of `herald status`, JSON-ready.
+    """One campaign's line of `herald status`, JSON-ready. `counts` are the notices'; a
+    campaign is not done while a confirmation of an objection still waits.
 
     The projection runs through each recipient's send window when `next_allowed` is given;
     the outlook is "missed" once the deadline has passed with notices still open, "at
@@ -117,7 +119,7 @@ def campaign_status(
     deadline = row["deadline_at"]
     horizon = max(now, deadline or now) + HORIZON_SECONDS
     projected = projection(now, backlog, rate or 0.0, next_allowed, horizon)
-    state = display_state(row, remaining)
+    state = display_state(row, remaining + confirmations_pending)
     bounced = counts.get(DeliveryStatus.BOUNCED.value, 0)
     went_out = bounced + counts.get(DeliveryStatus.SENT.value, 0)  # only email is 'sent'
     if state in ("refused", "done") or not remaining:
@@ -142,6 +144,7 @@ def campaign_status(
             "failed": counts.get(DeliveryStatus.FAILED.value, 0),
             "bounced": bounced,
         },
+        "confirmations_pending": confirmations_pending,
         "bounce_rate": round(bounced / went_out, 4) if went_out else None,
         "start": iso(row["start_at"]),
         "next_due": iso(next_due) if remaining else None,

@@ -52,8 +52,9 @@ def insert_planned(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dic
 def claim(
     engine: Engine, campaign_id: str, owner: str, now: float, lease_s: float, limit: int
 ) -> list[dict[str, Any]]:
-    """Take up to `limit` due deliveries for `owner` until now + lease_s; none while the
-    campaign is paused (checked in the same statement, so a pause holds at once)."""
+    """Take up to `limit` due deliveries for `owner` until now + lease_s; only
+    confirmations while the campaign is paused (checked in the same statement, so a pause
+    holds notices at once: it exists to stop a wrong notice, never an acknowledgement)."""
     paused = select(_campaign.c.id).where(_campaign.c.id == campaign_id, _campaign.c.paused)
     due = (
         select(_delivery.c.id)
@@ -61,7 +62,7 @@ def claim(
             _delivery.c.campaign_id == campaign_id,
             _delivery.c.status.in_(_DUE),
             _delivery.c.next_attempt_at <= now,
-            ~paused.exists(),
+            ~paused.exists() | (_delivery.c.message == CONFIRMATION),
         )
         .order_by(_delivery.c.next_attempt_at, _delivery.c.id)
         .limit(limit)
@@ -354,14 +355,13 @@ def progress(engine: Engine, campaign_id: str) -> dict[str, int]:
         }
 
 
-def next_due(engine: Engine, campaign_id: str) -> float | None:
-    """When the earliest non-final, unclaimed delivery becomes due."""
+def next_due(engine: Engine, campaign_id: str, confirmations_only: bool = False) -> float | None:
+    """When the earliest non-final, unclaimed delivery (or confirmation) becomes due."""
+    where = [_delivery.c.campaign_id == campaign_id, _delivery.c.status.in_(_DUE)]
+    if confirmations_only:
+        where.append(_delivery.c.message == CONFIRMATION)
     with engine.connect() as conn:
-        value = conn.execute(
-            select(func.min(_delivery.c.next_attempt_at)).where(
-                _delivery.c.campaign_id == campaign_id, _delivery.c.status.in_(_DUE)
-            )
-        ).scalar()
+        value = conn.execute(select(func.min(_delivery.c.next_attempt_at)).where(*where)).scalar()
     return None if value is None else float(value)
 
 

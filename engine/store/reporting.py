@@ -6,6 +6,7 @@ count: a confirmation queued after an objection is a second message to the same 
 not a second user told.
 """
 
+import json
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
@@ -172,6 +173,24 @@ def unverified_tls_sends(engine: Engine, campaign_id: str) -> int:
     return int(count)
 
 
+def latest_audience(engine: Engine, campaign_id: str) -> dict[str, Any] | None:
+    """The `data` of the campaign's last `audience` event (its latest plan pass), read from
+    the evidence itself. Only the few events with no delivery are scanned (on the
+    (campaign, delivery, seq) index)."""
+    with engine.connect() as conn:
+        body = conn.execute(
+            text(
+                "SELECT body FROM event WHERE campaign_id = :c AND delivery_id IS NULL "
+                "AND kind = 'audience' ORDER BY seq DESC LIMIT 1"
+            ),
+            {"c": campaign_id},
+        ).scalar()
+    if body is None:
+        return None
+    data: dict[str, Any] = json.loads(body)["data"]
+    return data
+
+
 def _figures(
     conn: Connection, source: str, params: dict[str, Any], keys: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -263,7 +282,8 @@ def targeted_users(engine: Engine, campaign_id: str) -> int:
 
 def status_figures(engine: Engine, campaign_id: str, now: float) -> dict[str, Any]:
     """Targeted users, notices per status, the send rate over the last minute, next due,
-    and the open notices by channel and zone."""
+    and the open notices by channel and zone, and the confirmations still to send (counted
+    apart: they are not notices)."""
     params = {"c": campaign_id, "since": now - RATE_WINDOW_SECONDS}
     with engine.connect() as conn:
         counts: dict[str, int] = dict(
@@ -285,8 +305,16 @@ def status_figures(engine: Engine, campaign_id: str, now: float) -> dict[str, An
             params,
         ).one()
         backlog = conn.execute(text(_BACKLOG), params).all()
+        confirmations = conn.execute(
+            text(
+                "SELECT COUNT(*) FROM delivery WHERE campaign_id = :c "
+                "AND message = 'confirmation' AND status IN ('pending', 'sending', 'deferred')"
+            ),
+            params,
+        ).scalar_one()
     return {
         "counts": counts,
+        "confirmations_pending": int(confirmations),
         "targeted": targeted or 0,
         "recent_rate": (recent or 0) / RATE_WINDOW_SECONDS,
         "next_due": next_due,

@@ -2,7 +2,7 @@
 
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +162,19 @@ def iter_users(
 ) -> Iterator[list[dict[str, Any]]]:
     """Users of `countries` in id order, a batch at a time (keyset pagination)."""
     yield from pages(engine, _user, _user.c.country.in_(sorted(countries)), _user.c.id, batch)
+
+
+_PLANNED = text(
+    "SELECT DISTINCT user_id FROM delivery WHERE campaign_id = :c AND message = 'notice' "
+    "AND user_id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+
+
+def planned_users(engine: Engine, campaign_id: str, user_ids: Sequence[str]) -> set[str]:
+    """Those of `user_ids` who already have a notice of the campaign."""
+    with engine.connect() as conn:
+        rows = conn.execute(_PLANNED, {"c": campaign_id, "ids": sorted(set(user_ids))})
+        return {r[0] for r in rows}
 
 
 def users_version(engine: Engine) -> tuple[int, float]:
