@@ -16,6 +16,7 @@ import pstats
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -26,7 +27,7 @@ from throughput import CAMPAIGN, make_project  # noqa: E402
 def per_email(stats: pstats.Stats, emails: int, top: int, title: str) -> None:
     rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # type: ignore[attr-defined]
     total = sum(v[2] for _, v in rows)
-    print(f"\n{title}: {total * 1e6 / emails:.0f} µs per email in all (own time)")
+    print(f"\n{title}: {total * 1e6 / emails:.0f} µs per email in all (own CPU time)")
     print(f"{'own µs':>8} {'cum µs':>8} {'calls':>9}  function")
     for (path, line, name), (_, calls, own, cum, _) in rows[:top]:
         where = f"{Path(path).name}:{line}" if line else path
@@ -37,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--callers", nargs="*", help="also print the callers of these")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="herald-profile-"))
     sink = start_sink()
@@ -64,18 +66,22 @@ def main() -> None:
         insert_users(engine, generate_users(args.users, seed=1))
         loaded = load_campaign(resolve_campaign_path(CAMPAIGN))
         keys = Keys(settings.secret)
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.process_time)
         profile.enable()
         result = plan_campaign(engine, loaded, keys)
         profile.disable()
         emails = result.by_channel["email"]
         per_email(pstats.Stats(profile), emails, args.top, f"plan ({emails} emails)")
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.process_time)
         profile.enable()
         summary = asyncio.run(runs.send(engine, loaded, settings, SendOptions(max_wait_s=5)))
         profile.disable()
         print(f"\nsend: {summary.counts}", file=sys.stderr)
-        per_email(pstats.Stats(profile), emails, args.top, "send (email + in-app)")
+        stats = pstats.Stats(profile)
+        per_email(stats, emails, args.top, "send (email + in-app)")
+        if args.callers:
+            for pattern in args.callers:
+                stats.print_callers(pattern)
         print(f"sink: {sink.stats()}", file=sys.stderr)
     finally:
         sink.stop()

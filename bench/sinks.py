@@ -180,4 +180,3 @@ class AioSink(Sink):
         self.proc.join(10)
         if self.proc.is_alive():
             self.proc.terminate()
-

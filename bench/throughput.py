@@ -153,8 +153,7 @@ def herald_phase(args: argparse.Namespace, herald: Herald, sink: Sink, overhead:
         "cpu_us_per_msg": (cpu(plan_ru) + cpu(send_ru)) * 1e6 / sent,
         "plan_deliveries_per_s": deliveries / max(plan_s - startup, 1e-3),
         "inapp_per_s": inapp / max(inapp_s - startup, 1e-3),
-        "peak_rss_mb": max(r.ru_maxrss for r in (plan_ru, send_ru, inapp_plan_ru, inapp_ru))
-        / 1024,
+        "peak_rss_mb": max(r.ru_maxrss for r in (plan_ru, send_ru, inapp_plan_ru, inapp_ru)) / 1024,
         "messages": sent,
         "bytes_per_email": size,
     }
@@ -260,7 +259,9 @@ def postgres_sends(args: argparse.Namespace, tmp: Path, env: dict[str, str]) -> 
             herald.run(f"users generate --count {args.users} --seed {args.seed}")
             herald.run(f"plan {CAMPAIGN}")
             per = max(1, args.concurrency // processes)
-            started = [herald.start(f"send {CAMPAIGN} --concurrency {per}") for _ in range(processes)]
+            started = [
+                herald.start(f"send {CAMPAIGN} --concurrency {per}") for _ in range(processes)
+            ]
             start = min(t for _, t in started)
             rusages = [herald.wait(p, t)[1] for p, t in started]
             wall = time.perf_counter() - start
@@ -315,7 +316,9 @@ def main() -> None:
             row["cpu_ratio"] = row["pipe_cpu_us_per_msg"] / row["cpu_us_per_msg"]
             if args.peer:
                 row["peer_ratio"] = row["msgs_per_s"] / row["peer_msgs_per_s"]
-        print(json.dumps({k: round(v, 3) if isinstance(v := row.get(k), float) else v for k in KEYS}))
+        print(
+            json.dumps({k: round(v, 3) if isinstance(v := row.get(k), float) else v for k in KEYS})
+        )
     finally:
         sink.stop()
         if args.keep:

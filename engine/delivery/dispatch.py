@@ -74,7 +74,8 @@ class Dispatcher:
         self.engine, self.campaign, self.keys, self.transports = engine, c, keys, transports
         self.options, self.clock = options, clock
         self.owner = deliveries.worker_id()
-        self.packer = Packer(loaded, keys, clock)
+        email = transports.get(Channel.EMAIL)
+        self.packer = Packer(loaded, keys, clock, eight_bit=bool(email and email.takes_eight_bit))
         self.retry = RetryPolicy(c.delivery.retry_base_seconds, c.delivery.max_attempts)
         self.times = SendTimes(c.schedule.send_window)
         self.limiters = {

@@ -22,9 +22,16 @@ from engine.statuses import CONFIRMATION
 
 
 class Packer:
-    def __init__(self, loaded: LoadedCampaign, keys: Keys, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        loaded: LoadedCampaign,
+        keys: Keys,
+        clock: Callable[[], float],
+        eight_bit: bool = False,
+    ) -> None:
+        """`eight_bit`: the email transport takes 8bit parts (Transport.takes_eight_bit)."""
         c, project = loaded.campaign, loaded.project
-        self.campaign, self.keys, self.clock = c, keys, clock
+        self.campaign, self.keys, self.clock, self.eight_bit = c, keys, clock, eight_bit
         self.notices = Renderer(project.templates, Catalogs(project.locales))
         self.confirmations = Renderer(project.templates, Catalogs.objection(project.locales))
         sender_name, self.sender = parse_sender(c.sender.from_)
@@ -84,7 +91,14 @@ class Packer:
         except ValueError as exc:  # a header value we refuse to send; about this user only
             return PermanentDeliveryError(f"cannot build the message: {exc}")
         return message, Outgoing(
-            row["id"], user.id, channel, message_id, self.sender, user.email, data
+            row["id"],
+            user.id,
+            channel,
+            message_id,
+            self.sender,
+            user.email,
+            data,
+            eight_bit=self.eight_bit and not data.isascii(),
         )
 
     def _email_bytes(
@@ -102,4 +116,5 @@ class Packer:
             date=mail_date(int(self.clock())),
             language=choice.locale.replace("_", "-"),
             reply_to=self.campaign.sender.reply_to,
+            eight_bit=self.eight_bit,
         )

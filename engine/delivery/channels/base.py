@@ -19,6 +19,7 @@ class Outgoing:
     recipient: str = ""  # envelope recipient (email)
     data: bytes = b""  # the whole message (email)
     notification: dict[str, Any] | None = None  # the inbox row (in-app)
+    eight_bit: bool = False  # `data` has 8bit parts: BODY=8BITMIME, or mime.seven_bit()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,9 @@ class Transport(ABC):
     """
 
     channel: ClassVar[Channel]
+    # Takes messages with 8bit parts (Outgoing.eight_bit) and makes them fit the receiver.
+    # Otherwise messages come in 7-bit (quoted-printable or base64) only.
+    takes_eight_bit: ClassVar[bool] = False
 
     @abstractmethod
     async def send(self, message: Outgoing) -> Receipt:
