@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sinks import start_sink  # noqa: E402
-from throughput import CAMPAIGN, make_project  # noqa: E402
+from sinks import start_sink
+from throughput import CAMPAIGN, make_project
 
 
 def per_email(stats: pstats.Stats, emails: int, top: int, title: str) -> None:

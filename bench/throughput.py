@@ -47,7 +47,7 @@ from typing import Any
 import aiosmtplib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sinks import Sink, start_sink  # noqa: E402
+from sinks import Sink, start_sink
 
 REPO = Path(__file__).resolve().parent.parent
 CAMPAIGN = "ai-training-notice"

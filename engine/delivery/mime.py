@@ -15,10 +15,10 @@ Line ends are CRLF in every case. `seven_bit()` turns an 8-bit message back into
 
 import base64
 import binascii
-import re
 import datetime as dt
 import email.utils
 import functools
+import re
 from email.header import Header
 from email.headerregistry import Address
 
