@@ -7,6 +7,8 @@ The only module that touches every stage. It is a small pipeline inside one proc
 
 so that rendering and packing (packing.py) and database writes overlap with messages in
 flight. Database calls run on one worker thread; everything else is on the event loop.
+A transport that `batches` (in-app: a delivery is a row) skips the queue: the producer
+hands it each claimed batch at once and passes the results straight to the recorder.
 """
 
 import asyncio
@@ -124,7 +126,7 @@ class Dispatcher:
                     tasks.create_task(self._sender(queue, results, stop))
                     for _ in range(self.options.concurrency)
                 ]
-                await self._producer(queue, stop)
+                await self._producer(queue, results, stop)
                 for _ in senders:
                     await queue.put(_DONE)
                 await asyncio.gather(*senders)
@@ -149,7 +151,9 @@ class Dispatcher:
         summary.stopped = stop.is_set()
         return summary
 
-    async def _producer(self, queue: asyncio.Queue[Any], stop: asyncio.Event) -> None:
+    async def _producer(
+        self, queue: asyncio.Queue[Any], results: list[Result], stop: asyncio.Event
+    ) -> None:
         c = self.campaign
         await self._reclaim_dead()
         while not stop.is_set():
@@ -182,13 +186,20 @@ class Dispatcher:
                 if confirming
                 else {}
             )
+            batched: dict[Channel, list[Any]] = {}
             for i, row in enumerate(batch):
                 user = users.get(row["user_id"])
                 row["timezone"] = user["timezone"] if user else None
                 row["objected_at"] = objected.get(row["user_id"])
+                channel = Channel(row["channel"])
+                if self.transports[channel].batches:
+                    batched.setdefault(channel, []).append((row, self.packer.pack(row, user)))
+                    continue
                 await queue.put((row, self.packer.pack(row, user)))
                 if i % 32 == 31:
                     await asyncio.sleep(0)  # let senders run between renders
+            for channel, items in batched.items():
+                results.extend(await self._deliver_batch(channel, items))
 
     async def _next_wake(self) -> float | None:
         """When there may be work again: the next due time or the next expiring lease.
@@ -247,6 +258,44 @@ class Dispatcher:
         finally:
             self._at_transport.discard(row["id"])
         return self._success(row, message, outgoing, receipt)
+
+    async def _deliver_batch(
+        self,
+        channel: Channel,
+        items: list[tuple[dict[str, Any], tuple[RenderedMessage, Outgoing] | DeliveryError]],
+    ) -> list[Result]:
+        """_deliver for a whole batch, through the transport's send_many."""
+        done: list[Result] = []
+        ready: list[tuple[dict[str, Any], RenderedMessage, Outgoing]] = []
+        for row, prepared in items:
+            if isinstance(prepared, DeliveryError):
+                done.append(self._failure(row, prepared, None))
+            else:
+                ready.append((row, *prepared))
+        if not ready:
+            return done
+        await self.limiters[channel].acquire(len(ready))
+        now = self.clock()
+        sending = []
+        for row, message, outgoing in ready:
+            allowed = self._allowed(row, now)
+            if allowed > now:  # the window closed while it waited: not an attempt
+                done.append(self._reschedule(row, allowed))
+            else:
+                sending.append((row, message, outgoing))
+        ids = {row["id"] for row, _, _ in sending}
+        self._at_transport |= ids
+        try:
+            receipts = await self.transports[channel].send_many([o for _, _, o in sending])
+        except DeliveryError as exc:
+            return done + [self._failure(row, exc, message) for row, message, _ in sending]
+        finally:
+            self._at_transport -= ids
+        done += [
+            self._success(row, message, outgoing, receipt)
+            for (row, message, outgoing), receipt in zip(sending, receipts, strict=True)
+        ]
+        return done
 
     def _allowed(self, row: dict[str, Any], at: float) -> float:
         """The first instant from `at` inside the recipient's send window. A confirmation

@@ -67,7 +67,7 @@ def domain_of(address: str) -> str:
     return Address(addr_spec=address).domain or "localhost"
 
 
-_LONG_LINE = re.compile(rb"[^\r\n]{998}")
+MAX_LINE = 998  # octets, CRLF excluded (RFC 5322 section 2.1.1)
 _EIGHT_BIT_PART = re.compile(
     rb"(Content-Transfer-Encoding: )8bit\r\n\r\n(.*?)\r\n(?=--=_herald_)", re.DOTALL
 )
@@ -100,7 +100,9 @@ def _body(content: str, eight_bit: bool) -> tuple[str, bytes]:
     if b"\r" in raw:  # a lone CR cannot go as text: base64 keeps it exactly
         return "base64", _base64(raw)
     raw = raw.replace(b"\n", CRLF)
-    if _LONG_LINE.search(raw) is None:
+    # split + map(len) run in C; a regex like [^\r\n]{998} rescans every line from each
+    # position and cost ~170 µs a message (measured with bench/profile_send.py)
+    if max(map(len, raw.split(CRLF))) <= MAX_LINE:
         if raw.isascii():
             return "7bit", raw + CRLF
         if eight_bit:

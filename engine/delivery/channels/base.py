@@ -1,6 +1,7 @@
 """The transport contract. Pure declarations."""
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -43,10 +44,16 @@ class Transport(ABC):
     # Takes messages with 8bit parts (Outgoing.eight_bit) and makes them fit the receiver.
     # Otherwise messages come in 7-bit (quoted-printable or base64) only.
     takes_eight_bit: ClassVar[bool] = False
+    # Hands over a whole claimed batch at once (send_many), with no per-message I/O.
+    batches: ClassVar[bool] = False
 
     @abstractmethod
     async def send(self, message: Outgoing) -> Receipt:
         """Hand `message` over; return the receipt to keep as evidence."""
+
+    async def send_many(self, messages: Sequence[Outgoing]) -> list[Receipt]:
+        """Hand over `messages` in one go; raises as `send` does, for all of them."""
+        return [await self.send(message) for message in messages]
 
     async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections; the transport may not be used afterwards."""
