@@ -21,11 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sinks import start_sink
-from throughput import CAMPAIGN, make_project
+from throughput import CAMPAIGN, INAPP, make_project
 
 
 def per_email(stats: pstats.Stats, emails: int, top: int, title: str) -> None:
-    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # type: ignore[attr-defined]
+    rows = sorted(
+        stats.stats.items(),
+        key=lambda kv: kv[1][3 if os.environ.get("BY_CUM") else 2],
+        reverse=True,
+    )  # type: ignore[attr-defined]
     total = sum(v[2] for _, v in rows)
     print(f"\n{title}: {total * 1e6 / emails:.0f} µs per email in all (own CPU time)")
     print(f"{'own µs':>8} {'cum µs':>8} {'calls':>9}  function")
@@ -38,6 +42,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--inapp", action="store_true", help="the in-app-only copy")
+    parser.add_argument("--plain", action="store_true", help="CPU time only, no profiler")
     parser.add_argument("--callers", nargs="*", help="also print the callers of these")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="herald-profile-"))
@@ -64,17 +70,24 @@ def main() -> None:
         settings = Settings.from_env()
         engine = open_database(settings.db_url)
         insert_users(engine, generate_users(args.users, seed=1))
-        loaded = load_campaign(resolve_campaign_path(CAMPAIGN))
+        loaded = load_campaign(resolve_campaign_path(INAPP if args.inapp else CAMPAIGN))
         keys = Keys(settings.secret)
         profile = cProfile.Profile(time.process_time)
         profile.enable()
         result = plan_campaign(engine, loaded, keys)
         profile.disable()
-        emails = result.by_channel["email"]
+        emails = result.by_channel["inapp" if args.inapp else "email"]
         per_email(pstats.Stats(profile), emails, args.top, f"plan ({emails} emails)")
+        options = SendOptions(max_wait_s=5)
+        if args.plain:
+            cpu, wall = time.process_time(), time.perf_counter()
+            summary = asyncio.run(runs.send(engine, loaded, settings, options))
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            print(f"send: {cpu * 1e6 / emails:.0f} µs CPU per email, {emails / wall:.0f}/s wall")
+            return
         profile = cProfile.Profile(time.process_time)
         profile.enable()
-        summary = asyncio.run(runs.send(engine, loaded, settings, SendOptions(max_wait_s=5)))
+        summary = asyncio.run(runs.send(engine, loaded, settings, options))
         profile.disable()
         print(f"\nsend: {summary.counts}", file=sys.stderr)
         stats = pstats.Stats(profile)

@@ -85,6 +85,7 @@ class Dispatcher:
         }
         self.rng = random.Random()
         self._inflight = 0  # claimed by this worker and not yet recorded
+        self._iso_ms, self._iso = -1, ""  # _now_iso's last millisecond
         self._at_transport: set[int] = set()  # handed to a transport, no answer yet
         self._db: ThreadPoolExecutor  # database calls, one thread; made by each run()
 
@@ -310,10 +311,18 @@ class Dispatcher:
         values = {"status": status.value, "attempts": attempts, "next_attempt_at": at}
         return Result(row["id"], row["user_id"], status, values, None)
 
+    def _now_iso(self) -> str:
+        """iso(now), reused within the same millisecond: iso() costs ~6 µs and an in-app
+        batch records hundreds of events in one (bench/profile_send.py --inapp)."""
+        ms = int(self.clock() * 1000)
+        if ms != self._iso_ms:
+            self._iso_ms, self._iso = ms, iso(ms / 1000)
+        return self._iso
+
     def _event(self, row: dict[str, Any], kind: str, data: dict[str, Any]) -> dict[str, Any]:
         return {
             "kind": kind,
-            "at": iso(self.clock()),
+            "at": self._now_iso(),
             "delivery_id": row["id"],
             "user_id": row["user_id"],
             "channel": row["channel"],

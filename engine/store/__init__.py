@@ -18,6 +18,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
+    CursorResult,
     Engine,
     Table,
     create_engine,
@@ -119,6 +120,13 @@ def executemany(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -
         conn.exec_driver_sql(_driver_sql(sql, conn.dialect.name), list(rows))
 
 
+def dicts(result: CursorResult[Any]) -> list[dict[str, Any]]:
+    """Every row as a plain dict. zip over the keys once: dict(row_mapping) rebuilds the
+    key view for every row, and cost claims and user lookups ~15% of an in-app send."""
+    keys = tuple(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
+
+
 def pages(
     engine: Engine, table: Table, condition: ColumnElement[bool], key: Column[Any], size: int
 ) -> Iterator[list[dict[str, Any]]]:
@@ -130,10 +138,10 @@ def pages(
         if last is not None:
             query = query.where(key > last)
         with engine.connect() as conn:
-            rows = conn.execute(query.order_by(key).limit(size)).mappings().all()
+            rows = dicts(conn.execute(query.order_by(key).limit(size)))
         if not rows:
             return
-        yield [dict(r) for r in rows]
+        yield rows
         last = rows[-1][key.name]
 
 
