@@ -60,8 +60,8 @@ SENDER, RCPT = "bench@example.com", "sink@example.com"
 KEYS = (
     "users sink workers plan_s send_s msgs_per_s send_msgs_per_s pipe_msgs_per_s ratio "
     "cpu_us_per_msg pipe_cpu_us_per_msg cpu_ratio peer peer_msgs_per_s peer_cpu_us_per_msg "
-    "peer_peak_rss_mb peer_ratio herald_startup_s plan_deliveries_per_s inapp_per_s inapp_wall_per_s "
-    "bytes_per_email db_mb peak_rss_mb postgresql"
+    "peer_peak_rss_mb peer_ratio herald_startup_s plan_deliveries_per_s inapp_per_s "
+    "inapp_wall_per_s bytes_per_email db_mb peak_rss_mb postgresql"
 ).split()
 
 
