@@ -49,6 +49,12 @@ def encode_address(name: str | None, address: str) -> str:
     _safe(address)
     if not name:
         return address
+    if address.isascii() and not name.isascii():
+        raw = _safe(name).encode("utf-8")
+        if len(raw) <= 45:  # one encoded-word of at most 75 characters (RFC 2047 section 2)
+            # what formataddr makes of it, without the email.header machinery that sizes
+            # both Q and B encodings first (~30 µs a message)
+            return f"=?utf-8?b?{base64.b64encode(raw).decode()}?= <{address}>"
     if address.isascii():
         return email.utils.formataddr((_safe(name), address), charset="utf-8")
     # An internationalised address (RFC 6532) goes as UTF-8; only the name is encoded.
