@@ -312,7 +312,7 @@ class Dispatcher:
         return Result(row["id"], row["user_id"], status, values, None)
 
     def _now_iso(self) -> str:
-        """iso(now), reused within the same millisecond: iso() costs ~6 µs and an in-app
+        """iso(now), reused within the same millisecond: iso() costs ~5 µs and an in-app
         batch records hundreds of events in one (bench/profile_send.py --inapp)."""
         ms = int(self.clock() * 1000)
         if ms != self._iso_ms:
