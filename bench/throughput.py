@@ -154,7 +154,9 @@ def herald_phase(args: argparse.Namespace, herald: Herald, sink: Sink, overhead:
     log(f"in-app only: {inapp} delivered in {inapp_s:.2f}s (start-up {startup:.2f}s)")
     count, first, last = inapp_span(herald.env["HERALD_DB"])
     rss = zip(
-        ("plan", "send", "in-app plan", "in-app send"), (plan_ru, send_ru, inapp_plan_ru, inapp_ru)
+        ("plan", "send", "in-app plan", "in-app send"),
+        (plan_ru, send_ru, inapp_plan_ru, inapp_ru),
+        strict=True,
     )
     log("peak RSS MB: " + ", ".join(f"{name} {ru.ru_maxrss / 1024:.0f}" for name, ru in rss))
     return {
