@@ -41,7 +41,7 @@ def _recorded(herald) -> dict[str, str]:
 
 
 def _decoded_hash(data: bytes) -> str:
-    """What a MIME reader shows, hashed the way dispatch.content_sha256 hashes the render."""
+    """What a MIME reader shows, hashed the way packing.content_sha256 hashes the render."""
     mail = email.message_from_bytes(data, policy=email.policy.default)
     digest = hashlib.sha256(str(mail["Subject"]).encode())
     for kind in ("plain", "html"):

@@ -6,6 +6,7 @@ objection. A problem with this one user (no address, a header we refuse) is retu
 a DeliveryError and fails only that delivery; a broken template raises TemplateError.
 """
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -118,3 +119,12 @@ class Packer:
             reply_to=self.campaign.sender.reply_to,
             eight_bit=self.eight_bit,
         )
+
+
+def content_sha256(message: RenderedMessage) -> str:
+    """What the user was shown: subject, text and HTML, independent of headers and dates."""
+    digest = hashlib.sha256(message.subject.encode())
+    for part in (message.text, message.html or ""):
+        digest.update(b"\0")
+        digest.update(part.encode())
+    return digest.hexdigest()

@@ -22,8 +22,8 @@ from engine.models import LocaleChoice
 from engine.statuses import DeliveryStatus
 from engine.store import campaigns as campaign_store
 from engine.store import writing
-from engine.store.deliveries import insert_planned
 from engine.store.events import append_events, iso
+from engine.store.planned import insert_planned
 from engine.store.users import iter_users
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from engine.statuses import CONFIRMATION, FINAL, NOTICE, DeliveryStatus
 from engine.store import dicts, executemany, writing
 from engine.store.events import append_events
+from engine.store.planned import insert_planned as insert_planned  # re-exported
 from engine.store.tables import CampaignRow, DeliveryRow, InAppNotification, UserRow
 
 _delivery = DeliveryRow.__table__  # type: ignore[attr-defined]
@@ -31,39 +32,18 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-_PLANNED = (
-    "campaign_id user_id channel message country locale locale_source fell_back is_fallback "
-    "token_id status attempts next_attempt_at interrupted"
-).split()
-_PLANNED_DEFAULTS = {"message": NOTICE, "is_fallback": False, "attempts": 0, "interrupted": 0}
-_PLANNED_PER_STATEMENT = 1000  # rows: 14,000 parameters, under SQLite's 32,766
-
-
-def insert_planned(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Insert deliveries that do not exist yet; returns those inserted (with their ids).
-
-    One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING per 1,000 rows, straight
-    through the driver: SQLAlchemy's insert-many-values path spent more on each parameter
-    than SQLite spends on the row (~17% of a plan, bench/profile_send.py)."""
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
-    inserted: dict[tuple[str, str], int] = {}
-    for first in range(0, len(rows), _PLANNED_PER_STATEMENT):
-        chunk = rows[first : first + _PLANNED_PER_STATEMENT]
-        one = "(" + ", ".join([mark] * len(_PLANNED)) + ")"
-        sql = (
-            f"INSERT INTO delivery ({', '.join(_PLANNED)}) VALUES "
-            + ", ".join([one] * len(chunk))
-            + " ON CONFLICT (campaign_id, user_id, channel, message) DO NOTHING"
-            " RETURNING id, user_id, channel"
-        )
-        params = [row[c] if c in row else _PLANNED_DEFAULTS[c] for row in chunk for c in _PLANNED]
-        for id_, user_id, channel in conn.exec_driver_sql(sql, tuple(params)):
-            inserted[(user_id, channel)] = id_
-    return [
-        {**row, "id": inserted[(row["user_id"], row["channel"])]}
-        for row in rows
-        if (row["user_id"], row["channel"]) in inserted
-    ]
+def is_dead_local(owner: str) -> bool:
+    """A worker_id() of this host whose process no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def claim(
