@@ -141,8 +141,9 @@ def pages(
             rows = dicts(conn.execute(query.order_by(key).limit(size)))
         if not rows:
             return
+        next_after = rows[-1][key.name]  # read before the caller may change the rows
         yield rows
-        last = rows[-1][key.name]
+        last = next_after
 
 
 def writing(engine: Engine) -> AbstractContextManager[Connection]:
