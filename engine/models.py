@@ -3,7 +3,10 @@
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.statuses import DeliveryStatus
 
 
 class Channel(StrEnum):
@@ -103,3 +106,24 @@ class Row:
 
     line: int
     values: dict[str, Any]  # id, email, name, country, locale, timezone, attributes (JSON text)
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """How a dispatcher runs (`herald send`, `herald demo`, the daemon)."""
+
+    concurrency: int = 8  # messages in flight (SMTP connections)
+    batch_size: int = 500
+    lease_s: float = 300.0
+    max_wait_s: float = 60.0  # stop when nothing is due within this long
+
+
+@dataclass
+class RunSummary:
+    """What one dispatcher run did."""
+
+    counts: dict[str, int] = field(default_factory=dict)  # outcomes in this run
+    stopped: bool = False  # interrupted before the work ran out
+
+    def add(self, status: "DeliveryStatus") -> None:
+        self.counts[status.value] = self.counts.get(status.value, 0) + 1

@@ -6,6 +6,7 @@ objection. A problem with this one user (no address, a header we refuse) is retu
 a DeliveryError and fails only that delivery; a broken template raises TemplateError.
 """
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -23,9 +24,16 @@ from engine.statuses import CONFIRMATION
 
 
 class Packer:
-    def __init__(self, loaded: LoadedCampaign, keys: Keys, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        loaded: LoadedCampaign,
+        keys: Keys,
+        clock: Callable[[], float],
+        eight_bit: bool = False,
+    ) -> None:
+        """`eight_bit`: the email transport takes 8bit parts (Transport.takes_eight_bit)."""
         c, project = loaded.campaign, loaded.project
-        self.campaign, self.keys, self.clock = c, keys, clock
+        self.campaign, self.keys, self.clock, self.eight_bit = c, keys, clock, eight_bit
         self.notices = Renderer(project.templates, Catalogs(project.locales))
         self.confirmations = Renderer(project.templates, Catalogs.objection(project.locales))
         sender_name, self.sender = parse_sender(c.sender.from_)
@@ -88,7 +96,16 @@ class Packer:
         # DSN maps back to it; the From header stays sender.from.
         base = c.sender.return_path
         sender = return_path(base, row["id"], self.keys) if base else self.sender
-        return message, Outgoing(row["id"], user.id, channel, message_id, sender, user.email, data)
+        return message, Outgoing(
+            row["id"],
+            user.id,
+            channel,
+            message_id,
+            sender,
+            user.email,
+            data,
+            eight_bit=self.eight_bit and not data.isascii(),
+        )
 
     def _email_bytes(
         self, message: RenderedMessage, user: User, message_id: str, choice: LocaleChoice
@@ -105,4 +122,14 @@ class Packer:
             date=mail_date(int(self.clock())),
             language=choice.locale.replace("_", "-"),
             reply_to=self.campaign.sender.reply_to,
+            eight_bit=self.eight_bit,
         )
+
+
+def content_sha256(message: RenderedMessage) -> str:
+    """What the user was shown: subject, text and HTML, independent of headers and dates."""
+    digest = hashlib.sha256(message.subject.encode())
+    for part in (message.text, message.html or ""):
+        digest.update(b"\0")
+        digest.update(part.encode())
+    return digest.hexdigest()

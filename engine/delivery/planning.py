@@ -24,9 +24,9 @@ from engine.models import LocaleChoice
 from engine.statuses import DeliveryStatus
 from engine.store import campaigns as campaign_store
 from engine.store import writing
-from engine.store.deliveries import insert_planned
 from engine.store.events import append_events, iso
 from engine.store.objections import objections_of
+from engine.store.planned import insert_planned
 from engine.store.users import iter_users, planned_users, users_by_country
 
 
@@ -73,6 +73,8 @@ def plan_campaign(
     choices: dict[tuple[str | None, str], LocaleChoice] = {}
     regions = {name: region_data().expand(name) or frozenset() for name in c.audience.regions}
     at = iso(now)
+    channels = [(channel, channel.value) for channel in c.channels]
+    pending = DeliveryStatus.PENDING.value  # Enum .value is a property: not once per row
     for users in iter_users(engine, c.countries):
         if should_stop():
             result.stopped = True
@@ -89,19 +91,19 @@ def plan_campaign(
                 choices[key] = catalogs.choose(user["locale"], user["country"], c.locales.default)
             choice = choices[key]
             token_id = keys.token_id(c.id, user["id"])
-            for channel in c.channels:
+            for channel, name in channels:
                 due = times.next_allowed(first, channel, user["timezone"], user["country"])
                 rows.append(
                     {
                         "campaign_id": c.id,
                         "user_id": user["id"],
-                        "channel": channel.value,
+                        "channel": name,
                         "country": user["country"],
                         "locale": choice.locale,
                         "locale_source": choice.source.value,
                         "fell_back": choice.fell_back,
                         "token_id": token_id,
-                        "status": DeliveryStatus.PENDING.value,
+                        "status": pending,
                         "next_attempt_at": due,
                     }
                 )

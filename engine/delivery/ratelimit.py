@@ -33,13 +33,15 @@ class RateLimiter:
         self._slots: deque[float] = deque()
         self._lock = asyncio.Lock()
 
-    async def acquire(self) -> None:
-        """Wait for this caller's slot."""
+    async def acquire(self, count: int = 1) -> None:
+        """Wait for this caller's `count` slots (a batch goes at its last slot)."""
+        slot = 0.0
         async with self._lock:
-            if not self._slots:
-                first = await self._reserve(self.block, self.interval)
-                self._slots.extend(first + i * self.interval for i in range(self.block))
-            slot = self._slots.popleft()
+            for _ in range(count):
+                if not self._slots:
+                    first = await self._reserve(self.block, self.interval)
+                    self._slots.extend(first + i * self.interval for i in range(self.block))
+                slot = self._slots.popleft()
         delay = slot - self._clock()
         if delay > 0:
             await asyncio.sleep(delay)

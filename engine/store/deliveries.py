@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.statuses import CONFIRMATION, FINAL, NOTICE, UNREACHED, DeliveryStatus
-from engine.store import executemany, writing
+from engine.store import dicts, executemany, writing
 from engine.store.events import append_events
+from engine.store.planned import insert_planned as insert_planned  # re-exported
 from engine.store.tables import CampaignRow, DeliveryRow, InAppNotification, UserRow
 
 _delivery = DeliveryRow.__table__  # type: ignore[attr-defined]
@@ -33,20 +33,18 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def insert_planned(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Insert deliveries that do not exist yet; returns those inserted (with their ids)."""
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    statement = (
-        dialect.insert(_delivery)
-        .on_conflict_do_nothing(index_elements=["campaign_id", "user_id", "channel", "message"])
-        .returning(_delivery.c.id, _delivery.c.user_id, _delivery.c.channel)
-    )
-    inserted = {(r.user_id, r.channel): r.id for r in conn.execute(statement, list(rows))}
-    return [
-        {**row, "id": inserted[(row["user_id"], row["channel"])]}
-        for row in rows
-        if (row["user_id"], row["channel"]) in inserted
-    ]
+def is_dead_local(owner: str) -> bool:
+    """A worker_id() of this host whose process no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def claim(
@@ -81,15 +79,15 @@ def claim(
             )
             .returning(*_delivery.c)
         )
-        rows = [dict(r) for r in conn.execute(statement).mappings()]
+        rows = dicts(conn.execute(statement))
     rows.sort(key=lambda r: r["id"])
     return rows
 
 
 def users_by_id(engine: Engine, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     with engine.connect() as conn:
-        rows = conn.execute(select(_user).where(_user.c.id.in_(sorted(set(ids))))).mappings()
-        return {r["id"]: dict(r) for r in rows}
+        rows = dicts(conn.execute(select(_user).where(_user.c.id.in_(sorted(set(ids))))))
+        return {r["id"]: r for r in rows}
 
 
 def reclaim(engine: Engine, campaign_id: str, now: float, dead_owners: Sequence[str] = ()) -> int:

@@ -1,6 +1,7 @@
 """The transport contract. Pure declarations."""
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -19,6 +20,7 @@ class Outgoing:
     recipient: str = ""  # envelope recipient (email)
     data: bytes = b""  # the whole message (email)
     notification: dict[str, Any] | None = None  # the inbox row (in-app)
+    eight_bit: bool = False  # `data` has 8bit parts: BODY=8BITMIME, or mime.seven_bit()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +52,19 @@ class Transport(ABC):
     """
 
     channel: ClassVar[Channel]
+    # Takes messages with 8bit parts (Outgoing.eight_bit) and makes them fit the receiver.
+    # Otherwise messages come in 7-bit (quoted-printable or base64) only.
+    takes_eight_bit: ClassVar[bool] = False
+    # Hands over a whole claimed batch at once (send_many), with no per-message I/O.
+    batches: ClassVar[bool] = False
 
     @abstractmethod
     async def send(self, message: Outgoing) -> Receipt:
         """Hand `message` over; return the receipt to keep as evidence."""
+
+    async def send_many(self, messages: Sequence[Outgoing]) -> list[Receipt]:
+        """Hand over `messages` in one go; raises as `send` does, for all of them."""
+        return [await self.send(message) for message in messages]
 
     def check_verified_tls(self) -> None:  # noqa: B027 - a no-op for local transports
         """Raise TransportConfigError unless every message this transport hands over a

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 
 from engine.delivery.channels.base import Outgoing, Receipt, TlsInfo, Transport
+from engine.delivery.mime import seven_bit
 from engine.errors import (
     ConfigError,
     DeliveryError,
@@ -190,6 +191,7 @@ class _Connection:
 
 class SmtpTransport(Transport):
     channel = Channel.EMAIL
+    takes_eight_bit = True  # BODY=8BITMIME where offered, else made 7-bit per message
 
     def __init__(self, settings: SmtpSettings, concurrency: int = 8) -> None:
         self._settings = settings
@@ -277,11 +279,17 @@ class SmtpTransport(Transport):
             raise PermanentDeliveryError(
                 "the server does not accept internationalised addresses (no SMTPUTF8)"
             )
-        options, encoding = (["SMTPUTF8"], "utf-8") if utf8 else (None, "ascii")
+        options, encoding = (["SMTPUTF8"], "utf-8") if utf8 else ([], "ascii")
+        data = message.data
+        if message.eight_bit:
+            if client.supports_extension("8bitmime"):
+                options.append("BODY=8BITMIME")
+            else:
+                data = seven_bit(data)
         try:
             await client.mail(message.sender, options=options, encoding=encoding)
             await client.rcpt(message.recipient, encoding=encoding)
-            response = await client.data(message.data)
+            response = await client.data(data)
         except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
             with contextlib.suppress(aiosmtplib.SMTPException, ConnectionError):
                 await client.rset()  # keep the connection usable for the next message

@@ -1,0 +1,95 @@
+"""In-app at table speed: a transport that batches gets each claimed batch in one call, and
+every delivery in it is recorded with its event; the rate limiter hands out many slots."""
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+
+from engine.authoring.campaigns import load_campaign
+from engine.delivery.channels.base import Outgoing, Receipt, Transport
+from engine.delivery.channels.inapp import InAppTransport
+from engine.delivery.channels.memory import MemoryTransport
+from engine.delivery.dispatch import Dispatcher, SendOptions
+from engine.delivery.planning import plan_campaign
+from engine.delivery.ratelimit import RateLimiter, local_slots
+from engine.delivery.synthetic import generate_users
+from engine.delivery.tokens import Keys
+from engine.errors import TemporaryDeliveryError
+from engine.models import Channel
+from engine.store import open_database
+from engine.store.users import insert_users
+
+KEYS = Keys(b"test-secret-0123456789abcdef")
+
+
+class CountingInApp(InAppTransport):
+    """The shipped in-app transport, counting how it is called."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[int] = []
+        self.fail = fail
+
+    async def send(self, message: Outgoing) -> Receipt:
+        raise AssertionError("a batching transport is handed whole batches")
+
+    async def send_many(self, messages: Sequence[Outgoing]) -> list[Receipt]:
+        self.calls.append(len(messages))
+        if self.fail:
+            raise TemporaryDeliveryError("inbox store busy")
+        return await super().send_many(messages)
+
+
+def _dispatch(project, inapp: Transport, users: int = 300) -> Any:
+    project.campaign.write_text(
+        project.campaign.read_text().replace("channels: [email, inapp]", "channels: [inapp]")
+    )
+    engine = open_database(f"sqlite:///{project.root / 'herald.db'}")
+    insert_users(engine, generate_users(users, seed=3))
+    loaded = load_campaign(project.campaign)
+    plan_campaign(engine, loaded, KEYS, now=1718000000.0)  # inside any send window
+    transports = {Channel.EMAIL: MemoryTransport(), Channel.INAPP: inapp}
+    options = SendOptions(batch_size=100, max_wait_s=0)
+    summary = asyncio.run(
+        Dispatcher(engine, loaded, KEYS, transports, options, lambda: 1718000000.0).run()
+    )
+    return engine, summary
+
+
+def test_inapp_goes_a_claimed_batch_at_a_time_with_every_row_and_event(project):
+    inapp = CountingInApp()
+    engine, summary = _dispatch(project, inapp)
+    with engine.connect() as conn:
+        delivered = conn.execute(
+            text("SELECT COUNT(*) FROM delivery WHERE status = 'delivered'")
+        ).scalar()
+        rows = conn.execute(text("SELECT COUNT(*) FROM inapp_notification")).scalar()
+        events = conn.execute(text("SELECT COUNT(*) FROM event WHERE kind = 'delivered'")).scalar()
+    assert delivered == rows == events == summary.counts["delivered"] == sum(inapp.calls) > 100
+    assert max(inapp.calls) == 100  # the claim's batch size, in one call
+    assert len(inapp.calls) == -(-delivered // 100)
+
+
+def test_a_failed_batch_defers_every_delivery_in_it(project):
+    inapp = CountingInApp(fail=True)
+    engine, summary = _dispatch(project, inapp, users=30)
+    with engine.connect() as conn:
+        statuses = dict(
+            conn.execute(text("SELECT status, COUNT(*) FROM delivery GROUP BY status")).all()
+        )
+    assert inapp.calls == [sum(statuses.values())]  # one batch, then a retry is not yet due
+    assert statuses == {"deferred": inapp.calls[0]}
+    assert "delivered" not in statuses
+
+
+def test_acquire_takes_count_slots_and_waits_for_the_last():
+    limiter = RateLimiter(20.0, local_slots(), block_seconds=0.25)  # blocks of 5 slots
+    started = time.monotonic()
+    asyncio.run(limiter.acquire(7))  # slots 0..6: the last is 0.30 s after the first
+    waited = time.monotonic() - started
+    assert 0.25 <= waited < 2.0
+    started = time.monotonic()
+    asyncio.run(limiter.acquire(1))  # slot 7: 0.05 s after the last one
+    assert time.monotonic() - started < 0.5
