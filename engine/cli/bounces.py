@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import CsvOrJsonl, LogFormat, app, err, fail, open_store, out
+from engine.cli.common import CsvOrJsonl, ListenHost, LogFormat, app, err, fail, open_store, out
 
 # The bounce machinery and the database are imported inside each command, so that
 # `herald --help` starts without them (see cli/common.py).
@@ -27,9 +27,7 @@ EXPORT_FIELDS = ("campaign", "user_id", "address_hash", "status", "reason", "bou
 
 @bounces_app.command("serve")
 def serve_command(
-    host: Annotated[
-        str, typer.Option(help="Address to listen on; loopback unless you say otherwise.")
-    ] = "127.0.0.1",
+    host: ListenHost = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 2525,
     domain: Annotated[
         list[str] | None,

@@ -8,7 +8,7 @@ them, never at module level (tests/test_cli_startup.py holds this).
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -40,6 +40,12 @@ def _private_files() -> None:
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+# `--host` of the two servers (herald serve, herald bounces serve): loopback by default.
+ListenHost = Annotated[
+    str, typer.Option("--host", help="Address to listen on; loopback unless you say otherwise.")
+]
 
 
 class TableOrJson(StrEnum):

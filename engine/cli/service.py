@@ -13,7 +13,7 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
-from engine.cli.common import CsvOrJsonl, LogFormat, app, fail, open_store, out
+from engine.cli.common import CsvOrJsonl, ListenHost, LogFormat, app, fail, open_store, out
 from engine.errors import ConfigError
 from engine.service.limits import MAX_BODY  # a constant; the web stack loads later
 
@@ -28,9 +28,7 @@ EXPORT_FIELDS = ("user_id", "purpose", "campaign", "objected_at", "channel", "lo
 
 @app.command("serve")
 def serve_command(
-    host: Annotated[
-        str, typer.Option(help="Address to listen on; loopback unless you say otherwise.")
-    ] = "127.0.0.1",
+    host: ListenHost = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8080,
     failures_per_minute: Annotated[
         int,

@@ -87,10 +87,7 @@ def verify_inclusion(
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
             if not fn & 1:
-                while True:
-                    fn, sn = fn >> 1, sn >> 1
-                    if fn & 1 or fn == 0:
-                        break
+                fn, sn = _up_the_right_edge(fn, sn)
         else:
             r = node_hash(r, p)
         fn, sn = fn >> 1, sn >> 1
@@ -120,14 +117,20 @@ def verify_consistency(
         if fn & 1 or fn == sn:
             fr, sr = node_hash(c, fr), node_hash(c, sr)
             if not fn & 1:
-                while True:
-                    fn, sn = fn >> 1, sn >> 1
-                    if fn & 1 or fn == 0:
-                        break
+                fn, sn = _up_the_right_edge(fn, sn)
         else:
             sr = node_hash(sr, c)
         fn, sn = fn >> 1, sn >> 1
     return sn == 0 and fr == first_root and sr == second_root
+
+
+def _up_the_right_edge(fn: int, sn: int) -> tuple[int, int]:
+    """RFC 9162's "right-shift fn and sn equally until either LSB(fn) is set or fn is 0"
+    (the step both verifications take after a left sibling at the tree's right edge)."""
+    while True:
+        fn, sn = fn >> 1, sn >> 1
+        if fn & 1 or fn == 0:
+            return fn, sn
 
 
 def _split(n: int) -> int:
