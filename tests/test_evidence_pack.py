@@ -10,6 +10,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -225,6 +226,14 @@ def test_erasure_keeps_the_proof_and_removes_the_person(run, tmp_path):
     refused = run("evidence", "receipt", CAMPAIGN, "de-1")
     assert refused.exit_code == 1
     assert "erased" in refused.stderr
+    from sqlalchemy import text as sql
+
+    from engine.delivery.tokens import Keys
+
+    old_token = Keys(run.env["HERALD_SECRET"].encode()).token_id(CAMPAIGN, "de-1")
+    with run.database().connect() as conn:  # the secret and the id no longer find the rows
+        query = sql("SELECT COUNT(*) FROM delivery WHERE token_id = :t")
+        assert conn.execute(query, {"t": old_token}).scalar() == 0
 
 
 def test_erasing_an_unknown_id_or_a_bad_file_erases_nothing(run, tmp_path):
@@ -261,3 +270,58 @@ def test_objection_reasons_are_purged_after_their_retention_and_the_log_says_so(
     pinned = str(run.project.root / "pinned.pem")
     verified = run("evidence", "verify", "--db", "--public-key", pinned)
     assert verified.exit_code == 0, verified.output
+
+
+def _damaged(receipt: dict[str, Any], damage: str) -> None:
+    if damage == "proof":
+        receipt["events"][1]["proof"][0] = "zz"
+    elif damage == "seq":
+        receipt["events"][1]["seq"] = "x"
+    elif damage == "range":
+        del receipt["checkpoint"]["range"]
+    elif damage == "secret":
+        receipt["secret"] = "nothex"
+    else:
+        receipt["events"] = [{"seq": 1}]
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ("proof", "proof[0]"),
+        ("seq", "'seq'"),
+        ("range", "'range' is missing"),
+        ("secret", "'secret'"),
+        ("body", "'body'"),
+    ],
+)
+def test_a_malformed_receipt_is_refused_naming_the_field(run, tmp_path, damage, named):
+    receipt = tmp_path / "receipt.json"
+    assert run("evidence", "receipt", CAMPAIGN, "fr-1", "--out", str(receipt)).exit_code == 0
+    data = json.loads(receipt.read_text())
+    _damaged(data, damage)
+    receipt.write_text(json.dumps(data))
+    checked = run("evidence", "verify", str(receipt))
+    assert checked.exit_code == 1
+    assert "not a well-formed receipt" in checked.stderr
+    assert named in checked.stderr
+    assert "Traceback" not in checked.output
+
+
+def test_export_and_verify_say_what_is_wrong_with_a_path(run, tmp_path):
+    missing = run("evidence", "export", CAMPAIGN, "--out", str(tmp_path / "no" / "pack.zip"))
+    assert missing.exit_code == 1
+    assert "no such folder to export into" in missing.stderr
+    unknown = run("evidence", "export", "no-such-campaign", "--out", str(tmp_path / "p"))
+    assert unknown.exit_code == 1
+    assert "has not started in this database" in unknown.stderr
+    other = tmp_path / "notes.json"
+    other.write_text("[1, 2]")
+    neither = run("evidence", "verify", str(other))
+    assert neither.exit_code == 1
+    assert "neither a pack" in neither.stderr
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    empty = run("evidence", "verify", str(folder))
+    assert empty.exit_code == 1
+    assert "manifest.json: missing" in empty.stderr

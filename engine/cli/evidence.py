@@ -203,6 +203,8 @@ def _verify_offline(path: Path, public_key: Path | None, witness: Path | None) -
                 markup=False,
             )
         return
+    if path.is_file() and path.suffix != ".zip":
+        fail(f"{path}: neither a pack (a folder or a .zip) nor a receipt")
     verdict = check_pack(path, pinned, witness)
     if verdict.problem:
         err.print(f"BROKEN {path}: {verdict.problem}", markup=False)

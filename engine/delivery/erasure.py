@@ -1,12 +1,14 @@
 """`herald users erase`: a user's personal data goes, the proof stays. I/O: database, files.
 
 What goes (GDPR Art. 17): the user row (address, name, attributes), the title, body and
-link of their in-app notices, the reasons they gave when objecting, their outbox files,
-any address quoted in a server reply, and the secret that links their id to their
-subject. What stays (Art. 17(3)(b) and (e): a legal obligation, and the defence of legal
-claims): the events, which name only the subject and now link to no one, and the rows the
-report counts, keyed by that subject. An objection stays too, as a suppression record
-keyed by the subject, so the objection is still honoured and counted (Art. 21).
+link of their in-app notices, the keyed token id that led from their id to their rows,
+the reasons they gave when objecting, their outbox files, any address quoted in a server
+reply, and the secret that links their id to their subject.
+
+What stays (Art. 17(3)(b) and (e): a legal obligation, and the defence of legal claims):
+the events, which name only the subject and now link to no one, and the rows the report
+counts, keyed by that subject. An objection stays too, as a suppression record keyed by
+the subject, so the objection is still honoured and counted (Art. 21).
 """
 
 import os
@@ -128,7 +130,13 @@ def erase_users(
                 text("UPDATE objection SET reason = NULL, user_id = :p WHERE user_id = :u"),
                 params,
             )
-            conn.execute(text("UPDATE delivery SET user_id = :p WHERE user_id = :u"), params)
+            # token_id is an HMAC of the user id: whoever holds HERALD_SECRET could find the
+            # rows (and so the subject) again from the id. A random one breaks that link, and
+            # the erased person's objection link with it.
+            conn.execute(
+                text("UPDATE delivery SET user_id = :p, token_id = :t WHERE user_id = :u"),
+                {**params, "t": "erased-" + os.urandom(16).hex()},
+            )
             conn.execute(text('DELETE FROM "user" WHERE id = :u'), {"u": user_id})
             conn.execute(text("DELETE FROM subject_key WHERE user_id = :u"), {"u": user_id})
             for campaign in campaigns if subject else ():

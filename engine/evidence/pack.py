@@ -81,6 +81,8 @@ def export_pack(
     if not local.exists():
         raise ExportError(f"{local}: no signed checkpoint to export; run a writer first")
     signer = signer_for(settings)
+    if not out.parent.is_dir():
+        raise ExportError(f"{out.parent}: no such folder to export into")
     if out.suffix == ".zip":
         with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
             manifest = _write(

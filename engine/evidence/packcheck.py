@@ -71,8 +71,15 @@ def check_pack(path: Path, pinned: bytes | None, witness: Path | None) -> PackVe
 
 def _check(folder: Path, pinned: bytes | None, witness: Path | None, v: PackVerdict) -> None:
     manifest_path = folder / "manifest.json"
-    raw = manifest_path.read_bytes().rstrip(b"\n")
-    manifest = json.loads(raw)
+    if not manifest_path.is_file():
+        raise Broken("manifest.json: missing; this is not an evidence pack")
+    try:
+        manifest = json.loads(manifest_path.read_bytes())
+    except ValueError as exc:
+        raise Broken(f"manifest.json: not JSON ({exc})") from None
+    wanted = {"v", "type", "campaign", "created_at", "files", "key", "sig"}
+    if not isinstance(manifest, dict) or set(manifest) != wanted:
+        raise Broken(f"manifest.json: expected the keys {', '.join(sorted(wanted))}")
     fields = {k: val for k, val in manifest.items() if k != "sig"}
     key = unb64(manifest["key"])
     if not verify_signature(key, unb64(manifest["sig"]), MANIFEST_CONTEXT + canonical(fields)):

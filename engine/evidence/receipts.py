@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from engine.canonical import FORMAT, Frontier, canonical, leaf_hash
+from engine.canonical import FORMAT, canonical, leaf_hash
 from engine.errors import EngineError
 from engine.evidence.checkpoints import (
     Checkpoint,
@@ -114,44 +114,80 @@ def check_receipt(receipt: Mapping[str, Any], trusted: set[bytes] | None) -> lis
     """Every problem with a receipt (empty when it holds). `trusted`: the keys allowed to
     have signed its checkpoint; None trusts the key it carries (said by the caller)."""
     try:
-        cp_fields = dict(receipt["checkpoint"])
-        cp = Checkpoint(
-            **{k: cp_fields[k] for k in ("campaign", "size", "root", "at", "prev", "key", "sig")},
-            range=tuple(cp_fields["range"]),
-            line=0,
-            digest="",
-        )
-        key = unb64(cp.key)
-        subject, secret, user_id = receipt["subject"], receipt["secret"], receipt["user_id"]
-        events = list(receipt["events"])
-    except (KeyError, TypeError, ValueError) as exc:
-        return [f"not a receipt: {exc!r}"]
+        cp, events = _parsed(receipt)
+    except KeyError as exc:
+        return [f"not a well-formed receipt: {exc} is missing"]
+    except (TypeError, ValueError) as exc:
+        return [f"not a well-formed receipt: {exc}"]
+    key, subject = unb64(cp.key), receipt["subject"]
     problems = []
     if not verify_signature(key, unb64(cp.sig), cp.signed_bytes()):
         problems.append("checkpoint: bad signature")
     if trusted is not None and key not in trusted:
         problems.append("checkpoint: signed by a key that is not trusted")
-    if Frontier(cp.size, [bytes.fromhex(h) for h in cp.range]).root().hex() != cp.root:
+    if cp.frontier().root().hex() != cp.root:
         problems.append("checkpoint: its range does not give its root")
-    if subject_of(user_id, bytes.fromhex(secret)) != subject:
+    if subject_of(receipt["user_id"], bytes.fromhex(receipt["secret"])) != subject:
         problems.append("subject: not the HMAC of the user id under the secret")
     if not events:
         problems.append("no events")
-    for event in events:
-        body = str(event.get("body", "")).encode("utf-8")
-        record = json.loads(body) if body else {}
-        where = f"event seq {event.get('seq')}"
+    for seq, body, record, proof in events:
+        where = f"event seq {seq}"
         mine = record.get("subject") == subject or (
             record.get("subject") is None and record.get("kind") == "started"
         )
-        if not mine or record.get("seq") != event.get("seq"):
+        if not mine or record.get("seq") != seq:
             problems.append(f"{where}: not this user's event")
         if record.get("campaign") != receipt.get("campaign") or canonical(record) != body:
             problems.append(f"{where}: not a canonical event of this campaign")
-        proof = [bytes.fromhex(h) for h in event.get("proof", [])]
-        seq = int(event.get("seq", 0))
         if not verify_inclusion(leaf_hash(body), seq - 1, cp.size, proof, bytes.fromhex(cp.root)):
             problems.append(f"{where}: its inclusion proof does not reach the signed root")
-    if _messages(events) != receipt.get("messages"):
+    if _messages(list(receipt["events"])) != receipt.get("messages"):
         problems.append("messages: not those of the events")
     return problems
+
+
+def _parsed(
+    receipt: Mapping[str, Any],
+) -> tuple[Checkpoint, list[tuple[int, bytes, dict[str, Any], list[bytes]]]]:
+    """The receipt's checkpoint and events, every field checked for its type; raises
+    ValueError (or KeyError, TypeError) naming the first field that is not as specified."""
+    for name in ("campaign", "user_id", "subject", "secret"):
+        if not isinstance(receipt[name], str):
+            raise ValueError(f"{name!r} is not a string")
+    _hex(receipt["secret"], "secret")
+    fields = dict(receipt["checkpoint"])
+    if not isinstance(fields["size"], int) or not isinstance(fields["range"], list):
+        raise ValueError("'checkpoint' has a size or range of the wrong type")
+    cp = Checkpoint(
+        **{k: fields[k] for k in ("campaign", "size", "root", "at", "prev", "key", "sig")},
+        range=tuple(fields["range"]),
+        line=0,
+        digest="",
+    )
+    for name, value in (("key", cp.key), ("sig", cp.sig)):
+        try:
+            unb64(value)
+        except ValueError:
+            raise ValueError(f"'checkpoint.{name}' is not base64") from None
+    _hex(cp.root, "checkpoint.root")
+    for i, node in enumerate(cp.range):
+        _hex(node, f"checkpoint.range[{i}]")
+    events = []
+    for i, event in enumerate(receipt["events"]):
+        seq, body = event["seq"], event["body"]
+        if not isinstance(seq, int) or not isinstance(body, str) or seq < 1:
+            raise ValueError(f"events[{i}]: 'seq' must be a positive integer, 'body' a string")
+        record = json.loads(body)
+        if not isinstance(record, dict):
+            raise ValueError(f"events[{i}].body is not a JSON object")
+        proof = [_hex(h, f"events[{i}].proof[{j}]") for j, h in enumerate(event["proof"])]
+        events.append((seq, body.encode("utf-8"), record, proof))
+    return cp, events
+
+
+def _hex(value: object, name: str) -> bytes:
+    try:
+        return bytes.fromhex(str(value))
+    except ValueError:
+        raise ValueError(f"{name!r} is not hexadecimal") from None
