@@ -23,6 +23,10 @@ HERALD = str(Path(sys.executable).parent / "herald")
         pytest.param(["report", CAMPAIGN], id="report"),
         pytest.param(["objections", "export"], id="objections-export"),
         pytest.param(["evidence", "verify", "--db"], id="evidence-verify"),
+        pytest.param(["evidence", "export", CAMPAIGN, "--out", "pack"], id="evidence-export"),
+        pytest.param(["evidence", "receipt", CAMPAIGN, "u0000001"], id="evidence-receipt"),
+        pytest.param(["users", "erase", "u0000001"], id="users-erase"),
+        pytest.param(["bounces", "export"], id="bounces-export"),
     ],
 )
 def test_read_commands_never_create_a_database(herald, args):

@@ -82,6 +82,17 @@ def fail(problems: list[Problem] | list[str] | str) -> NoReturn:
     raise typer.Exit(1)
 
 
+def open_settings() -> "Settings":
+    """The settings alone, for commands that need no database (the signing key's); makes
+    no key file; exit 1 saying what is wrong with them."""
+    from engine.config import Settings
+
+    try:
+        return Settings.from_env(create=False)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 def open_store(create: bool = True) -> "tuple[Settings, Engine]":
     """Settings and the database, or exit 1 saying what is wrong with them.
 

@@ -15,7 +15,7 @@ import typer
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-from engine.cli.common import app, err, fail, open_store, out
+from engine.cli.common import app, err, fail, open_settings, open_store, out
 from engine.errors import ConfigError, EngineError
 
 evidence_app = typer.Typer(help="Check and anchor the tamper-evident record.", no_args_is_help=True)
@@ -131,7 +131,7 @@ def evidence_public_key() -> None:
     """Print the public key that signs checkpoints (PEM), to keep off this machine."""
     from engine.evidence.signing import signer_for
 
-    settings, _ = open_store()
+    settings = open_settings()  # no database needed: a key can be pinned before launch
     try:
         signer = signer_for(settings)
     except ConfigError as exc:
@@ -145,7 +145,7 @@ def evidence_rotate_key() -> None:
     """Make a new signing key; the old key signs a statement naming the new one."""
     from engine.evidence.signing import rotate_key
 
-    settings, _ = open_store()
+    settings = open_settings()
     try:
         old, new = rotate_key(settings)
     except ConfigError as exc:

@@ -31,7 +31,7 @@ def users_erase(
         fail(str(exc))
     if not ids:
         raise typer.BadParameter("give user ids, or --from FILE")
-    settings, engine = open_store()
+    settings, engine = open_store(create=False)  # erase nothing in a new, empty database
     keys = Keys(settings.secret)
     try:
         erased = erase_users(
