@@ -209,6 +209,10 @@ def test_a_v0_database_is_verified_as_v0(tmp_path, monkeypatch):
     env: dict[str, str] = {"HERALD_DB": f"sqlite:///{path}", "HERALD_VAR": str(tmp_path / "var"),
            "HERALD_SECRET": "test-secret-0123456789abcdef"}  # fmt: skip
     herald = Herald(ScratchProject(tmp_path), env)
+    # The other tables, as the version that wrote v0 had them (opening migrates, once).
+    from engine.store import open_database
+
+    open_database(env["HERALD_DB"]).dispose()
     assert herald("evidence", "public-key").exit_code == 0  # a key to trust
     result = herald("evidence", "verify", "--db")
     assert result.exit_code == 0, result.output
