@@ -24,6 +24,7 @@ class Mailbox:
     """aiosmtpd handler that keeps what it accepts and answers as told."""
 
     messages: list[EmailMessage] = field(default_factory=list)
+    contents: list[bytes] = field(default_factory=list)  # each message as received
     senders: list[str] = field(default_factory=list)  # envelope senders (MAIL FROM)
     rcpt_reply: str = "250 OK"
     data_replies: list[str] = field(default_factory=list)  # consumed one per DATA, then 250
@@ -49,6 +50,7 @@ class Mailbox:
                 email.message_from_bytes(envelope.content, policy=email.policy.default)
             )
             self.senders.append(envelope.mail_from)
+            self.contents.append(envelope.original_content or envelope.content)
             reply = f"250 2.0.0 OK queued as Q{len(self.messages)}"
         return reply
 

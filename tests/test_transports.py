@@ -92,3 +92,24 @@ def test_smtp_reuses_its_connection():
         asyncio.run(three(transport))
         assert len(server.mailbox.messages) == 3
     assert len(sessions) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "received"),
+    [
+        # lines the server must unstuff, on our own DATA path
+        (b".\r\n..\r\n.starts with a period\r\nlast\r\n", None),
+        (b"ends with a lone period\r\n.\r\n", None),  # would end DATA early unless stuffed
+        # not CRLF throughout: aiosmtplib's data() makes every line end CRLF
+        (b"bare LF\n.dot\rlone CR\r\n", b"bare LF\r\n.dot\r\nlone CR\r\n"),
+    ],
+)
+def test_smtp_sends_the_message_bytes_exactly(body, received):
+    """Lines that start with a period are stuffed on the wire and arrive as written
+    (RFC 5321 section 4.5.2)."""
+    data = MAIL.replace(b"body\r\n", body)
+    message = Outgoing(1, "u1", Channel.EMAIL, "<m1@example.com>", "a@example.com", "b@x.org", data)
+    for server in serve():
+        receipt = _send(SmtpTransport(SmtpSettings.from_url(server.url)), message)
+        assert receipt.reply.startswith("250")
+        assert server.mailbox.contents == [MAIL.replace(b"body\r\n", received or body)]
