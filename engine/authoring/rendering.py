@@ -46,7 +46,9 @@ def header_text(value: str) -> str:
 
 def has_rtl(value: str | None) -> bool:
     """Whether `value` holds a right-to-left letter (Hebrew, Arabic, Thaana, ...)."""
-    return any(unicodedata.bidirectional(ch) in ("R", "AL") for ch in value or "")
+    if not value or value.isascii():  # no ASCII character is R or AL; most names are ASCII
+        return False
+    return any(unicodedata.bidirectional(ch) in ("R", "AL") for ch in value)
 
 
 @jinja2.pass_context
