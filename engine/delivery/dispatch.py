@@ -101,7 +101,9 @@ class Dispatcher:
             self.transports[Channel.EMAIL].check_verified_tls()  # before anything is claimed
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herald-db")
         summary = RunSummary()
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.batch_size * 2)
+        # A few packed messages per connection keep every sender busy; a deeper queue only
+        # holds more rendered messages in memory (a batch's worth was ~25 MB of RSS)
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.concurrency * 4)
         results: list[Result] = []
         finished = asyncio.Event()
         try:
