@@ -9,6 +9,9 @@ HERALD_SIGNING_KEY  Ed25519 private key (PEM, 0600) that signs chain checkpoints
 HERALD_API_KEY   the key an app presents to read the in-app feed (X-API-Key); more keys,
                  each limited to some campaigns, in HERALD_API_KEYS (YAML, 0600; default
                  var/api-keys.yaml)
+HERALD_CHECKPOINTS  the folder of signed checkpoints (default var/checkpoints); hosts that
+                 share a database share it too (a mount with file locks), so each
+                 campaign has one chain of checkpoints
 HERALD_WITNESS   where every checkpoint is also sent: a directory (WORM storage, another
                  host's mount), or a command that reads each checkpoint line on stdin
 HERALD_BOUNCE_LISTEN  host:port where `herald daemon` also receives bounces (SMTP); unset: not
@@ -42,6 +45,7 @@ class Settings:
     witness: str | None = None
     bounce_listen: str | None = None
     forwarded_allow_ips: str = "127.0.0.1"
+    checkpoint_dir: Path | None = None  # None: var/checkpoints
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, create: bool = True) -> "Settings":
@@ -64,6 +68,7 @@ class Settings:
         witness = environ.get("HERALD_WITNESS") or None
         bounce_listen = environ.get("HERALD_BOUNCE_LISTEN") or None
         proxies = environ.get("HERALD_FORWARDED_ALLOW_IPS") or "127.0.0.1"
+        checkpoint_dir = environ.get("HERALD_CHECKPOINTS") or None
         return cls(
             var,
             db_url,
@@ -75,6 +80,7 @@ class Settings:
             witness,
             bounce_listen,
             proxies,
+            Path(checkpoint_dir) if checkpoint_dir else None,
         )
 
     @property
@@ -83,7 +89,7 @@ class Settings:
 
     @property
     def checkpoints(self) -> Path:
-        return self.var / "checkpoints"
+        return self.checkpoint_dir or self.var / "checkpoints"
 
 
 def database_url(environ: Mapping[str, str] = os.environ) -> str:
