@@ -73,7 +73,8 @@ def subjects(conn: Connection, user_ids: Iterable[str]) -> dict[str, str]:
 
 
 def _known_subjects(conn: Connection, user_ids: Sequence[str]) -> dict[str, str]:
-    mark, found = _mark(conn), {}
+    mark = _mark(conn)
+    found: dict[str, str] = {}
     for first in range(0, len(user_ids), _SUBJECTS_PER_QUERY):
         chunk = tuple(user_ids[first : first + _SUBJECTS_PER_QUERY])
         sql = (
