@@ -158,7 +158,7 @@ def send_command(
         err.print(f"warning: {risk}", markup=False)
     options = SendOptions(concurrency=concurrency, max_wait_s=max_wait)
     started = time.monotonic()
-    extra = runs.Workers.spawn(loaded.path, options, workers - 1)
+    extra = runs.Workers.spawn(loaded.path, options, workers - 1, engine)
     try:
         summary = asyncio.run(_send(engine, loaded, settings, options))
     except EngineError as exc:
