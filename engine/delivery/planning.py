@@ -29,7 +29,6 @@ from engine.store.objections import objections_of
 from engine.store.planned import insert_planned
 from engine.store.users import iter_users, planned_users, users_by_country
 
-
 # Users planned per transaction. Each commit writes every page it dirtied to the WAL, and
 # the subject indexes take random keys, so small transactions rewrite the same pages
 # over and over: 4,000 instead of 1,000 took plan's system time from 2.2 s to 1.4 s and
