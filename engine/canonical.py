@@ -15,6 +15,10 @@ import rfc8785
 
 FORMAT = 1  # the evidence format written now; see docs/evidence.md
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+# One encoder for every event: json.dumps with any option builds a new JSONEncoder per
+# call, which cost a third of `canonical` (4.1 -> 2.7 µs an event, timeit).
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_sha256 = hashlib.sha256
 
 
 def canonical(value: Any) -> bytes:
@@ -22,7 +26,7 @@ def canonical(value: Any) -> bytes:
     on a string that is not valid Unicode (a lone surrogate)."""
     _refuse_floats(value)
     try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text = _ENCODE(value)
         body = text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(f"not valid Unicode: {exc}") from None
@@ -88,12 +92,12 @@ _NESTED = (dict, list, float)
 
 def leaf_hash(body: bytes) -> bytes:
     """RFC 9162 §2.1.1: SHA-256(0x00 ‖ entry)."""
-    return hashlib.sha256(b"\x00" + body).digest()
+    return _sha256(b"\x00" + body).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     """RFC 9162 §2.1.1: SHA-256(0x01 ‖ left ‖ right)."""
-    return hashlib.sha256(b"\x01" + left + right).digest()
+    return _sha256(b"\x01" + left + right).digest()
 
 
 class Frontier:

@@ -20,7 +20,7 @@ from engine.authoring.specs import spec_files, spec_hash
 from engine.delivery.binding import JOINED_LATE, OBJECTED, audience_data, started_data
 from engine.delivery.tokens import Keys
 from engine.delivery.windows import SendTimes
-from engine.models import LocaleChoice
+from engine.models import Channel, LocaleChoice
 from engine.statuses import DeliveryStatus
 from engine.store import campaigns as campaign_store
 from engine.store import writing
@@ -28,6 +28,13 @@ from engine.store.events import append_events, iso
 from engine.store.objections import objections_of
 from engine.store.planned import insert_planned
 from engine.store.users import iter_users, planned_users, users_by_country
+
+# Users planned per transaction. Each commit writes every page it dirtied to the WAL, and
+# the subject indexes take random keys, so small transactions rewrite the same pages
+# over and over: 4,000 instead of 1,000 took plan's system time from 2.2 s to 1.4 s and
+# its wall time from ~17 s to ~14 s at 100,000 users, for ~7 MB more peak memory. The
+# write lock is held ~0.2 s a batch.
+USERS_PER_TRANSACTION = 4000
 
 
 @dataclass
@@ -71,78 +78,93 @@ def plan_campaign(
     first = max(now, c.schedule.start.timestamp())
     catalogs = Catalogs(loaded.project.locales)
     choices: dict[tuple[str | None, str], LocaleChoice] = {}
-    regions = {name: region_data().expand(name) or frozenset() for name in c.audience.regions}
+    # A first attempt depends only on the channel, the user's zone and country (`first`
+    # is fixed for the run): once per combination, not once per delivery.
+    due_at: dict[tuple[Channel, str | None, str], float] = {}
     at = iso(now)
     channels = [(channel, channel.value) for channel in c.channels]
     pending = DeliveryStatus.PENDING.value  # Enum .value is a property: not once per row
-    for users in iter_users(engine, c.countries):
-        if should_stop():
-            result.stopped = True
-            return result
-        rows = []
-        left_out = _left_out(engine, c, users, closed)
-        for user in users:
-            if user["id"] in left_out:
-                reasons = result.left_out.setdefault(user["country"], Counter())
-                reasons[left_out[user["id"]]] += 1
-                continue
-            key = (user["locale"], user["country"])
-            if key not in choices:
-                choices[key] = catalogs.choose(user["locale"], user["country"], c.locales.default)
-            choice = choices[key]
-            token_id = keys.token_id(c.id, user["id"])
-            for channel, name in channels:
-                due = times.next_allowed(first, channel, user["timezone"], user["country"])
-                rows.append(
-                    {
-                        "campaign_id": c.id,
-                        "user_id": user["id"],
-                        "channel": name,
-                        "country": user["country"],
-                        "locale": choice.locale,
-                        "locale_source": choice.source.value,
-                        "fell_back": choice.fell_back,
-                        "token_id": token_id,
-                        "status": pending,
-                        "next_attempt_at": due,
-                    }
-                )
-            result.in_audience += 1
-            result.by_country[user["country"]] += 1
-            for name, members in regions.items():
-                if user["country"] in members:
-                    result.by_region[name] += 1
-        with writing(engine) as conn:
-            inserted = insert_planned(conn, rows)
-            append_events(
-                conn,
-                c.id,
-                [
-                    {
-                        "kind": "planned",
-                        "at": at,
-                        "delivery_id": row["id"],
-                        "user_id": row["user_id"],
-                        "channel": row["channel"],
-                        "data": {
-                            "country": row["country"],
-                            "locale": row["locale"],
-                            "locale_source": row["locale_source"],
-                            "fell_back": row["fell_back"],
-                        },
-                    }
-                    for row in inserted
-                ],
-            )
-        result.new_deliveries += len(inserted)
-        for row in rows:
-            result.by_channel[row["channel"]] += 1
+    try:
+        for users in iter_users(engine, c.countries, USERS_PER_TRANSACTION):
+            if should_stop():
+                result.stopped = True
+                return result
+            rows = []
+            left_out = _left_out(engine, c, users, closed)
+            for user in users:
+                user_id, country = user["id"], user["country"]
+                if user_id in left_out:
+                    reasons = result.left_out.setdefault(country, Counter())
+                    reasons[left_out[user_id]] += 1
+                    continue
+                key = (user["locale"], country)
+                choice = choices.get(key)
+                if choice is None:
+                    choice = choices[key] = catalogs.choose(key[0], country, c.locales.default)
+                token_id = keys.token_id(c.id, user_id)
+                for channel, name in channels:
+                    when = (channel, user["timezone"], country)
+                    due = due_at.get(when)
+                    if due is None:
+                        due = due_at[when] = times.next_allowed(first, *when)
+                    rows.append(
+                        {
+                            "campaign_id": c.id,
+                            "user_id": user_id,
+                            "channel": name,
+                            "country": country,
+                            "locale": choice.locale,
+                            "locale_source": choice.source.value,
+                            "fell_back": choice.fell_back,
+                            "token_id": token_id,
+                            "status": pending,
+                            "next_attempt_at": due,
+                        }
+                    )
+                result.by_country[country] += 1
+            with writing(engine) as conn:
+                inserted = insert_planned(conn, rows)
+                append_events(conn, c.id, [_planned_event(row, at) for row in inserted])
+            result.new_deliveries += len(inserted)
+            for _, name in channels:  # every user planned gets every channel
+                result.by_channel[name] += len(rows) // len(channels)
+    finally:
+        result.in_audience = result.by_country.total()
+        result.by_region = _by_region(c, result.by_country)
     with writing(engine) as conn:
         considered = users_by_country(conn)
         data = audience_data(c, considered, result.by_country, result.left_out)
         append_events(conn, c.id, [{"kind": "audience", "at": at, "data": data}])
     campaign_store.set_state(engine, c.id, "planned")
     return result
+
+
+def _planned_event(row: dict[str, Any], at: str) -> dict[str, Any]:
+    return {
+        "kind": "planned",
+        "at": at,
+        "delivery_id": row["id"],
+        "user_id": row["user_id"],
+        "channel": row["channel"],
+        "data": {
+            "country": row["country"],
+            "locale": row["locale"],
+            "locale_source": row["locale_source"],
+            "fell_back": row["fell_back"],
+        },
+    }
+
+
+def _by_region(c: Campaign, by_country: Counter[str]) -> Counter[str]:
+    """Users in the audience per region the audience names, from the per-country counts
+    (a region is a set of countries: counted once at the end, not once per user)."""
+    counts: Counter[str] = Counter()
+    for name in c.audience.regions:
+        members = region_data().expand(name) or frozenset()
+        total = sum(n for country, n in by_country.items() if country in members)
+        if total:
+            counts[name] = total
+    return counts
 
 
 def _completed_once(engine: Engine, campaign_id: str) -> bool:

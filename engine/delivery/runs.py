@@ -7,6 +7,7 @@ this; the command line only parses arguments and prints what it is told.
 import asyncio
 import multiprocessing
 import signal
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,8 +145,22 @@ class Workers:
     processes: Sequence[Process]
 
     @classmethod
-    def spawn(cls, path: Path, options: SendOptions, count: int) -> "Workers":
-        context = multiprocessing.get_context("spawn")
+    def spawn(
+        cls, path: Path, options: SendOptions, count: int, engine: Engine | None = None
+    ) -> "Workers":
+        """Start `count` workers sending the campaign at `path`.
+
+        Forked when nothing can cross the fork: `engine`'s pooled connections are closed
+        first (this process reconnects on its next statement; the child opens its own
+        engine) and no other thread runs. A forked child starts with every module
+        imported, where a spawned one spent ~0.8 s of CPU importing them again. Otherwise
+        (or without `engine`) spawned."""
+        fork = count > 0 and engine is not None and threading.active_count() == 1
+        if fork and engine is not None:
+            engine.dispose()  # no SQLite descriptor or PostgreSQL socket may be shared
+        context = (
+            multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
+        )
         processes = [
             context.Process(target=_worker_main, args=(str(path), options), daemon=False)
             for _ in range(count)

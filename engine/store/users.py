@@ -10,7 +10,6 @@ from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.models import Rejection, Row
-from engine.store import pages
 from engine.store.tables import UserRow
 
 BATCH = 1000
@@ -157,11 +156,41 @@ def last_synthetic_number(engine: Engine) -> int:
     return 0
 
 
+_PLANNING_COLUMNS = ("id", "country", "locale", "timezone")
+
+
 def iter_users(
     engine: Engine, countries: Iterable[str], batch: int = BATCH
 ) -> Iterator[list[dict[str, Any]]]:
-    """Users of `countries` in id order, a batch at a time (keyset pagination)."""
-    yield from pages(engine, _user, _user.c.country.in_(sorted(countries)), _user.c.id, batch)
+    """Users of `countries` in id order, a batch at a time (keyset pagination), with the
+    fields planning reads: id, country, locale, timezone.
+
+    Each page walks the primary key from the last id: linear in the users however many
+    there are. (On SQLite, `+country` keeps the planner off the country index: through it,
+    every page sorted all the remaining audience, quadratic: 0.12 s against 0.01 s for
+    20,000 users, minutes for a million.) One driver statement a page: the whole row
+    through SQLAlchemy's select cost as much as planning the user."""
+    wanted = sorted(set(countries))
+    if not wanted:
+        return
+    sqlite = engine.dialect.name == "sqlite"
+    mark = "?" if sqlite else "%s"
+    where = f"{'+' if sqlite else ''}country IN ({', '.join([mark] * len(wanted))})"
+    columns = ", ".join(_PLANNING_COLUMNS)
+    select = f'SELECT {columns} FROM "user" WHERE {where}'
+    first = f"{select} ORDER BY id LIMIT {int(batch)}"
+    after = f"{select} AND id > {mark} ORDER BY id LIMIT {int(batch)}"
+    last: str | None = None
+    while True:
+        with engine.connect() as conn:
+            if last is None:
+                rows = conn.exec_driver_sql(first, tuple(wanted)).fetchall()
+            else:
+                rows = conn.exec_driver_sql(after, (*wanted, last)).fetchall()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield [dict(zip(_PLANNING_COLUMNS, row, strict=True)) for row in rows]
 
 
 _PLANNED = text(
