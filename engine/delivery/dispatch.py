@@ -33,15 +33,22 @@ from engine.models import Channel, RenderedMessage, RunSummary, SendOptions
 from engine.statuses import CONFIRMATION, DeliveryStatus, RetryPolicy
 from engine.store import campaigns as campaign_store
 from engine.store import deliveries, rates
-from engine.store.deliveries import Fallback, Result
+from engine.store.deliveries import Fallback
 from engine.store.events import iso
 from engine.store.objections import objections_of
+from engine.store.results import Result, record
 
 __all__ = ["Dispatcher", "RunSummary", "SendOptions"]  # the options and summary live in models
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _DONE = object()
 _DEFAULTS = SendOptions()
+_CHANNELS = {c.value: c for c in Channel}  # Channel(value) costs ~1 µs a call
+_Sent = tuple[dict[str, Any], RenderedMessage, Outgoing]  # a claimed row, as packed
+_DONE_IN = {  # status and its value (Enum.value costs ~0.5 µs) of a message handed over
+    Channel.EMAIL: (DeliveryStatus.SENT, DeliveryStatus.SENT.value),
+    Channel.INAPP: (DeliveryStatus.DELIVERED, DeliveryStatus.DELIVERED.value),
+}
 
 
 class Dispatcher:
@@ -249,15 +256,20 @@ class Dispatcher:
             return done + [self._failure(row, exc, message) for row, message, _ in sending]
         finally:
             self._at_transport -= ids
+        # One instant for what one send_many handed over: sent_at, and the same in the
+        # events' `at` (iso() is ~5 µs, once per batch instead of once per delivery).
+        now = self.clock()
+        at = iso(now)
         pairs = zip(sending, receipts, strict=True)
-        return done + [self._success(row, msg, out, receipt) for (row, msg, out), receipt in pairs]
+        return done + [self._success(sent, receipt, now, at) for sent, receipt in pairs]
 
     def _allowed(self, row: dict[str, Any], at: float) -> float:
         """The first instant from `at` inside the recipient's send window. A confirmation
         answers the user's own request: it goes at once."""
         if row["message"] == CONFIRMATION:
             return at
-        return self.times.next_allowed(at, Channel(row["channel"]), row["timezone"], row["country"])
+        channel = _CHANNELS[row["channel"]]
+        return self.times.next_allowed(at, channel, row["timezone"], row["country"])
 
     def _reschedule(self, row: dict[str, Any], at: float) -> Result:
         attempts = row["attempts"] - 1
@@ -267,7 +279,9 @@ class Dispatcher:
 
     def _redacted(self, text: str | None) -> str | None:
         """Server replies quote addresses; the evidence keeps their keyed hash instead."""
-        return None if text is None else redact_addresses(text, self.keys.email_hash)
+        if text is None or "@" not in text:  # every address has an @: skip the regex
+            return text
+        return redact_addresses(text, self.keys.email_hash)
 
     def _now_iso(self) -> str:
         """iso(now), reused within a millisecond: iso() is ~5 µs, a batch makes hundreds."""
@@ -277,45 +291,41 @@ class Dispatcher:
         return self._iso
 
     def _event(
-        self, row: dict[str, Any], kind: str, data: dict[str, Any], at: float | None = None
+        self, row: dict[str, Any], kind: str, data: dict[str, Any], at: str | None = None
     ) -> dict[str, Any]:
+        """The event of an attempt on `row`: `data` with what every attempt carries."""
+        data |= {k: row[k] for k in ("locale", "locale_source", "fell_back")}
+        data["attempt"] = row["attempts"]
+        if row["message"] == CONFIRMATION:
+            data["message"] = CONFIRMATION
         return {
             "kind": kind,
-            "at": self._now_iso() if at is None else iso(at),
+            "at": self._now_iso() if at is None else at,
             "delivery_id": row["id"],
             "user_id": row["user_id"],
             "channel": row["channel"],
-            "data": {
-                "attempt": row["attempts"],
-                "locale": row["locale"],
-                "locale_source": row["locale_source"],
-                "fell_back": row["fell_back"],
-                **({"message": row["message"]} if row["message"] == CONFIRMATION else {}),
-                **data,
-            },
+            "data": data,
         }
 
-    def _success(
-        self, row: dict[str, Any], message: RenderedMessage, outgoing: Outgoing, receipt: Receipt
-    ) -> Result:
-        status = (
-            DeliveryStatus.DELIVERED if outgoing.channel is Channel.INAPP else DeliveryStatus.SENT
-        )
+    def _success(self, sent: _Sent, receipt: Receipt, now: float, at: str) -> Result:
+        """A packed row handed over at `now`; `at` is iso(now)."""
+        row, message, outgoing = sent
+        status, kind = _DONE_IN[outgoing.channel]
         digest = content_sha256(message)
-        now = self.clock()
+        reply = receipt.reply
         values = {
-            "status": status.value,
+            "status": kind,
             "attempts": row["attempts"],
             "next_attempt_at": row["next_attempt_at"],
             "message_id": outgoing.message_id,
             "content_sha256": digest,
-            "reply": strip_addresses(receipt.reply),
+            "reply": strip_addresses(reply) if "@" in reply else reply,  # as _redacted
             "sent_at": now,
         }
         data: dict[str, Any] = {
             "content_sha256": digest,
             "message_id": outgoing.message_id,
-            "reply": self._redacted(receipt.reply),
+            "reply": self._redacted(reply),
         }
         if receipt.tls is not None:  # crossed a network: how, as evidence
             data["tls_version"] = receipt.tls.version
@@ -323,14 +333,8 @@ class Dispatcher:
             data["tls_verified"] = receipt.tls.verified
         if row["interrupted"] or receipt.duplicate:
             data["possible_duplicate"] = True
-        return Result(
-            row["id"],
-            row["user_id"],
-            status,
-            values,
-            self._event(row, status.value, data, now),
-            outgoing.notification,
-        )
+        event = self._event(row, kind, data, at)
+        return Result(row["id"], row["user_id"], status, values, event, outgoing.notification)
 
     def _failure(
         self, row: dict[str, Any], error: DeliveryError, message: RenderedMessage | None
@@ -382,9 +386,7 @@ class Dispatcher:
                 now,
                 iso(now),
             )
-        await self._in_db(
-            deliveries.record, self.engine, self.campaign.id, self.owner, batch, fallback
-        )
+        await self._in_db(record, self.engine, self.campaign.id, self.owner, batch, fallback)
         self._inflight -= len(batch)
         for result in batch:
             if result.event is not None:  # a rescheduled delivery was not an outcome
