@@ -13,6 +13,7 @@ next claim, so the database thread writes one batch while this thread packs the 
 """
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -98,6 +99,11 @@ class Dispatcher:
         if self.campaign.delivery.require_verified_tls and Channel.EMAIL in self.transports:
             self.transports[Channel.EMAIL].check_verified_tls()  # before anything is claimed
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herald-db")
+        # What is loaded by now (templates, catalogs, SQLAlchemy, pydantic) lives as long as
+        # the process; a run makes many short-lived dicts, and each full collection would
+        # walk all of it. Frozen for the run: ~10% less CPU per in-app delivery (CLI send
+        # of 8,725, two runs each). Unfrozen at the end, so nothing stays uncollectable.
+        gc.freeze()
         summary = RunSummary()
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.batch_size * 2)
         results: list[Result] = []
@@ -131,6 +137,7 @@ class Dispatcher:
             self._at_transport.clear()
             self._inflight = 0
             self._db.shutdown(wait=True)
+            gc.unfreeze()
         summary.stopped = stop.is_set()
         return summary
 
