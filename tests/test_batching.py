@@ -26,11 +26,12 @@ KEYS = Keys(b"test-secret-0123456789abcdef")
 
 
 class CountingInApp(InAppTransport):
-    """The shipped in-app transport, counting how it is called."""
+    """The shipped in-app transport, counting how it is called; `stop` is set after the
+    first batch, as SIGINT would."""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, stop: asyncio.Event | None = None) -> None:
         self.calls: list[int] = []
-        self.fail = fail
+        self.fail, self.stop = fail, stop
 
     async def send(self, message: Outgoing) -> Receipt:
         raise AssertionError("a batching transport is handed whole batches")
@@ -39,10 +40,12 @@ class CountingInApp(InAppTransport):
         self.calls.append(len(messages))
         if self.fail:
             raise TemporaryDeliveryError("inbox store busy")
+        if self.stop:
+            self.stop.set()
         return await super().send_many(messages)
 
 
-def _dispatch(project, inapp: Transport, users: int = 300) -> Any:
+def _dispatch(project, inapp: Transport, users: int = 300, stop: Any = None) -> Any:
     project.campaign.write_text(
         project.campaign.read_text().replace("channels: [email, inapp]", "channels: [inapp]")
     )
@@ -53,7 +56,7 @@ def _dispatch(project, inapp: Transport, users: int = 300) -> Any:
     transports = {Channel.EMAIL: MemoryTransport(), Channel.INAPP: inapp}
     options = SendOptions(batch_size=100, max_wait_s=0)
     summary = asyncio.run(
-        Dispatcher(engine, loaded, KEYS, transports, options, lambda: 1718000000.0).run()
+        Dispatcher(engine, loaded, KEYS, transports, options, lambda: 1718000000.0).run(stop)
     )
     return engine, summary
 
@@ -70,6 +73,28 @@ def test_inapp_goes_a_claimed_batch_at_a_time_with_every_row_and_event(project):
     assert delivered == rows == events == summary.counts["delivered"] == sum(inapp.calls) > 100
     assert max(inapp.calls) == 100  # the claim's batch size, in one call
     assert len(inapp.calls) == -(-delivered // 100)
+
+
+def test_a_stop_records_the_batch_handed_over_and_hands_back_the_rest(project):
+    # The producer holds a batch's results until its next claim; a stop in between must
+    # still record them with their rows and events, and release what was never attempted.
+    stop = asyncio.Event()
+    inapp = CountingInApp(stop=stop)
+    engine, summary = _dispatch(project, inapp, stop=stop)
+    with engine.connect() as conn:
+        statuses = dict(
+            conn.execute(text("SELECT status, COUNT(*) FROM delivery GROUP BY status")).all()
+        )
+        rows = conn.execute(text("SELECT COUNT(*) FROM inapp_notification")).scalar()
+        events = conn.execute(text("SELECT COUNT(*) FROM event WHERE kind = 'delivered'")).scalar()
+        attempts = conn.execute(
+            text("SELECT COUNT(*) FROM delivery WHERE status = 'pending' AND attempts = 0")
+        ).scalar()
+    assert summary.stopped
+    assert inapp.calls == [100]
+    assert statuses["delivered"] == rows == events == summary.counts["delivered"] == 100
+    assert set(statuses) == {"delivered", "pending"}  # nothing left claimed
+    assert attempts == statuses["pending"] > 0  # handed back as never attempted
 
 
 def test_a_failed_batch_defers_every_delivery_in_it(project):
