@@ -7,6 +7,7 @@ neither change what the rest of the audience gets nor break a running campaign.
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -70,7 +71,8 @@ def restore(campaign_id: str, files: Sequence[SpecFile], folder: Path) -> Loaded
         for file in files:
             target = folder / file.path
             target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f".{target.name}.{os.getpid()}")
+            # unique per thread too: a daemon restores from more than one thread
+            temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
             temporary.write_bytes(file.content)
             temporary.replace(target)
         marker.touch()
