@@ -244,6 +244,9 @@ class Renderer:
                 extensions=["jinja2.ext.i18n"],
                 keep_trailing_newline=True,
                 bytecode_cache=self._compiled,
+                # a Renderer lives for one command or one launched campaign, whose files
+                # do not change: no stat() of every template file at each lookup
+                auto_reload=False,
             )
             env.policies["ext.i18n.trimmed"] = True  # as babel.cfg extracts them
             env.install_gettext_translations(  # type: ignore[attr-defined]  # added by the i18n extension
