@@ -212,7 +212,10 @@ async def _send(
 
     progress = _Progress(loaded.campaign.id)
     with progress as show:
-        return await runs.send(engine, loaded, settings, options, stopping, show)
+        every_s = 0.5 if progress.bar else 5.0  # a line every 5 s needs no more counting
+        return await runs.send(
+            engine, loaded, settings, options, stopping, show, watch_every_s=every_s
+        )
 
 
 class _Progress:
