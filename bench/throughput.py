@@ -19,8 +19,9 @@ Figures (DESIGN section 12), compare them within one run only:
 - peer_ratio = msgs_per_s / peer_msgs_per_s (the peer's queue + send wall time).
 - plan_deliveries_per_s: deliveries over plan's wall time less the start-up of a command
   that does no work (`herald_startup_s`, measured in this run).
-- inapp_per_s: the in-app-only campaign's steady rate, from its recorded sent_at times:
-  deliveries after the first claimed batch (500) over the time from the first to the last;
+- inapp_per_s: the in-app-only campaign's steady rate with the same --workers, from its
+  recorded sent_at times: deliveries after the first claimed batch (500) over the time
+  from the first to the last;
   inapp_wall_per_s is over the send's wall time less start-up (Babel locale data and the
   per-locale skeletons included).
 - plan_cpu_deliveries_per_s, inapp_cpu_per_s: the same over CPU seconds (less a no-op
@@ -149,7 +150,7 @@ def herald_phase(args: argparse.Namespace, herald: Herald, sink: Sink, overhead:
     deliveries = sent * 2  # email and in-app for every targeted user
     log(f"herald sent {sent} emails in {send_s:.2f}s, {size} bytes each")
     inapp_plan_s, inapp_plan_ru, _ = herald.run(f"plan {INAPP}")
-    inapp_s, inapp_ru, _ = herald.run(f"send {INAPP} --workers 1")
+    inapp_s, inapp_ru, _ = herald.run(f"send {INAPP} --workers {args.workers}")
     inapp = herald.sent(INAPP, "inapp")
     log(f"in-app only: {inapp} delivered in {inapp_s:.2f}s (start-up {startup:.2f}s)")
     count, first, last = inapp_span(herald.env["HERALD_DB"])
