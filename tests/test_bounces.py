@@ -114,6 +114,10 @@ def test_a_dsn_bounces_the_delivery_plans_the_fallback_and_verify_passes(herald)
     assert lines[1].startswith("ai-training-notice,de-1,")
     assert _keys(herald).email_hash("anna@example.com") in lines[1]
     assert "@" not in exported.stdout
+    out = herald.project.path("bounces.jsonl")
+    written = herald("bounces", "export", "--format", "jsonl", "--out", str(out))
+    assert "1 bounced address(es) written" in written.output
+    assert json.loads(out.read_text(encoding="utf-8"))["user_id"] == "de-1"
 
 
 def test_a_bounced_user_with_no_fallback_is_not_notified(herald):

@@ -148,6 +148,10 @@ def test_objections_export(sent):
     out = sent.project.path("objections.csv")
     assert "2 objection(s) written" in sent("objections", "export", "--out", str(out)).output
     assert out.read_text(encoding="utf-8").count("\n") == 3
+    nowhere = sent.project.path("no-such-folder/objections.csv")
+    refused = sent("objections", "export", "--out", str(nowhere))
+    assert refused.exit_code == 1
+    assert f"cannot write {nowhere}" in refused.output
     bad = sent("objections", "export", "--since", "last tuesday")
     assert bad.exit_code == 2
     assert "ISO 8601" in bad.output

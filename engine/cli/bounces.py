@@ -1,10 +1,7 @@
 """Bounce commands: bounces serve, ingest, export. I/O: network, files, database, terminal."""
 
 import asyncio
-import csv
-import json
 import signal
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,7 +9,17 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import CsvOrJsonl, ListenHost, LogFormat, app, err, fail, open_store, out
+from engine.cli.common import (
+    CsvOrJsonl,
+    ListenHost,
+    LogFormat,
+    app,
+    err,
+    fail,
+    open_store,
+    out,
+    write_records,
+)
 
 # The bounce machinery and the database are imported inside each command, so that
 # `herald --help` starts without them (see cli/common.py).
@@ -108,25 +115,8 @@ def export_command(
     from engine.delivery.tokens import Keys
 
     settings, engine = open_store(create=False)
-    fp = out_file.open("w", encoding="utf-8", newline="") if out_file else sys.stdout
-    count = 0
-    try:
-        writer = (
-            csv.DictWriter(fp, EXPORT_FIELDS, lineterminator="\n")
-            if fmt is CsvOrJsonl.CSV
-            else None
-        )
-        if writer:
-            writer.writeheader()
-        for record in export_rows(engine, Keys(settings.secret), campaign):
-            if writer:
-                writer.writerow(record)
-            else:
-                fp.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
-    finally:
-        if out_file:
-            fp.close()
+    records = export_rows(engine, Keys(settings.secret), campaign)
+    count = write_records(records, EXPORT_FIELDS, fmt, out_file)
     if out_file:
         out.print(f"{count} bounced address(es) written to {out_file}")
 

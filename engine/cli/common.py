@@ -5,10 +5,14 @@ modules import the database, the web stack and the renderer inside the commands 
 them, never at module level (tests/test_cli_startup.py holds this).
 """
 
+import csv
+import json
 import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -62,6 +66,35 @@ class ReportFormat(StrEnum):
 class CsvOrJsonl(StrEnum):
     CSV = "csv"
     JSONL = "jsonl"
+
+
+def write_records(
+    records: Iterable[Mapping[str, Any]],
+    fields: Sequence[str],
+    fmt: CsvOrJsonl,
+    out_file: Path | None,
+) -> int:
+    """Write `records` as CSV (with a header) or JSON lines to `out_file`, or stdout; how
+    many. Streams: one record at a time. Fails naming the file it cannot write."""
+    try:
+        fp = out_file.open("w", encoding="utf-8", newline="") if out_file else sys.stdout
+    except OSError as exc:
+        fail(f"cannot write {out_file}: {exc.strerror or exc}")
+    count = 0
+    try:
+        writer = csv.DictWriter(fp, fields, lineterminator="\n") if fmt is CsvOrJsonl.CSV else None
+        if writer:
+            writer.writeheader()
+        for record in records:
+            if writer:
+                writer.writerow(record)
+            else:
+                fp.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    finally:
+        if out_file:
+            fp.close()
+    return count
 
 
 class LogFormat(StrEnum):

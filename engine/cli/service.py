@@ -1,19 +1,23 @@
 """Service commands: serve, objections export. I/O: HTTP, database, terminal, files."""
 
-import csv
 import datetime as dt
-import json
 import logging
 import socket
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any
 
 import typer
 
-from engine.cli.common import CsvOrJsonl, ListenHost, LogFormat, app, fail, open_store, out
+from engine.cli.common import (
+    CsvOrJsonl,
+    ListenHost,
+    LogFormat,
+    app,
+    fail,
+    open_store,
+    out,
+    write_records,
+)
 from engine.errors import ConfigError
 from engine.service.limits import MAX_BODY  # a constant; the web stack loads later
 
@@ -124,22 +128,8 @@ def export_command(
 
     start = _parse_since(since) if since else None
     _, engine = open_store(create=False)
-    count = 0
-    with _output(out_file) as fp:
-        writer = (
-            csv.DictWriter(fp, EXPORT_FIELDS, lineterminator="\n")
-            if fmt is CsvOrJsonl.CSV
-            else None
-        )
-        if writer:
-            writer.writeheader()
-        for row in iter_objections(engine, purpose, start):
-            record = _record(row)
-            if writer:
-                writer.writerow(record)
-            else:
-                fp.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
+    records = (_record(row) for row in iter_objections(engine, purpose, start))
+    count = write_records(records, EXPORT_FIELDS, fmt, out_file)
     if out_file:
         out.print(f"{count} objection(s) written to {out_file}")
 
@@ -168,12 +158,3 @@ def _parse_since(value: str) -> float:
             param_hint="--since",
         ) from None
     return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
-
-
-@contextmanager
-def _output(path: Path | None) -> Iterator[TextIO]:
-    if path is None:
-        yield sys.stdout
-        return
-    with path.open("w", encoding="utf-8", newline="") as fp:
-        yield fp
