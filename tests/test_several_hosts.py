@@ -65,3 +65,18 @@ def test_two_hosts_sending_at_once_sign_one_chain_that_verifies_from_either(hera
         verified = _run(env, "evidence", "verify", "--db")
         assert verified.returncode == 0, verified.stdout + verified.stderr
         assert f"{len(checkpoints)} checkpoint(s)" in verified.stdout
+
+
+def test_a_checkpoint_folder_that_cannot_be_made_is_named(herald, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the shared folder should be")
+    herald.env["HERALD_CHECKPOINTS"] = str(blocker)
+    assert herald("users", "generate", "--count", "10").exit_code == 0
+    planned = herald("plan", CAMPAIGN)
+    assert planned.exit_code == 1
+    assert f"cannot keep checkpoints in {blocker} (HERALD_CHECKPOINTS" in planned.output
+    assert "Traceback" not in planned.output
+    del herald.env["HERALD_CHECKPOINTS"]  # mended: the next writer signs the plan's events
+    assert herald("send", CAMPAIGN).exit_code == 0
+    verified = herald("evidence", "verify", "--db")
+    assert verified.exit_code == 0, verified.output

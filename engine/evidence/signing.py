@@ -86,8 +86,14 @@ def sign_heads(settings: Settings, engine: Engine, now: float | None = None) -> 
 def _locked(folder: Path) -> Iterator[None]:
     """One signer at a time on this host, and on every host that shares the folder
     (HERALD_CHECKPOINTS on a mount with file locks): each new line names the line before."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(folder / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(folder / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot keep checkpoints in {folder} (HERALD_CHECKPOINTS, default var/checkpoints): "
+            f"{exc.strerror or exc}"
+        ) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
