@@ -20,35 +20,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from tests.conftest import ROOT
+from tests.postfix import MASTER_CF, free_port, require_postfix, run_postfix
 from tests.smtp import Mailbox, serve
 
-POSTFIX = Path("/usr/sbin/postfix")
 REFUSED = "anna@example.com"
-MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n - n 60 1 pickup
-cleanup   unix  n - n - 0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-rewrite   unix  - - n - - trivial-rewrite
-bounce    unix  - - n - 0 bounce
-defer     unix  - - n - 0 bounce
-trace     unix  - - n - 0 bounce
-verify    unix  - - n - 1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n - - proxymap
-smtp      unix  - - n - - smtp
-relay     unix  - - n - - smtp
-error     unix  - - n - - error
-retry     unix  - - n - - error
-discard   unix  - - n - - discard
-anvil     unix  - - n - 1 anvil
-scache    unix  - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-"""
 MAIN_CF = """\
 compatibility_level = 3.6
 queue_directory = {base}/spool
@@ -76,24 +54,6 @@ maillog_file = {base}/maillog
 """
 
 
-def _require_postfix() -> None:
-    reason = None
-    if not POSTFIX.exists():
-        reason = "Debian's postfix is not installed (apt-get install postfix)"
-    elif os.geteuid() != 0:
-        reason = "a throwaway Postfix must start as root: its master drops to the postfix user"
-    if reason:
-        if os.environ.get("HERALD_REQUIRE_POSTFIX"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_for_port(port: int, what: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -109,7 +69,7 @@ class Postfix:
     def __init__(self, next_hop: int, bounces: int) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="herald-postfix-", dir="/tmp"))
         self.base.chmod(0o755)  # the postfix user walks into it
-        self.port = _free_port()
+        self.port = free_port()
         for folder in ("etc", "spool", "data"):
             (self.base / folder).mkdir(mode=0o755)
             (self.base / folder).chmod(0o755)  # whatever the umask of this process
@@ -119,14 +79,7 @@ class Postfix:
         (self.base / "etc" / "master.cf").write_text(MASTER_CF.format(port=self.port))
 
     def command(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(POSTFIX), "-c", str(self.base / "etc"), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            preexec_fn=_postfix_umask,
-        )
+        return run_postfix(self.base / "etc", *args)
 
     @property
     def log(self) -> str:
@@ -168,13 +121,13 @@ def _bounce_receiver(herald, port: int) -> Iterator[subprocess.Popen[str]]:
 
 
 def test_postfix_bounce_reaches_herald_and_the_fallback_is_delivered(herald):
-    _require_postfix()
+    require_postfix()
     herald.set_campaign("channels: [email, inapp]", "channels: [email]")
     herald.set_campaign("fallback: null", "fallback: inapp")
     herald.set_campaign("bounces@bounces.example.com", "bounces@bounces.test")
     assert herald("users", "import", str(ROOT / "tests" / "users.csv")).exit_code == 0
     assert herald("plan", "ai-training-notice").exit_code == 0
-    bounce_port = _free_port()
+    bounce_port = free_port()
     next_hop = RefuseOne()
     for server in serve(next_hop):
         with Postfix(server.port, bounce_port) as postfix:
@@ -216,9 +169,3 @@ def _wait_for_bounce(herald, postfix: Postfix, timeout: float = 30.0) -> str:
             return str(status)
         assert time.monotonic() < deadline, f"no bounce recorded; Postfix log:\n{postfix.log}"
         time.sleep(0.1)
-
-
-def _postfix_umask() -> None:
-    """Postfix's own users must reach its queue: not the 077 Herald's commands set for
-    themselves, in this very process, before the test started Postfix."""
-    os.umask(0o022)

@@ -21,14 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.postfix import MASTER_CF, free_port, require_postfix, run_postfix
 from tests.smtp import Mailbox, SmtpServer
 from tests.test_tls import EMAILS, _events, _launch
 from tests.tlspeers import TestCA
-
-POSTFIX = Path("/usr/sbin/postfix")
-pytestmark = pytest.mark.skipif(
-    not POSTFIX.exists() or os.geteuid() != 0, reason="needs Debian's postfix, run as root"
-)
 
 
 class _DovecotAuth(socketserver.StreamRequestHandler):
@@ -70,38 +66,6 @@ class _AuthServer(socketserver.ThreadingTCPServer):
         self.seen: list[str] = []
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-_MASTER = """\
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n - n 60   1 pickup
-cleanup   unix  n - n -    0 cleanup
-qmgr      unix  n - n 300  1 qmgr
-tlsmgr    unix  - - n 1000? 1 tlsmgr
-rewrite   unix  - - n -    - trivial-rewrite
-bounce    unix  - - n -    0 bounce
-defer     unix  - - n -    0 bounce
-trace     unix  - - n -    0 bounce
-verify    unix  - - n -    1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n -    - proxymap
-smtp      unix  - - n -    - smtp
-relay     unix  - - n -    - smtp
-showq     unix  n - n -    - showq
-error     unix  - - n -    - error
-retry     unix  - - n -    - error
-discard   unix  - - n -    - discard
-anvil     unix  - - n -    1 anvil
-scache    unix  - - n -    1 scache
-postlog   unix-dgram n - n - 1 postlogd
-"""
-
-
 def _main_cf(root: Path, ca: TestCA, auth_port: int, sink_port: int) -> str:
     settings = {
         "compatibility_level": "3.6",
@@ -138,7 +102,7 @@ def _main_cf(root: Path, ca: TestCA, auth_port: int, sink_port: int) -> str:
 
 class Postfix:
     def __init__(self, root: Path, ca: TestCA, sink_port: int) -> None:
-        self.root, self.port = root, _free_port()
+        self.root, self.port = root, free_port()
         self.auth = _AuthServer()
         self.config = root / "etc"
         self.config.mkdir(parents=True)
@@ -150,17 +114,10 @@ class Postfix:
         shutil.chown(root / "data", "postfix", "postfix")  # master's lock, tls caches
         auth_port = self.auth.server_address[1]
         (self.config / "main.cf").write_text(_main_cf(root, ca, auth_port, sink_port))
-        (self.config / "master.cf").write_text(_MASTER.format(port=self.port))
+        (self.config / "master.cf").write_text(MASTER_CF.format(port=self.port))
 
     def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(POSTFIX), "-c", str(self.config), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            preexec_fn=_postfix_umask,
-        )
+        return run_postfix(self.config, *args)
 
     def __enter__(self) -> "Postfix":
         threading.Thread(target=self.auth.serve_forever, daemon=True).start()
@@ -201,6 +158,7 @@ class Postfix:
 def postfix() -> Iterator[tuple[Postfix, SmtpServer, TestCA]]:
     # Not under pytest's tmp_path: its parents are 0700, and Postfix's daemons run as
     # the postfix user, who must reach the queue, the data folder and the log.
+    require_postfix()
     root = Path(tempfile.mkdtemp(prefix="herald-postfix-"))
     try:
         root.chmod(0o755)
@@ -226,9 +184,3 @@ def test_relay_through_postfix_over_starttls_with_sasl(herald, postfix):
     assert len(queue_ids) == EMAILS
     assert all(f"{qid}: " in log for qid in queue_ids)  # Postfix's ids, kept as evidence
     assert {(e["tls_verified"], e["tls_version"][:6]) for e in sent} == {(True, "TLSv1.")}
-
-
-def _postfix_umask() -> None:
-    """Postfix's own users must reach its queue: not the 077 Herald's commands set for
-    themselves, in this very process, before the test started Postfix."""
-    os.umask(0o022)
