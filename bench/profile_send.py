@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sinks import start_sink
-from throughput import CAMPAIGN, INAPP, make_project
+from throughput import CAMPAIGN, EMAIL, INAPP, make_project
 
 
 def per_email(stats: pstats.Stats, emails: int, top: int, title: str) -> None:
@@ -42,7 +42,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--inapp", action="store_true", help="the in-app-only copy")
+    copy = parser.add_mutually_exclusive_group()
+    copy.add_argument("--inapp", action="store_true", help="the in-app-only copy")
+    copy.add_argument("--email", action="store_true", help="the email-only copy")
     parser.add_argument("--plain", action="store_true", help="CPU time only, no profiler")
     parser.add_argument("--callers", nargs="*", help="also print the callers of these")
     args = parser.parse_args()
@@ -70,7 +72,8 @@ def main() -> None:
         settings = Settings.from_env()
         engine = open_database(settings.db_url)
         insert_users(engine, generate_users(args.users, seed=1))
-        loaded = load_campaign(resolve_campaign_path(INAPP if args.inapp else CAMPAIGN))
+        campaign = INAPP if args.inapp else EMAIL if args.email else CAMPAIGN
+        loaded = load_campaign(resolve_campaign_path(campaign))
         keys = Keys(settings.secret)
         profile = cProfile.Profile(time.process_time)
         profile.enable()
@@ -91,7 +94,7 @@ def main() -> None:
         profile.disable()
         print(f"\nsend: {summary.counts}", file=sys.stderr)
         stats = pstats.Stats(profile)
-        per_email(stats, emails, args.top, "send (email + in-app)")
+        per_email(stats, emails, args.top, f"send ({campaign})")
         if args.callers:
             for pattern in args.callers:
                 stats.print_callers(pattern)

@@ -9,16 +9,20 @@ same sink and in the same run:
   (`sendmail` of bytes over the same number of reused connections): no Herald work at all;
 - with --peer django-post-office: its documented path (`send_many`, then the
   `send_queued_mail` command) at its default settings, messages of the same size;
+- an email-only copy of the campaign, planned and sent alone: the email figures below
+  (DESIGN section 12 states its baseline, 1.8-1.9x the pipe's CPU, for Herald email-only);
 - an in-app-only copy of the campaign, planned and sent alone: `inapp_per_s`.
 
 Figures (DESIGN section 12), compare them within one run only:
-- msgs_per_s: emails over plan + send wall time, interpreter start-ups included;
-  send_msgs_per_s over send alone. ratio = msgs_per_s / pipe_msgs_per_s.
-- cpu_us_per_msg: plan + send CPU (all their processes) per email; cpu_ratio =
-  pipe_cpu_us_per_msg / cpu_us_per_msg (1/1.3 = 0.77 means 1.3 times the pipe's CPU).
+- msgs_per_s: the email-only copy's emails over its plan + send wall time, interpreter
+  start-ups included; send_msgs_per_s over send alone. ratio = msgs_per_s / pipe_msgs_per_s.
+- cpu_us_per_msg: the email-only copy's plan + send CPU (all their processes) per email;
+  cpu_ratio = pipe_cpu_us_per_msg / cpu_us_per_msg (0.77 means 1.3 times the pipe's CPU).
+- campaign_users_per_s, campaign_cpu_us_per_user: the same for the shipped campaign, where
+  every targeted user gets an email and an in-app notice.
 - peer_ratio = msgs_per_s / peer_msgs_per_s (the peer's queue + send wall time).
-- plan_deliveries_per_s: deliveries over plan's wall time less the start-up of a command
-  that does no work (`herald_startup_s`, measured in this run).
+- plan_deliveries_per_s: the shipped campaign's deliveries (two a user) over plan's wall
+  time less the start-up of a command that does no work (`herald_startup_s`, this run).
 - inapp_per_s: the in-app-only campaign's steady rate with the same --workers, from its
   recorded sent_at times: deliveries after the first claimed batch (500) over the time
   from the first to the last;
@@ -27,7 +31,7 @@ Figures (DESIGN section 12), compare them within one run only:
 - plan_cpu_deliveries_per_s, inapp_cpu_per_s: the same over CPU seconds (less a no-op
   command's), which a busy shared machine disturbs far less than wall time.
 - bytes_per_email: what the sink read per email, less the SMTP commands around it.
-- peak_rss_mb: the largest of plan's and send's (ru_maxrss of each child).
+- peak_rss_mb: the largest of every plan's and send's (ru_maxrss of each child).
 
 With --db postgresql+psycopg://USER@HOST/DB the same run goes to a fresh database created
 beside DB (dropped afterwards), and adds the send with 1 worker and 2 daemons on the one
@@ -58,11 +62,12 @@ from sinks import Sink, start_sink
 
 REPO = Path(__file__).resolve().parent.parent
 CAMPAIGN = "ai-training-notice"
-INAPP = f"{CAMPAIGN}-inapp"
+INAPP, EMAIL = f"{CAMPAIGN}-inapp", f"{CAMPAIGN}-email"
 SENDER, RCPT = "bench@example.com", "sink@example.com"
 KEYS = (
     "users sink workers plan_s send_s msgs_per_s send_msgs_per_s pipe_msgs_per_s ratio "
-    "cpu_us_per_msg pipe_cpu_us_per_msg cpu_ratio peer peer_msgs_per_s peer_cpu_us_per_msg "
+    "cpu_us_per_msg pipe_cpu_us_per_msg cpu_ratio campaign_users_per_s campaign_cpu_us_per_user "
+    "peer peer_msgs_per_s peer_cpu_us_per_msg "
     "peer_peak_rss_mb peer_ratio herald_startup_s plan_deliveries_per_s inapp_per_s "
     "inapp_wall_per_s plan_cpu_deliveries_per_s inapp_cpu_per_s bytes_per_email db_mb "
     "peak_rss_mb postgresql"
@@ -74,7 +79,7 @@ def log(msg: str) -> None:
 
 
 def make_project(tmp: Path) -> None:
-    """The shipped project, unthrottled, plus an in-app-only copy of the campaign."""
+    """The shipped project, unthrottled, plus an email-only and an in-app-only copy."""
     for name in ("campaigns", "templates", "locales"):
         shutil.copytree(REPO / name, tmp / name)
     path = tmp / "campaigns" / f"{CAMPAIGN}.yaml"
@@ -83,11 +88,12 @@ def make_project(tmp: Path) -> None:
     if n != 1 or m != 1:
         sys.exit(f"{path}: expected one rate_per_second and one send_window line")
     path.write_text(text)
-    inapp, i = re.subn(r"(?m)^id: .*$", f"id: {INAPP}", text)
-    inapp, j = re.subn(r"(?m)^channels: .*$", "channels: [inapp]", inapp)
-    if i != 1 or j != 1:
-        sys.exit(f"{path}: expected one id and one channels line")
-    (tmp / "campaigns" / f"{INAPP}.yaml").write_text(inapp)
+    for copy, channel in ((EMAIL, "email"), (INAPP, "inapp")):
+        alone, i = re.subn(r"(?m)^id: .*$", f"id: {copy}", text)
+        alone, j = re.subn(r"(?m)^channels: .*$", f"channels: [{channel}]", alone)
+        if i != 1 or j != 1:
+            sys.exit(f"{path}: expected one id and one channels line")
+        (tmp / "campaigns" / f"{copy}.yaml").write_text(alone)
     log("scratch campaign: rate_per_second 1000000 and no send_window, so nothing throttles")
 
 
@@ -133,46 +139,51 @@ def cpu(rusage: Any) -> float:
 
 
 def herald_phase(args: argparse.Namespace, herald: Herald, sink: Sink, overhead: int) -> dict:
-    """Plan and send the shipped campaign; then the in-app-only copy."""
+    """Plan and send the shipped campaign; then its email-only and its in-app-only copies."""
     starts = [herald.run("--help") for _ in range(3)]
     startup, startup_cpu = min(s[0] for s in starts), min(cpu(s[1]) for s in starts)
     herald.run(f"users generate --count {args.users} --seed {args.seed}")
-    sink.reset()
-    plan_s, plan_ru, _ = herald.run(f"plan {CAMPAIGN}")
     per_worker = max(1, args.concurrency // args.workers)  # the pipe's connection count in all
-    send = f"send {CAMPAIGN} --workers {args.workers} --concurrency {per_worker}"
-    send_s, send_ru, _ = herald.run(send)
+
+    def plan_and_send(campaign: str, channel: str) -> tuple[int, float, Any, float, Any]:
+        sink.reset()
+        plan_s, plan_ru, _ = herald.run(f"plan {campaign}")
+        send = f"send {campaign} --workers {args.workers} --concurrency {per_worker}"
+        send_s, send_ru, _ = herald.run(send)
+        sent = herald.sent(campaign, channel)
+        log(f"{campaign}: {sent} {channel} in plan {plan_s:.2f}s + send {send_s:.2f}s")
+        return sent, plan_s, plan_ru, send_s, send_ru
+
+    users, plan_s, plan_ru, send_s, send_ru = plan_and_send(CAMPAIGN, "email")
     messages, nbytes = sink.stats()
-    sent = herald.sent(CAMPAIGN, "email")
-    if sent != messages or not sent:
-        sys.exit(f"report says {sent} emails sent, the sink counted {messages}")
-    size = round(nbytes / sent) - overhead
-    deliveries = sent * 2  # email and in-app for every targeted user
-    log(f"herald sent {sent} emails in {send_s:.2f}s, {size} bytes each")
-    inapp_plan_s, inapp_plan_ru, _ = herald.run(f"plan {INAPP}")
-    inapp_s, inapp_ru, _ = herald.run(f"send {INAPP} --workers {args.workers}")
-    inapp = herald.sent(INAPP, "inapp")
-    log(f"in-app only: {inapp} delivered in {inapp_s:.2f}s (start-up {startup:.2f}s)")
+    if users != messages or not users:
+        sys.exit(f"report says {users} emails sent, the sink counted {messages}")
+    size = round(nbytes / users) - overhead
+    deliveries = users * 2  # email and in-app for every targeted user
+    sent, email_plan_s, email_plan_ru, email_send_s, email_send_ru = plan_and_send(EMAIL, "email")
+    if sink.stats()[0] != sent or sent != users:
+        sys.exit(f"email-only: report says {sent} sent, the sink counted {sink.stats()[0]}")
+    inapp, _, inapp_plan_ru, inapp_s, inapp_ru = plan_and_send(INAPP, "inapp")
     count, first, last = inapp_span(herald.env["HERALD_DB"])
-    rss = zip(
-        ("plan", "send", "in-app plan", "in-app send"),
-        (plan_ru, send_ru, inapp_plan_ru, inapp_ru),
-        strict=True,
-    )
+    runs = [plan_ru, send_ru, email_plan_ru, email_send_ru, inapp_plan_ru, inapp_ru]
+    names = ("plan", "send", "email plan", "email send", "in-app plan", "in-app send")
+    rss = zip(names, runs, strict=True)
     log("peak RSS MB: " + ", ".join(f"{name} {ru.ru_maxrss / 1024:.0f}" for name, ru in rss))
     return {
         "herald_startup_s": startup,
-        "plan_s": plan_s,
-        "send_s": send_s,
-        "msgs_per_s": sent / (plan_s + send_s),
-        "send_msgs_per_s": sent / send_s,
-        "cpu_us_per_msg": (cpu(plan_ru) + cpu(send_ru)) * 1e6 / sent,
+        "plan_s": email_plan_s,
+        "send_s": email_send_s,
+        "msgs_per_s": sent / (email_plan_s + email_send_s),
+        "send_msgs_per_s": sent / email_send_s,
+        "cpu_us_per_msg": (cpu(email_plan_ru) + cpu(email_send_ru)) * 1e6 / sent,
+        "campaign_users_per_s": users / (plan_s + send_s),
+        "campaign_cpu_us_per_user": (cpu(plan_ru) + cpu(send_ru)) * 1e6 / users,
         "plan_deliveries_per_s": deliveries / max(plan_s - startup, 1e-3),
         "plan_cpu_deliveries_per_s": deliveries / max(cpu(plan_ru) - startup_cpu, 1e-3),
         "inapp_cpu_per_s": inapp / max(cpu(inapp_ru) - startup_cpu, 1e-3),
         "inapp_per_s": (count - 500) / max(last - first, 1e-3),
         "inapp_wall_per_s": inapp / max(inapp_s - startup, 1e-3),
-        "peak_rss_mb": max(r.ru_maxrss for r in (plan_ru, send_ru, inapp_plan_ru, inapp_ru)) / 1024,
+        "peak_rss_mb": max(r.ru_maxrss for r in runs) / 1024,
         "messages": sent,
         "bytes_per_email": size,
     }
@@ -287,21 +298,19 @@ def scratch_database(url: str | None, tmp: Path, name: str) -> Iterator[str]:
 
 
 def postgres_sends(args: argparse.Namespace, tmp: Path, env: dict[str, str]) -> dict:
-    """On PostgreSQL: one worker, and two daemons on one database (two send processes)."""
+    """On PostgreSQL, the email-only copy: one worker, and two daemons on one database."""
     figures = {}
     for label, processes in (("1_worker", 1), ("2_daemons", 2)):
         with scratch_database(args.db, tmp, label) as url:
             herald = Herald(tmp, env | {"HERALD_DB": url})
             herald.run(f"users generate --count {args.users} --seed {args.seed}")
-            herald.run(f"plan {CAMPAIGN}")
+            herald.run(f"plan {EMAIL}")
             per = max(1, args.concurrency // processes)
-            started = [
-                herald.start(f"send {CAMPAIGN} --concurrency {per}") for _ in range(processes)
-            ]
+            started = [herald.start(f"send {EMAIL} --concurrency {per}") for _ in range(processes)]
             start = min(t for _, t in started)
             rusages = [herald.wait(p, t)[1] for p, t in started]
             wall = time.perf_counter() - start
-            sent = herald.sent(CAMPAIGN, "email")
+            sent = herald.sent(EMAIL, "email")
             figures[label] = {
                 "send_msgs_per_s": round(sent / wall, 1),
                 "cpu_us_per_msg": round(sum(cpu(r) for r in rusages) * 1e6 / sent, 1),
