@@ -9,7 +9,12 @@ from engine.delivery.channels.inapp import InAppTransport
 from engine.delivery.channels.memory import MemoryTransport
 from engine.delivery.channels.outbox import OutboxTransport
 from engine.delivery.channels.smtp import SmtpSettings, SmtpTransport
-from engine.errors import DeliveryError, PermanentDeliveryError
+from engine.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    TemporaryDeliveryError,
+    TransportConfigError,
+)
 from engine.models import Channel
 from tests.smtp import Mailbox, serve
 
@@ -113,3 +118,60 @@ def test_smtp_sends_the_message_bytes_exactly(body, received):
         receipt = _send(SmtpTransport(SmtpSettings.from_url(server.url)), message)
         assert receipt.reply.startswith("250")
         assert server.mailbox.contents == [MAIL.replace(b"body\r\n", received or body)]
+
+
+@pytest.mark.parametrize(
+    ("sender", "recipient", "envelope"),
+    [
+        # plain addresses (ours always are): MAIL and RCPT go as they are
+        ("bounces+2n9c-1a2b3c@bounces.example.com", "b@example.com", None),
+        ("a@example.com", "émilie@exemple.fr", None),  # SMTPUTF8
+        # anything else goes through aiosmtplib's parsing, and arrives the same
+        ("Privacy <a@example.com>", "b@example.com", ("a@example.com", "b@example.com")),
+        ('"a b"@example.com', "b@example.com", None),
+    ],
+)
+def test_smtp_envelope_arrives_as_addressed(sender, recipient, envelope):
+    rcpts = []
+
+    class Envelope(Mailbox):
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            rcpts.append(address)
+            return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    message = Outgoing(1, "u1", Channel.EMAIL, "<m1@example.com>", sender, recipient, MAIL)
+    for server in serve(Envelope(), enable_SMTPUTF8=True, decode_data=False):
+        assert _send(SmtpTransport(SmtpSettings.from_url(server.url)), message).reply
+        assert (server.mailbox.senders[0], rcpts[0]) == (envelope or (sender, recipient))
+
+
+@pytest.mark.parametrize(
+    ("mail_reply", "rcpt_reply", "error"),
+    [
+        ("553 5.7.1 sender not allowed", "250 OK", TransportConfigError),  # about us
+        ("250 OK", "450 4.2.1 try later", TemporaryDeliveryError),
+        ("250 OK", "251 will forward", None),
+    ],
+)
+def test_smtp_envelope_replies_are_judged_by_code(mail_reply, rcpt_reply, error):
+    class Replies(Mailbox):
+        async def handle_MAIL(self, server, session, envelope, address, mail_options):
+            if mail_reply.startswith("250"):
+                envelope.mail_from = address
+            return mail_reply
+
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            if rcpt_reply[:3] in ("250", "251"):
+                envelope.rcpt_tos.append(address)
+            return rcpt_reply
+
+    for server in serve(Replies()):
+        transport = SmtpTransport(SmtpSettings.from_url(server.url))
+        if error is None:
+            assert _send(transport, _message()).reply.startswith("250")
+            continue
+        with pytest.raises(
+            error, match=(mail_reply if error is TransportConfigError else rcpt_reply)[:3]
+        ):
+            _send(transport, _message())
+        assert not server.mailbox.messages

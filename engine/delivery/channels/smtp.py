@@ -1,4 +1,4 @@
-"""SMTP transport. I/O: network via aiosmtplib (the only module importing it).
+"""SMTP transport. I/O: network via aiosmtplib (only this module and wire.py import it).
 
 Keeps up to `concurrency` connections open and reuses them. Speaks MAIL/RCPT/DATA
 itself rather than calling sendmail(), because sendmail() keeps only the text of the
@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from engine.delivery.channels import wire
 from engine.delivery.channels.base import Outgoing, Receipt, TlsInfo, Transport
 from engine.delivery.mime import seven_bit
 from engine.errors import (
@@ -287,9 +288,9 @@ class SmtpTransport(Transport):
             else:
                 data = seven_bit(data)
         try:
-            await client.mail(message.sender, options=options, encoding=encoding)
-            await client.rcpt(message.recipient, encoding=encoding)
-            response = await _data(client, data, self._settings.timeout_s)
+            await wire.mail_from(client, message.sender, options, encoding)
+            await wire.rcpt_to(client, message.recipient, encoding)
+            response = await wire.data(client, data, self._settings.timeout_s)
         except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
             with contextlib.suppress(aiosmtplib.SMTPException, ConnectionError):
                 await client.rset()  # keep the connection usable for the next message
@@ -302,37 +303,6 @@ class SmtpTransport(Transport):
             if connection is not None and connection.client.is_connected:
                 with contextlib.suppress(aiosmtplib.SMTPException, ConnectionError):
                     await connection.client.quit()
-
-
-async def _data(client: aiosmtplib.SMTP, data: bytes, wait_s: float) -> aiosmtplib.SMTPResponse:
-    """DATA, then the message dot-stuffed (RFC 5321 section 4.5.2) and its end.
-
-    aiosmtplib's data() rewrites every line end with one regex pass and stuffs periods with
-    another: ~100 µs of a 9 KB message, as much as the rest of the transaction (measured
-    with timeit). Our messages have CRLF line ends by construction (engine.delivery.mime),
-    so stuffing is one bytes.replace (~6 µs); anything else goes through aiosmtplib.
-    """
-    canonical = data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n")
-    if not canonical or not data.endswith(b"\r\n") or client.protocol is None:
-        return await client.data(data)
-    stuffed = (b"." if data.startswith(b".") else b"") + data.replace(b"\r\n.", b"\r\n..")
-    start = await client.execute_command(b"DATA", timeout=wait_s)
-    if start.code != 354:
-        raise aiosmtplib.SMTPDataError(start.code, start.message)
-    protocol = client.protocol
-    if protocol is None:  # the server hung up after its 354
-        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    # Nothing is awaited between the write and read_response(), so the reply cannot
-    # arrive unclaimed; on a lost or late reply the connection is closed, as in data().
-    protocol.write(stuffed + b".\r\n")
-    try:
-        response = await protocol.read_response(timeout=wait_s)
-    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
-        client.close()
-        raise
-    if response.code != 250:
-        raise aiosmtplib.SMTPDataError(response.code, response.message)
-    return response
 
 
 def _tls_info(client: aiosmtplib.SMTP) -> TlsInfo:
