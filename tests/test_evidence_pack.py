@@ -204,6 +204,40 @@ def test_a_receipt_verifies_alone_and_reveals_no_other_user(run, tmp_path):
     assert "inclusion proof" in tampered.stderr
 
 
+def test_a_receipt_is_the_same_from_a_database_an_earlier_version_indexed(run, tmp_path):
+    """Herald once kept an index on events' subjects; a database that has it loses it on
+    open, and a receipt (which finds the user's events in its pass over the log) is the
+    same byte for byte."""
+    from sqlalchemy import inspect, text
+
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    assert run("evidence", "receipt", CAMPAIGN, "fr-1", "--out", str(first)).exit_code == 0
+    engine = run.database()
+    with engine.begin() as conn:
+        conn.execute(text("CREATE INDEX ix_event_subject ON event (subject)"))
+    engine.dispose()
+    assert run("evidence", "receipt", CAMPAIGN, "fr-1", "--out", str(second)).exit_code == 0
+    assert second.read_bytes() == first.read_bytes()
+    engine = run.database()
+    assert "ix_event_subject" not in {ix["name"] for ix in inspect(engine).get_indexes("event")}
+    engine.dispose()
+
+
+def test_a_receipt_waits_until_the_users_last_event_is_signed(run):
+    from engine.store import writing
+    from engine.store.events import append_events, iso
+
+    engine = run.database()
+    with writing(engine) as conn:
+        event = {"kind": "seen", "at": iso(1.0e9), "user_id": "fr-1", "channel": "inapp"}
+        append_events(conn, CAMPAIGN, [event])
+    engine.dispose()
+    refused = run("evidence", "receipt", CAMPAIGN, "fr-1")
+    assert refused.exit_code == 1
+    assert "not all under a signed checkpoint yet" in refused.stderr
+    assert run("evidence", "receipt", CAMPAIGN, "de-1").exit_code == 0  # others' are signed
+
+
 def test_erasure_keeps_the_proof_and_removes_the_person(run, tmp_path):
     before = json.loads(run("report", str(run.project.campaign), "--format", "json").stdout)
     erased = run("users", "erase", "de-1", "fr-1")

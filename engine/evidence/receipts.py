@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from engine.canonical import FORMAT, canonical, leaf_hash
 from engine.errors import EngineError
@@ -42,34 +42,31 @@ def make_receipt(
             "(an erased user is unlinkable by design, so no receipt can name them)"
         )
     subject, secret = found
-    with engine.connect() as conn:
-        theirs = [
-            r[0]
-            for r in conn.execute(
-                text("SELECT seq FROM event WHERE campaign_id = :c AND subject = :s ORDER BY seq"),
-                {"c": campaign, "s": subject},
-            )
-        ]
-        started = conn.execute(
-            text("SELECT MIN(seq) FROM event WHERE campaign_id = :c AND kind = 'started'"),
-            {"c": campaign},
-        ).scalar()
+    cp = last_checkpoint(checkpoint_file(checkpoints, campaign))
+    # One pass over the campaign's events, which the proofs need anyway: the leaves up to
+    # the checkpoint, the user's events (found by subject here rather than through an
+    # index that every append would have to keep up) and the first `started`, which binds
+    # the notice.
+    leaves, bodies, signed = Leaves(), {}, cp.size if cp else 0
+    theirs, started = [], None
+    for event in iter_events(engine, campaign):
+        seq, body = event["seq"], event["body"]
+        if seq <= signed:
+            leaves.append(leaf_hash(body.encode("utf-8")))
+        if event["subject"] == subject:
+            theirs.append(seq)
+            bodies[seq] = body
+        elif started is None and event["kind"] == "started":
+            started = seq
+            bodies[seq] = body
     if not theirs:
         raise ReceiptError(f"campaign {campaign} has no event about user {user_id!r}")
-    wanted = sorted({*theirs, *([started] if started else [])})  # `started` binds the notice
-    cp = last_checkpoint(checkpoint_file(checkpoints, campaign))
+    wanted = sorted(bodies)
     if cp is None or cp.size < wanted[-1]:
         raise ReceiptError(
             f"the events of user {user_id!r} are not all under a signed checkpoint yet; "
             "a writer signs within 60 s: try again in a minute"
         )
-    leaves, bodies, lookup = Leaves(), {}, set(wanted)
-    for event in iter_events(engine, campaign):
-        if event["seq"] > cp.size:
-            break
-        leaves.append(leaf_hash(event["body"].encode("utf-8")))
-        if event["seq"] in lookup:
-            bodies[event["seq"]] = event["body"]
     events = [
         {
             "seq": seq,

@@ -1,5 +1,5 @@
-"""Schema steps beyond create_all: the v0 evidence tables retired, append-only triggers.
-I/O: the database.
+"""Schema steps beyond create_all: the v0 evidence tables retired, append-only triggers,
+indexes retired. I/O: the database.
 
 A database written before evidence format v1 keeps its old hash-chained events, renamed
 `event_v0` and `chain_head_v0`, so `herald evidence verify` can still check them as v0;
@@ -61,3 +61,15 @@ def append_only(engine: Engine) -> None:
         else:
             for statement in _SQLITE_TRIGGERS:
                 conn.exec_driver_sql(statement)
+
+
+RETIRED_INDEXES = ("ix_event_subject",)  # see tables.EventRow
+
+
+def retire_indexes(engine: Engine) -> None:
+    """Drop the indexes an earlier version made and this one no longer keeps up."""
+    found = {ix["name"] for ix in inspect(engine).get_indexes("event")}
+    if retired := [name for name in RETIRED_INDEXES if name in found]:
+        with engine.begin() as conn:
+            for name in retired:
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")

@@ -125,7 +125,8 @@ class EventRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("campaign_id", "seq"),
         Index("ix_event_delivery", "campaign_id", "delivery_id", "seq"),
-        Index("ix_event_subject", "subject"),
+        # No index on subject: its keys are random, so every append rewrote a page of it,
+        # and the one reader (a receipt) reads the whole log for its proofs anyway.
     )
 
     id: int | None = Field(default=None, primary_key=True)
