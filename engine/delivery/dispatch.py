@@ -154,11 +154,16 @@ class Dispatcher:
         # claim: the database thread then writes them while this thread packs that batch
         # (it runs calls in order, and a record queued before a claim would make the
         # claim wait for it).
+        # The next batch is claimed as soon as this one is in hand, so it is ready when the
+        # senders drain the queue: a claim can wait for another worker's write lock, and a
+        # claim made only then left every connection idle meanwhile.
         held: list[Result] = []
+        claiming: asyncio.Future[Any] | None = None
         try:
             await self._reclaim_dead()
             while not stop.is_set():
-                claimed = await self._in_db(self._claim, self.clock())
+                claimed = await (claiming or self._in_db(self._claim, self.clock()))
+                claiming = None
                 recording = self._record_soon(held, summary)
                 if not claimed[0]:
                     if recording:
@@ -171,10 +176,16 @@ class Dispatcher:
                         return
                     await _wait(stop, max(0.05, min(wake - self.clock(), 1.0)))
                     continue
+                loop = asyncio.get_running_loop()  # submitted now, behind the recording
+                claiming = loop.run_in_executor(self._db, self._claim, self.clock())
                 held += await self._pack_and_hand_over(claimed, queue)
                 if recording:
                     await recording
         finally:
+            if claiming is not None:  # its rows are this worker's: run() releases them
+                await asyncio.wait([claiming])
+                if not claiming.cancelled():
+                    claiming.exception()  # retrieved; a stop or the first error wins
             results += held  # run() records them
 
     def _claim(self, now: float) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
