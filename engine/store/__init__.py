@@ -197,6 +197,15 @@ def stream(engine: Engine, sql: str, params: Mapping[str, Any], batch: int = 500
         yield from result
 
 
+def one_of(conn: Connection, column: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+    """`column IN (values)` as driver SQL, with its parameters. On PostgreSQL it is one
+    array parameter (= ANY): psycopg parses placeholders in Python and caches statements
+    of up to 50 only, so an IN list of a batch's ids was parsed again on every call."""
+    if conn.dialect.name == "postgresql":
+        return f"{column} = ANY(%s)", (list(values),)
+    return f"{column} IN ({', '.join(['?'] * len(values))})", tuple(values)
+
+
 def writing(engine: Engine) -> AbstractContextManager[Connection]:
     """A write transaction. On SQLite it takes the write lock at BEGIN, not at its first
     write: two workers that both read first and then write would otherwise deadlock.

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, text
 
 from engine.canonical import FORMAT, Frontier, canonical, leaf_hash
-from engine.store import pages
+from engine.store import one_of, pages
 from engine.store.tables import EventRow, SubjectKey, TreeHead
 
 _event = EventRow.__table__  # type: ignore[attr-defined]
@@ -74,16 +74,11 @@ def subjects(conn: Connection, user_ids: Iterable[str]) -> dict[str, str]:
 
 
 def _known_subjects(conn: Connection, user_ids: Sequence[str]) -> dict[str, str]:
-    mark = _mark(conn)
     found: dict[str, str] = {}
     for first in range(0, len(user_ids), _SUBJECTS_PER_QUERY):
-        chunk = tuple(user_ids[first : first + _SUBJECTS_PER_QUERY])
-        sql = (
-            "SELECT user_id, subject FROM subject_key WHERE user_id IN ("
-            + ", ".join([mark] * len(chunk))
-            + ")"
-        )
-        found.update(conn.exec_driver_sql(sql, chunk).fetchall())
+        where, params = one_of(conn, "user_id", user_ids[first : first + _SUBJECTS_PER_QUERY])
+        sql = f"SELECT user_id, subject FROM subject_key WHERE {where}"
+        found.update(conn.exec_driver_sql(sql, params).fetchall())
     return found
 
 
