@@ -186,8 +186,10 @@ def _local(host: str) -> bool:
 
 @dataclass
 class _Connection:
-    client: aiosmtplib.SMTP
+    session: wire.Session
     tls: TlsInfo
+    smtputf8: bool  # what the server offered in its last EHLO
+    eight_bit_mime: bool
 
 
 class SmtpTransport(Transport):
@@ -214,23 +216,23 @@ class SmtpTransport(Transport):
         keep = False
         try:
             with _translated_smtp_errors(self._settings):
-                if connection is None or not connection.client.is_connected:
+                if connection is None or not connection.session.is_open:
                     connection = await self._connect()
-                reply = await self._transaction(connection.client, message)
+                reply = await self._transaction(connection, message)
             keep = True
             return Receipt(reply, tls=connection.tls)
         except DeliveryError:
-            keep = connection is not None and connection.client.is_connected
+            keep = connection is not None and connection.session.is_open
             raise
         finally:
             if not keep and connection is not None:
-                connection.client.close()
+                connection.session.close()
             self._slots.put_nowait(connection if keep else None)
 
     async def _connect(self) -> _Connection:
         """Connect, upgrade, then log in: in that order, checked at each step, rather
         than by aiosmtplib's connect(), whose default sends AUTH in clear text when
-        STARTTLS is missing."""
+        STARTTLS is missing. Then the session sends mail itself (wire.py)."""
         s = self._settings
         client = aiosmtplib.SMTP(
             hostname=s.host,
@@ -248,10 +250,12 @@ class SmtpTransport(Transport):
                 if tls.version is None and not s.allow_plaintext:  # _check() prevents it
                     raise TransportConfigError("refusing to send a password without TLS")
                 await client.login(s.username, s.password or "")
+            offers = client.supports_extension
+            session = wire.Session.take_over(client, s.timeout_s)
         except BaseException:
             client.close()
             raise
-        return _Connection(client, tls)
+        return _Connection(session, tls, offers("smtputf8"), offers("8bitmime"))
 
     async def _secure(self, client: aiosmtplib.SMTP) -> TlsInfo:
         """Upgrade with STARTTLS where required; what the session then is."""
@@ -274,35 +278,29 @@ class SmtpTransport(Transport):
             await client.ehlo()  # RFC 3207: ask again, over TLS, what the server offers
         return _tls_info(client)
 
-    async def _transaction(self, client: aiosmtplib.SMTP, message: Outgoing) -> str:
+    async def _transaction(self, connection: _Connection, message: Outgoing) -> str:
         utf8 = not (message.sender.isascii() and message.recipient.isascii())
-        if utf8 and not client.supports_extension("smtputf8"):
+        if utf8 and not connection.smtputf8:
             raise PermanentDeliveryError(
                 "the server does not accept internationalised addresses (no SMTPUTF8)"
             )
         options, encoding = (["SMTPUTF8"], "utf-8") if utf8 else ([], "ascii")
         data = message.data
         if message.eight_bit:
-            if client.supports_extension("8bitmime"):
+            if connection.eight_bit_mime:
                 options.append("BODY=8BITMIME")
             else:
                 data = seven_bit(data)
-        try:
-            await wire.mail_from(client, message.sender, options, encoding)
-            await wire.rcpt_to(client, message.recipient, encoding)
-            response = await wire.data(client, data, self._settings.timeout_s)
-        except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
-            with contextlib.suppress(aiosmtplib.SMTPException, ConnectionError):
-                await client.rset()  # keep the connection usable for the next message
-            raise
-        return f"{response.code} {response.message}"
+        code, text = await connection.session.send(
+            message.sender, message.recipient, options, encoding, data
+        )
+        return f"{code} {text}"
 
     async def close(self) -> None:
         while not self._slots.empty():
             connection = self._slots.get_nowait()
-            if connection is not None and connection.client.is_connected:
-                with contextlib.suppress(aiosmtplib.SMTPException, ConnectionError):
-                    await connection.client.quit()
+            if connection is not None:
+                await connection.session.quit()
 
 
 def _tls_info(client: aiosmtplib.SMTP) -> TlsInfo:

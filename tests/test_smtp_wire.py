@@ -1,0 +1,195 @@
+"""The SMTP transport's own transaction code (engine/delivery/channels/wire.py) against a
+scripted server on a loopback port that answers as a real one may: pipelined replies cut
+anywhere, multiline replies, a 354 after a refused recipient, garbage, silence.
+
+aiosmtpd (tests/smtp.py) covers the ordinary replies; this server exists for the framings
+aiosmtpd never produces.
+"""
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pytest
+
+from engine.delivery.channels.base import Outgoing
+from engine.delivery.channels.smtp import SmtpSettings, SmtpTransport
+from engine.errors import PermanentDeliveryError, TemporaryDeliveryError
+from engine.models import Channel
+from tests.loopserver import LoopServer
+
+MAIL = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\n.line\r\nbody\r\n"
+EHLO = b"250-scripted\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+
+
+@dataclass
+class Script:
+    """How the server answers. `cut` splits every reply into chunks of that many bytes
+    (each its own write, with a pause between); `ehlo` is what it offers."""
+
+    ehlo: bytes = EHLO
+    rcpt: bytes = b"250 2.1.5 OK\r\n"
+    data: bytes = b"354 go ahead\r\n"
+    end: bytes = b"250 2.0.0 OK queued as Q1\r\n"
+    cut: int = 0
+    hang_up: bool = False  # close the connection instead of answering the message
+    commands: list[bytes] = field(default_factory=list)  # every command line, in order
+    messages: list[bytes] = field(default_factory=list)  # every message, unstuffed
+    packets: list[bytes] = field(default_factory=list)  # what each read of the socket got
+
+
+class ScriptedServer(LoopServer):
+    name = "scripted SMTP server"
+
+    def __init__(self, script: Script) -> None:
+        super().__init__()
+        self.script = script
+
+    async def _start(self) -> asyncio.Server:
+        return await asyncio.start_server(self._session, "127.0.0.1", 0)
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._converse(reader, writer)
+        finally:
+            writer.close()  # also when the test's end cancels a session still reading
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        s = self.script
+
+        async def say(reply: bytes) -> None:
+            step = s.cut or len(reply) or 1
+            for i in range(0, len(reply), step):
+                writer.write(reply[i : i + step])
+                await writer.drain()
+                if s.cut:
+                    await asyncio.sleep(0.002)
+
+        await say(b"220 scripted ESMTP\r\n")
+        pending = b""
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            s.packets.append(chunk)
+            pending += chunk
+            while b"\r\n" in pending:
+                line, pending = pending.split(b"\r\n", 1)
+                s.commands.append(line)
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    await say(s.ehlo)
+                elif verb == b"RCPT":
+                    await say(s.rcpt)
+                elif verb == b"DATA":
+                    await say(s.data)
+                    if s.data.startswith(b"354"):
+                        while b"\r\n.\r\n" not in b"\r\n" + pending:
+                            pending += await reader.read(65536)
+                        body, pending = (b"\r\n" + pending).split(b"\r\n.\r\n", 1)
+                        text = body[2:] + b"\r\n" if body else b""
+                        s.messages.append(text.replace(b"\r\n..", b"\r\n."))
+                        if s.hang_up:
+                            return
+                        await say(s.end)
+                elif verb == b"QUIT":
+                    await say(b"221 bye\r\n")
+                    return
+                else:  # MAIL, RSET, NOOP
+                    await say(b"250 2.0.0 OK\r\n")
+
+
+def run(script: Script, count: int = 1, timeout: float = 5.0) -> list[object]:
+    """Send `count` messages over one connection; each one's receipt or error."""
+    outcomes: list[object] = []
+    with ScriptedServer(script) as server:
+        url = f"smtp://127.0.0.1:{server.port}?tls=none&timeout={timeout}"
+        transport = SmtpTransport(SmtpSettings.from_url(url), concurrency=1)
+        message = Outgoing(1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", "b@example.com", MAIL)
+
+        async def go() -> None:
+            try:
+                for _ in range(count):
+                    try:
+                        outcomes.append(await transport.send(message))
+                    except (PermanentDeliveryError, TemporaryDeliveryError) as exc:
+                        outcomes.append(exc)
+            finally:
+                await transport.close()
+
+        asyncio.run(go())
+    return outcomes
+
+
+def replies(outcomes: list[object]) -> list[str]:
+    return [getattr(o, "reply", None) or f"{type(o).__name__}: {o}" for o in outcomes]
+
+
+def test_mail_rcpt_and_data_go_in_one_write_where_pipelining_is_offered():
+    script = Script()
+    assert replies(run(script)) == ["250 2.0.0 OK queued as Q1"]
+    assert script.messages == [MAIL]
+    assert b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n" in script.packets
+
+
+def test_without_pipelining_each_command_waits_for_its_reply():
+    script = Script(ehlo=b"250-scripted\r\n250 8BITMIME\r\n", cut=3)
+    assert replies(run(script)) == ["250 2.0.0 OK queued as Q1"]
+    assert not any(p.count(b"\r\n") > 1 and b"MAIL" in p for p in script.packets)
+    assert script.messages == [MAIL]
+
+
+def test_replies_cut_anywhere_and_multiline_replies_are_read_whole():
+    script = Script(end=b"250-2.0.0 accepted\r\n250 2.0.0 queued as Q7\r\n", cut=1)
+    assert replies(run(script, count=2)) == ["250 2.0.0 accepted\n2.0.0 queued as Q7"] * 2
+    assert script.messages == [MAIL, MAIL]
+
+
+@pytest.mark.parametrize(
+    ("rcpt", "data", "error", "empty"),
+    [
+        # a compliant server refuses DATA when no recipient was accepted
+        (b"550 5.1.1 no such user\r\n", b"554 5.5.1 no valid recipients\r\n", "550", False),
+        # one that says 354 anyway gets an empty message, ended at once
+        (b"550 5.1.1 no such user\r\n", b"354 go ahead\r\n", "550", True),
+        (b"452 4.2.2 mailbox full\r\n", b"554 5.5.1 no valid recipients\r\n", "452", False),
+        (b"250 OK\r\n", b"451 4.3.0 try later\r\n", "451", False),
+    ],
+)
+def test_a_refused_transaction_is_reset_and_the_connection_serves_the_next(
+    rcpt, data, error, empty
+):
+    script = Script(rcpt=rcpt, data=data)
+    first, second = run(script, count=2)
+    kind = TemporaryDeliveryError if error.startswith("4") else PermanentDeliveryError
+    assert isinstance(first, kind), first
+    assert str(first).startswith(error)
+    assert isinstance(second, kind)  # the same answer, on the same connection
+    assert sum(c.startswith(b"EHLO") for c in script.commands) == 1
+    assert script.commands.count(b"RSET") == 2
+    assert script.messages == ([b"", b""] if empty else [])
+
+
+@pytest.mark.parametrize(
+    ("end", "why"),
+    [
+        (b"hello there\r\n", "Malformed SMTP reply"),  # garbage: the session is unusable
+        (b"", "Timed out waiting for server response"),  # silence after the message
+    ],
+)
+def test_a_garbled_or_silent_server_is_a_lost_connection_and_the_next_send_reconnects(end, why):
+    script = Script(end=end)
+    first, second = run(script, count=2, timeout=0.5)
+    for outcome in (first, second):
+        assert isinstance(outcome, TemporaryDeliveryError), outcome
+        assert why in str(outcome)
+    assert sum(c.startswith(b"EHLO") for c in script.commands) == 2
+    assert script.messages == [MAIL, MAIL]
+
+
+def test_a_server_that_hangs_up_after_the_message_is_a_lost_connection():
+    script = Script(end=b"", hang_up=True)
+    first, second = run(script, count=2)
+    for outcome in (first, second):
+        assert isinstance(outcome, TemporaryDeliveryError), outcome
+        assert "connection lost" in str(outcome).lower() or "EOF" in str(outcome)
+    assert script.messages == [MAIL, MAIL]
