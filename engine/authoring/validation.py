@@ -72,7 +72,7 @@ def validate(path: Path) -> ValidationReport:
             )
         )
     notices = Catalogs(project.locales)
-    objections = Catalogs.objection(project.locales)
+    objections = Catalogs.objection(project.locales, notices)
     report.locales = tuple(sorted(notices.available))
     if c.locales.default not in notices.available:
         report.problems.append(
@@ -82,11 +82,18 @@ def validate(path: Path) -> ValidationReport:
                 key="locales.default",
             )
         )
+    glossary = None
+    if c.locales.glossary:  # one file for both domains: read it once
+        glossary_path = project.locales / c.locales.glossary
+        terms, problems = load_glossary(glossary_path)
+        glossary, report.problems = (terms, glossary_path), report.problems + problems
     folders = [project.templates / c.template, project.templates / "layouts"]
-    report.problems += _check_translations(loaded, notices, folders, "babel.cfg")
+    report.problems += _check_translations(loaded, notices, folders, "babel.cfg", glossary)
     report.problems += check_templates(folders, project.templates)
     folders = [project.templates / c.objection.template, project.templates / PAGES]
-    report.problems += _check_translations(loaded, objections, folders, "babel-objection.cfg")
+    report.problems += _check_translations(
+        loaded, objections, folders, "babel-objection.cfg", glossary
+    )
     report.problems += check_templates(folders, project.templates)
     for locale in sorted(notices.available - objections.available):
         report.problems.append(
@@ -105,8 +112,15 @@ def validate(path: Path) -> ValidationReport:
     return report
 
 
+Glossary = tuple[dict[str, dict[str, tuple[str, ...]]], Path]  # terms, and their file
+
+
 def _check_translations(
-    loaded: LoadedCampaign, catalogs: Catalogs, folders: list[Path], mapping: str
+    loaded: LoadedCampaign,
+    catalogs: Catalogs,
+    folders: list[Path],
+    mapping: str,
+    glossary: Glossary | None,
 ) -> list[Problem]:
     """One domain's catalogs against the messages its template folders hold."""
     c, project = loaded.campaign, loaded.project
@@ -116,12 +130,10 @@ def _check_translations(
         out += check_catalog(catalogs, locale, sources, severity=severity)
     pot = project.locales / f"{catalogs.domain}.pot"
     out += _check_pot(pot, sources, f"pybabel extract -F {mapping} -o locales/{pot.name} .")
-    if c.locales.glossary:
-        glossary_path = project.locales / c.locales.glossary
-        glossary, problems = load_glossary(glossary_path)
-        out += problems
+    if glossary:
+        terms, glossary_path = glossary
         for locale in sorted(catalogs.available):
-            out += check_glossary(catalogs, locale, glossary, sources, glossary_path)
+            out += check_glossary(catalogs, locale, terms, sources, glossary_path)
     return out
 
 
