@@ -75,6 +75,23 @@ def _link(eval_ctx: jinja2.nodes.EvalContext, value: object) -> str:
     return escape(text)
 
 
+def _newstyle_gettext(func: Callable[[str], str]) -> Callable[..., str]:
+    """Jinja's newstyle `gettext` (jinja2.ext._make_new_gettext), calling the catalog's
+    gettext directly: Jinja's goes through Context.call, which looks for a context
+    argument at each of a render's ~55 messages, where a catalog's takes none. Measured:
+    an email's render 302 -> 245 us, an in-app one 58 -> 49 us."""
+
+    @jinja2.pass_context
+    def gettext(context: jinja2.runtime.Context, string: str, /, **variables: Any) -> str:
+        text = func(string)
+        if context.eval_ctx.autoescape:
+            text = Markup(text)
+        # always a format string, as Jinja's: `%%` means `%` with or without variables
+        return text % variables
+
+    return gettext
+
+
 @dataclass(frozen=True)
 class TemplateSet:
     """Where one campaign's templates live, as Jinja names."""
@@ -265,9 +282,11 @@ class Renderer:
                 auto_reload=False,
             )
             env.policies["ext.i18n.trimmed"] = True  # as babel.cfg extracts them
+            translations = self.catalogs.translations(locale)
             env.install_gettext_translations(  # type: ignore[attr-defined]  # added by the i18n extension
-                self.catalogs.translations(locale), newstyle=True
+                translations, newstyle=True
             )
+            env.globals["gettext"] = _newstyle_gettext(translations.gettext)
             formatter = Formatter(fmt or locale)
             env.filters.update(
                 date=formatter.date,
