@@ -26,7 +26,7 @@ from engine.authoring.outputscan import (
     scan_output,
 )
 from engine.authoring.rendering import Renderer
-from engine.authoring.templatecheck import check_templates
+from engine.authoring.templatecheck import TemplateSource, check_templates, parse_templates
 from engine.errors import CampaignError, Problem, TemplateError
 from engine.models import Channel, LocaleChoice, LocaleSource
 
@@ -87,14 +87,14 @@ def validate(path: Path) -> ValidationReport:
         glossary_path = project.locales / c.locales.glossary
         terms, problems = load_glossary(glossary_path)
         glossary, report.problems = (terms, glossary_path), report.problems + problems
-    folders = [project.templates / c.template, project.templates / "layouts"]
-    report.problems += _check_translations(loaded, notices, folders, "babel.cfg", glossary)
-    report.problems += check_templates(folders, project.templates)
-    folders = [project.templates / c.objection.template, project.templates / PAGES]
+    sources = parse_templates([project.templates / c.template, project.templates / "layouts"])
+    report.problems += _check_translations(loaded, notices, sources, "babel.cfg", glossary)
+    report.problems += check_templates(sources)
+    sources = parse_templates([project.templates / c.objection.template, project.templates / PAGES])
     report.problems += _check_translations(
-        loaded, objections, folders, "babel-objection.cfg", glossary
+        loaded, objections, sources, "babel-objection.cfg", glossary
     )
-    report.problems += check_templates(folders, project.templates)
+    report.problems += check_templates(sources)
     for locale in sorted(notices.available - objections.available):
         report.problems.append(
             Problem(
@@ -118,13 +118,13 @@ Glossary = tuple[dict[str, dict[str, tuple[str, ...]]], Path]  # terms, and thei
 def _check_translations(
     loaded: LoadedCampaign,
     catalogs: Catalogs,
-    folders: list[Path],
+    templates: list[TemplateSource],
     mapping: str,
     glossary: Glossary | None,
 ) -> list[Problem]:
     """One domain's catalogs against the messages its template folders hold."""
     c, project = loaded.campaign, loaded.project
-    sources, out = extract_messages(folders)
+    sources, out = extract_messages(templates)
     severity = "error" if c.locales.require_complete else "warning"
     for locale in sorted(catalogs.available):
         out += check_catalog(catalogs, locale, sources, severity=severity)
