@@ -102,21 +102,16 @@ class TemplateSet:
         return f"{self.name}/{part}"
 
 
-class _CompiledOnce(jinja2.BaseLoader):
+class _CompiledOnce(jinja2.FileSystemLoader):
     """Templates read and compiled once for all the locales' Environments of a Renderer:
     translations and filters are looked up when a template runs, so its code is the same
-    in every locale. Hands each Environment the code object itself: a bytecode cache
-    re-read the file, hashed it and unmarshalled the code for every Environment (736
-    times a validation, ~10% of its renders' time)."""
+    in every locale. Each Environment gets the code object itself; with a bytecode cache
+    each re-read the file, hashed it and unmarshalled the code (736 times a validation,
+    ~0.04 s of its 0.65)."""
 
     def __init__(self, folder: Path) -> None:
-        self._files = jinja2.FileSystemLoader(folder)
+        super().__init__(folder)
         self._code: dict[str, CodeType] = {}
-
-    def get_source(
-        self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str | None, Callable[[], bool] | None]:
-        return self._files.get_source(environment, template)
 
     @jinja2.utils.internalcode
     def load(
