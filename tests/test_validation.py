@@ -244,3 +244,16 @@ def test_glossary_holds_the_right_to_restriction_and_the_dpo(project):
     project.edit(DE_PO, "unseren Datenschutzbeauftragten:", "unseren Datenschützer:")
     terms = {p.message.split("'")[1] for p in _errors(project) if "required term" in p.message}
     assert terms == {"restriction of processing", "data protection officer"}
+
+
+def test_a_broken_glossary_entry_is_reported_once(project):
+    # one glossary serves the notice's and the objection's catalogs: read and judged once
+    project.edit(
+        "locales/glossary.yaml",
+        '  de: ["berechtigten interessen", "berechtigte interessen"]',
+        "  de: []",
+    )
+    broken = [p for p in _errors(project) if "list of accepted forms" in p.message]
+    assert len(broken) == 1
+    assert broken[0].path == project.path("locales/glossary.yaml")
+    assert broken[0].line == project.line_of("locales/glossary.yaml", "de: []")

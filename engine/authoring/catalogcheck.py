@@ -1,14 +1,18 @@
 """Catalog checks: completeness, placeholders and required terms per locale. Reads .po/.yaml."""
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from babel.messages.catalog import Message
-from babel.messages.extract import extract_from_file
+from babel.messages.extract import extract
+from jinja2 import nodes
+from jinja2.ext import extract_from_ast
 
 from engine.authoring.i18n import SOURCE_LOCALE, Catalogs
+from engine.authoring.templatecheck import TemplateSource
 from engine.authoring.yamlsource import load_located
 from engine.errors import Problem
 
@@ -30,25 +34,41 @@ class SourceMessage:
 
 
 def extract_messages(
-    template_dirs: Iterable[Path],
+    templates: Iterable[TemplateSource],
 ) -> tuple[dict[str, SourceMessage], list[Problem]]:
-    """Every msgid marked in the templates, with where it first appears."""
+    """Every msgid marked in the templates, with where it first appears: what
+    `pybabel extract` finds (Babel's `extract`, on the trees parse_templates made)."""
     found: dict[str, SourceMessage] = {}
     problems: list[Problem] = []
-    for folder in template_dirs:
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            try:
-                extracted = extract_from_file(
-                    "jinja2.ext:babel_extract", path, options=EXTRACT_OPTIONS
-                )
-            except UnicodeDecodeError as exc:
-                problems.append(Problem(path, f"not UTF-8 text: {exc.reason} at byte {exc.start}"))
-                continue
+    for template in templates:
+        if template.not_utf8:
+            exc = template.not_utf8
+            problems.append(
+                Problem(template.path, f"not UTF-8 text: {exc.reason} at byte {exc.start}")
+            )
+            continue
+        if template.tree is None:  # a syntax error: pybabel skips the file too
+            continue
+        with template.path.open("rb") as fileobj:  # Babel names it in a warning
+            extracted = extract(_parsed(template.tree), fileobj, options=EXTRACT_OPTIONS)
             for line, message, _comments, _context in extracted:
                 msgid = message if isinstance(message, str) else message[0]
                 if msgid and msgid not in found:
-                    found[msgid] = SourceMessage(msgid, path, line)
+                    found[msgid] = SourceMessage(msgid, template.path, line)
     return found, problems
+
+
+def _parsed(tree: nodes.Template) -> Any:  # Babel's hints type its rows as extract's
+    """An extraction method for Babel that yields what jinja2.ext.babel_extract yields
+    for this tree (no comments: none are asked for), without parsing the file again."""
+
+    def method(
+        fileobj: Any, keywords: Iterable[str], comment_tags: Any, options: Any
+    ) -> Iterator[tuple[int, str, Any, list[str]]]:
+        for line, function, message in extract_from_ast(tree, tuple(keywords)):
+            yield line, function, message, []
+
+    return method
 
 
 def placeholders(text: str) -> list[str]:

@@ -64,8 +64,10 @@ class Catalogs:
         self._problems: dict[str, Problem | None] = {}
 
     @classmethod
-    def objection(cls, locales_dir: Path) -> "Catalogs":
-        return cls(locales_dir, "objection", fallback=cls(locales_dir))
+    def objection(cls, locales_dir: Path, notices: "Catalogs | None" = None) -> "Catalogs":
+        """The objection domain, falling back to `notices` (the `messages` domain of the
+        same folder; pass the one you hold so each .po is parsed once)."""
+        return cls(locales_dir, "objection", fallback=notices or cls(locales_dir))
 
     def po_path(self, locale: str) -> Path:
         return self.dir / locale / "LC_MESSAGES" / f"{self.domain}.po"

@@ -6,6 +6,7 @@ date not written the locale's way. Used by `herald validate` on every sample ren
 """
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,9 +39,13 @@ HTML_TAGS = frozenset(
     "font footer h1 h2 h3 h4 h5 h6 head header hr html i img li link meta ol p pre s small "
     "span strong style sub sup table tbody td tfoot th thead title tr u ul".split()
 )
+# Every alternative starts with a literal character, so `re` skips ahead to the next
+# candidate instead of trying each alternative at every position: ~10x faster on a
+# notice's HTML (150 -> 16 us; it was half of a scan). Hence `%(?<![\w%]%)`, not the
+# same test written before the `%`: a `%` whose previous character is not \w or `%`.
 RESIDUE = re.compile(
     r"\{\{|\}\}|\{%|%\}|\{#|#\}"  # Jinja syntax
-    r"|%\(\w+\)[sdif]?|(?<![\w%])%[sd]\b"  # printf placeholders
+    r"|%\(\w+\)[sdif]?|%(?<![\w%]%)[sd]\b"  # printf placeholders
     r"|\{\w+\}|\$\{\w+\}|\[\[?[A-Z_]{3,}\]?\]|%[A-Za-z_]+%"  # brace, shell, merge-tag styles
     r"|&lt;/?\w+&gt;"  # an escaped <name>
 )
@@ -57,6 +62,8 @@ class Date:
 
 
 Locator = Callable[[str, str], tuple[Path, int | None]]
+# One per locale, so each keeps its formatted dates: a validation scans 416 outputs.
+_formatter = functools.cache(Formatter)
 
 
 def scan_output(
@@ -115,8 +122,8 @@ def scan_output(
     if url is not None and message.html is not None and f'href="{escape(url)}"' not in message.html:
         problem("the objection link is missing from the HTML (no <a href> to it)")
     what = date or Date("the effective date", c.policy.effective_date)
-    long = Formatter(format_locale(locale, user.country)).date(what.value, "long")
-    english = Formatter(SOURCE_LOCALE).date(what.value, "long")
+    long = _formatter(format_locale(locale, user.country)).date(what.value, "long")
+    english = _formatter(SOURCE_LOCALE).date(what.value, "long")
     iso = what.value.isoformat()
     for part, content in parts.items():
         if part != "subject" and long not in content:

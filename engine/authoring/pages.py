@@ -5,6 +5,7 @@ so what is checked before launch is what users get.
 """
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +24,15 @@ class Page:
 
 def languages(locales: Iterable[str]) -> list[tuple[str, str]]:
     """(code, the language's own name) for a language switcher, by code."""
-    out = []
-    for code in sorted(locales):
-        name = Locale.parse(code).get_display_name(code) or code
-        out.append((code, name[:1].upper() + name[1:]))
-    return out
+    return [(code, _own_name(code)) for code in sorted(locales)]
+
+
+@functools.cache
+def _own_name(code: str) -> str:
+    """Cached: every page lists every language (26 Locale lookups, ~0.1 ms a page;
+    `herald validate` renders 156 pages)."""
+    name = Locale.parse(code).get_display_name(code) or code
+    return name[:1].upper() + name[1:]
 
 
 def _base(locale: str, switch: Sequence[str]) -> dict[str, Any]:

@@ -9,9 +9,10 @@ import datetime as dt
 import re
 import traceback
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import jinja2
@@ -74,6 +75,23 @@ def _link(eval_ctx: jinja2.nodes.EvalContext, value: object) -> str:
     return escape(text)
 
 
+def _newstyle_gettext(func: Callable[[str], str]) -> Callable[..., str]:
+    """Jinja's newstyle `gettext` (jinja2.ext._make_new_gettext), calling the catalog's
+    gettext directly: Jinja's goes through Context.call, which looks for a context
+    argument at each of a render's ~55 messages, where a catalog's takes none. Measured:
+    an email's render 302 -> 245 us, an in-app one 58 -> 49 us."""
+
+    @jinja2.pass_context
+    def gettext(context: jinja2.runtime.Context, string: str, /, **variables: Any) -> str:
+        text = func(string)
+        if context.eval_ctx.autoescape:
+            text = Markup(text)
+        # always a format string, as Jinja's: `%%` means `%` with or without variables
+        return text % variables
+
+    return gettext
+
+
 @dataclass(frozen=True)
 class TemplateSet:
     """Where one campaign's templates live, as Jinja names."""
@@ -84,19 +102,30 @@ class TemplateSet:
         return f"{self.name}/{part}"
 
 
-class _CompiledOnce(jinja2.BytecodeCache):
-    """Compiled templates shared by the locales' Environments: translations are looked up
-    when a template runs, so its code is the same in every locale; compile it once."""
+class _CompiledOnce(jinja2.FileSystemLoader):
+    """Templates read and compiled once for all the locales' Environments of a Renderer:
+    translations and filters are looked up when a template runs, so its code is the same
+    in every locale. Each Environment gets the code object itself; with a bytecode cache
+    each re-read the file, hashed it and unmarshalled the code (736 times a validation,
+    ~0.04 s of its 0.65)."""
 
-    def __init__(self) -> None:
-        self._code: dict[str, bytes] = {}
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self._code: dict[str, CodeType] = {}
 
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        if bucket.key in self._code:
-            bucket.bytecode_from_string(self._code[bucket.key])
-
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        self._code[bucket.key] = bucket.bytecode_to_string()
+    @jinja2.utils.internalcode
+    def load(
+        self,
+        environment: jinja2.Environment,
+        name: str,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> jinja2.Template:
+        if name not in self._code:
+            source, filename, _ = self.get_source(environment, name)
+            self._code[name] = environment.compile(source, name, filename)
+        return environment.template_class.from_code(
+            environment, self._code[name], {} if globals is None else globals, lambda: True
+        )
 
 
 class Renderer:
@@ -104,7 +133,7 @@ class Renderer:
 
     def __init__(self, templates_dir: Path, catalogs: Catalogs) -> None:
         self.templates_dir, self.catalogs = templates_dir, catalogs
-        self._compiled = _CompiledOnce()
+        self._loader = _CompiledOnce(templates_dir)
         self._envs: dict[str, jinja2.Environment] = {}
         self._skeletons: dict[tuple[Any, ...], Skeleton | None] = {}
         self._fields_used: frozenset[str] | None = None
@@ -238,20 +267,21 @@ class Renderer:
             if unreadable:
                 raise CampaignError([unreadable])
             env = jinja2.Environment(
-                loader=jinja2.FileSystemLoader(self.templates_dir),
+                loader=self._loader,
                 undefined=jinja2.StrictUndefined,
                 autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
                 extensions=["jinja2.ext.i18n"],
                 keep_trailing_newline=True,
-                bytecode_cache=self._compiled,
                 # a Renderer lives for one command or one launched campaign, whose files
                 # do not change: no stat() of every template file at each lookup
                 auto_reload=False,
             )
             env.policies["ext.i18n.trimmed"] = True  # as babel.cfg extracts them
+            translations = self.catalogs.translations(locale)
             env.install_gettext_translations(  # type: ignore[attr-defined]  # added by the i18n extension
-                self.catalogs.translations(locale), newstyle=True
+                translations, newstyle=True
             )
+            env.globals["gettext"] = _newstyle_gettext(translations.gettext)
             formatter = Formatter(fmt or locale)
             env.filters.update(
                 date=formatter.date,

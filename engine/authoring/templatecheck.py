@@ -6,6 +6,7 @@ block is dropped without a word. An author who adds a paragraph after the last
 """
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -17,18 +18,42 @@ from engine.errors import Problem
 _SILENT = (nodes.Extends, nodes.Block, nodes.Macro, nodes.Import, nodes.FromImport, nodes.Assign)
 
 
-def check_templates(folders: Iterable[Path], root: Path) -> list[Problem]:
-    """Problems in every template under `folders` (names relative to `root`)."""
+@dataclass(frozen=True)
+class TemplateSource:
+    """One file of a template folder, parsed."""
+
+    path: Path
+    tree: nodes.Template | None  # None: not UTF-8, or not valid Jinja
+    not_utf8: UnicodeDecodeError | None = None
+
+
+def parse_templates(folders: Iterable[Path]) -> list[TemplateSource]:
+    """Every file under `folders`, parsed as `pybabel extract` parses it (the i18n
+    extension, messages trimmed): once for the message extraction and the checks here,
+    which each read, parsed (and Babel lexed again) every file (~0.02 s a validation)."""
     env = jinja2.Environment(extensions=["jinja2.ext.i18n"])
-    out: list[Problem] = []
+    env.policies["ext.i18n.trimmed"] = True
+    out: list[TemplateSource] = []
     for folder in folders:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             try:
-                source = path.read_text(encoding="utf-8")
-                tree = env.parse(source, path.relative_to(root).as_posix(), str(path))
-            except (UnicodeDecodeError, jinja2.TemplateSyntaxError):
-                continue  # reported where the templates are rendered or extracted
-            out += _dropped_text(tree, path)
+                source = path.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                out.append(TemplateSource(path, None, exc))
+                continue
+            try:
+                out.append(TemplateSource(path, env.parse(source, filename=str(path))))
+            except jinja2.TemplateSyntaxError:  # reported where the templates are rendered
+                out.append(TemplateSource(path, None))
+    return out
+
+
+def check_templates(sources: Iterable[TemplateSource]) -> list[Problem]:
+    """Problems in every template of `sources` (parse_templates)."""
+    out: list[Problem] = []
+    for source in sources:
+        if source.tree is not None:  # else reported where rendered or extracted
+            out += _dropped_text(source.tree, source.path)
     return out
 
 

@@ -26,7 +26,7 @@ from engine.authoring.outputscan import (
     scan_output,
 )
 from engine.authoring.rendering import Renderer
-from engine.authoring.templatecheck import check_templates
+from engine.authoring.templatecheck import TemplateSource, check_templates, parse_templates
 from engine.errors import CampaignError, Problem, TemplateError
 from engine.models import Channel, LocaleChoice, LocaleSource
 
@@ -72,7 +72,7 @@ def validate(path: Path) -> ValidationReport:
             )
         )
     notices = Catalogs(project.locales)
-    objections = Catalogs.objection(project.locales)
+    objections = Catalogs.objection(project.locales, notices)
     report.locales = tuple(sorted(notices.available))
     if c.locales.default not in notices.available:
         report.problems.append(
@@ -82,12 +82,19 @@ def validate(path: Path) -> ValidationReport:
                 key="locales.default",
             )
         )
-    folders = [project.templates / c.template, project.templates / "layouts"]
-    report.problems += _check_translations(loaded, notices, folders, "babel.cfg")
-    report.problems += check_templates(folders, project.templates)
-    folders = [project.templates / c.objection.template, project.templates / PAGES]
-    report.problems += _check_translations(loaded, objections, folders, "babel-objection.cfg")
-    report.problems += check_templates(folders, project.templates)
+    glossary = None
+    if c.locales.glossary:  # one file for both domains: read it once
+        glossary_path = project.locales / c.locales.glossary
+        terms, problems = load_glossary(glossary_path)
+        glossary, report.problems = (terms, glossary_path), report.problems + problems
+    sources = parse_templates([project.templates / c.template, project.templates / "layouts"])
+    report.problems += _check_translations(loaded, notices, sources, "babel.cfg", glossary)
+    report.problems += check_templates(sources)
+    sources = parse_templates([project.templates / c.objection.template, project.templates / PAGES])
+    report.problems += _check_translations(
+        loaded, objections, sources, "babel-objection.cfg", glossary
+    )
+    report.problems += check_templates(sources)
     for locale in sorted(notices.available - objections.available):
         report.problems.append(
             Problem(
@@ -105,23 +112,28 @@ def validate(path: Path) -> ValidationReport:
     return report
 
 
+Glossary = tuple[dict[str, dict[str, tuple[str, ...]]], Path]  # terms, and their file
+
+
 def _check_translations(
-    loaded: LoadedCampaign, catalogs: Catalogs, folders: list[Path], mapping: str
+    loaded: LoadedCampaign,
+    catalogs: Catalogs,
+    templates: list[TemplateSource],
+    mapping: str,
+    glossary: Glossary | None,
 ) -> list[Problem]:
     """One domain's catalogs against the messages its template folders hold."""
     c, project = loaded.campaign, loaded.project
-    sources, out = extract_messages(folders)
+    sources, out = extract_messages(templates)
     severity = "error" if c.locales.require_complete else "warning"
     for locale in sorted(catalogs.available):
         out += check_catalog(catalogs, locale, sources, severity=severity)
     pot = project.locales / f"{catalogs.domain}.pot"
     out += _check_pot(pot, sources, f"pybabel extract -F {mapping} -o locales/{pot.name} .")
-    if c.locales.glossary:
-        glossary_path = project.locales / c.locales.glossary
-        glossary, problems = load_glossary(glossary_path)
-        out += problems
+    if glossary:
+        terms, glossary_path = glossary
         for locale in sorted(catalogs.available):
-            out += check_glossary(catalogs, locale, glossary, sources, glossary_path)
+            out += check_glossary(catalogs, locale, terms, sources, glossary_path)
     return out
 
 
