@@ -193,3 +193,50 @@ def test_a_server_that_hangs_up_after_the_message_is_a_lost_connection():
         assert isinstance(outcome, TemporaryDeliveryError), outcome
         assert "connection lost" in str(outcome).lower() or "EOF" in str(outcome)
     assert script.messages == [MAIL, MAIL]
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        "b@example.com>\r\nRCPT TO:<evil@example.com",  # a second command smuggled in
+        "b\x00@example.com",
+        '"b\r\nx"@example.com',
+    ],
+)
+def test_an_address_that_would_change_the_command_is_refused_and_nothing_is_sent(recipient):
+    script = Script()
+    with ScriptedServer(script) as server:
+        url = f"smtp://127.0.0.1:{server.port}?tls=none"
+        transport = SmtpTransport(SmtpSettings.from_url(url), concurrency=1)
+        message = Outgoing(1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", recipient, MAIL)
+
+        async def go() -> None:
+            try:
+                with pytest.raises(PermanentDeliveryError, match="cannot send to this address"):
+                    await transport.send(message)
+            finally:
+                await transport.close()
+
+        asyncio.run(go())
+    assert not [c for c in script.commands if c.startswith((b"MAIL", b"RCPT", b"DATA"))]
+    assert not any(b"evil" in p for p in script.packets)
+
+
+def test_an_address_with_text_around_it_goes_as_the_address_alone():
+    """As aiosmtplib parses it: what follows the address cannot become an ESMTP parameter."""
+    script = Script()
+    with ScriptedServer(script) as server:
+        url = f"smtp://127.0.0.1:{server.port}?tls=none"
+        transport = SmtpTransport(SmtpSettings.from_url(url), concurrency=1)
+        recipient = "b@example.com> NOTIFY=NEVER"
+        message = Outgoing(1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", recipient, MAIL)
+
+        async def go() -> None:
+            try:
+                await transport.send(message)
+            finally:
+                await transport.close()
+
+        asyncio.run(go())
+    assert b"RCPT TO:<b@example.com>" in script.commands
+    assert not any(b"NOTIFY" in p for p in script.packets)
