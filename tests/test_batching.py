@@ -45,7 +45,9 @@ class CountingInApp(InAppTransport):
         return await super().send_many(messages)
 
 
-def _dispatch(project, inapp: Transport, users: int = 300, stop: Any = None) -> Any:
+def _dispatch(
+    project, inapp: Transport, users: int = 300, stop: Any = None, lease_s: float = 300.0
+) -> Any:
     project.campaign.write_text(
         project.campaign.read_text().replace("channels: [email, inapp]", "channels: [inapp]")
     )
@@ -54,7 +56,7 @@ def _dispatch(project, inapp: Transport, users: int = 300, stop: Any = None) -> 
     loaded = load_campaign(project.campaign)
     plan_campaign(engine, loaded, KEYS, now=1718000000.0)  # inside any send window
     transports = {Channel.EMAIL: MemoryTransport(), Channel.INAPP: inapp}
-    options = SendOptions(batch_size=100, max_wait_s=0)
+    options = SendOptions(batch_size=100, max_wait_s=0, lease_s=lease_s)
     summary = asyncio.run(
         Dispatcher(engine, loaded, KEYS, transports, options, lambda: 1718000000.0).run(stop)
     )
@@ -95,6 +97,18 @@ def test_a_stop_records_the_batch_handed_over_and_hands_back_the_rest(project):
     assert statuses["delivered"] == rows == events == summary.counts["delivered"] == 100
     assert set(statuses) == {"delivered", "pending"}  # nothing left claimed
     assert attempts == statuses["pending"] > 0  # handed back as never attempted
+
+
+def test_a_slow_rate_claims_no_more_than_a_quarter_lease_can_send(project):
+    """At 2 a second and an 8 s lease, a batch is 4 deliveries: sent in ~2 s, well before
+    its lease (and the one claimed ahead of it) runs out."""
+    project.campaign.write_text(
+        project.campaign.read_text().replace("rate_per_second: 200", "rate_per_second: 2")
+    )
+    inapp = CountingInApp()
+    engine, summary = _dispatch(project, inapp, users=10, lease_s=8.0)
+    assert summary.counts["delivered"] == sum(inapp.calls) > 4
+    assert max(inapp.calls) == 4
 
 
 def test_a_failed_batch_defers_every_delivery_in_it(project):

@@ -192,7 +192,11 @@ class Dispatcher:
         """On the database thread: claim a batch, with its users and the objections its
         confirmations confirm."""
         c, o = self.campaign, self.options
-        batch = deliveries.claim(self.engine, c.id, self.owner, now, o.lease_s, o.batch_size)
+        # A claimed batch holds its lease while it waits for the rate limit, and the next
+        # one is claimed ahead: claim at most a quarter of a lease's worth at the rate, so
+        # both go well before their leases run out (and no other worker takes them over).
+        limit = min(o.batch_size, max(1, int(c.schedule.rate_per_second * o.lease_s / 4)))
+        batch = deliveries.claim(self.engine, c.id, self.owner, now, o.lease_s, limit)
         users = deliveries.users_by_id(self.engine, [row["user_id"] for row in batch])
         confirming = [r["user_id"] for r in batch if r["message"] == CONFIRMATION]
         purpose = c.policy.purpose
