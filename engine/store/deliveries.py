@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, update
 
 from engine.statuses import CONFIRMATION, NOTICE, UNREACHED, DeliveryStatus
-from engine.store import writing
+from engine.store import in_list, writing
 from engine.store.planned import insert_planned as insert_planned  # re-exported
 from engine.store.tables import DeliveryRow
 
@@ -90,10 +90,10 @@ def users_by_id(engine: Engine, ids: Sequence[str]) -> dict[str, dict[str, Any]]
     if not wanted:
         return {}
     with engine.connect() as conn:
-        m = "?" if conn.dialect.name == "sqlite" else "%s"
-        sql = f'SELECT {", ".join(_USER)} FROM "user" WHERE id IN ({", ".join([m] * len(wanted))})'
+        marks, params = in_list("?" if conn.dialect.name == "sqlite" else "%s", wanted)
+        sql = f'SELECT {", ".join(_USER)} FROM "user" WHERE id IN ({marks})'
         return {
-            row[0]: dict(zip(_USER, row, strict=True)) for row in conn.exec_driver_sql(sql, wanted)
+            row[0]: dict(zip(_USER, row, strict=True)) for row in conn.exec_driver_sql(sql, params)
         }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, text
 
 from engine.canonical import FORMAT, Frontier, canonical, leaf_hash
+from engine.store import in_list
 from engine.store.tables import EventRow, SubjectKey, TreeHead
 
 _event = EventRow.__table__  # type: ignore[attr-defined]
@@ -76,12 +77,8 @@ def _known_subjects(conn: Connection, user_ids: Sequence[str]) -> dict[str, str]
     mark = _mark(conn)
     found: dict[str, str] = {}
     for first in range(0, len(user_ids), _SUBJECTS_PER_QUERY):
-        chunk = tuple(user_ids[first : first + _SUBJECTS_PER_QUERY])
-        sql = (
-            "SELECT user_id, subject FROM subject_key WHERE user_id IN ("
-            + ", ".join([mark] * len(chunk))
-            + ")"
-        )
+        marks, chunk = in_list(mark, user_ids[first : first + _SUBJECTS_PER_QUERY])
+        sql = f"SELECT user_id, subject FROM subject_key WHERE user_id IN ({marks})"
         found.update(conn.exec_driver_sql(sql, chunk).fetchall())
     return found
 
