@@ -198,12 +198,21 @@ def stream(engine: Engine, sql: str, params: Mapping[str, Any], batch: int = 500
 
 
 def one_of(conn: Connection, column: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
-    """`column IN (values)` as driver SQL, with its parameters. On PostgreSQL it is one
-    array parameter (= ANY): psycopg parses placeholders in Python and caches statements
-    of up to 50 only, so an IN list of a batch's ids was parsed again on every call."""
+    """`column` is one of `values` (one or more), as driver SQL with its parameters.
+
+    The driver keeps each distinct statement prepared (sqlite3: the last 128 per
+    connection, ~225 bytes a placeholder). Lookups of as many ids as a claim or a recorded
+    batch holds made a new statement for nearly every length, and `herald send` grew by
+    their prepared copies: +14 MB of SQLite's memory over a send of 100k users. So on
+    SQLite the list is padded with its last value to the next power of two: at most a
+    dozen lengths, and a repeated value matches nothing more. On PostgreSQL it is one
+    array parameter (= ANY), one statement whatever the count; psycopg parses
+    placeholders in Python and caches statements of up to 50 only."""
     if conn.dialect.name == "postgresql":
         return f"{column} = ANY(%s)", (list(values),)
-    return f"{column} IN ({', '.join(['?'] * len(values))})", tuple(values)
+    size = 1 << (len(values) - 1).bit_length()
+    padded = (*values, *[values[-1]] * (size - len(values)))
+    return f"{column} IN ({', '.join(['?'] * size)})", padded
 
 
 def writing(engine: Engine) -> AbstractContextManager[Connection]:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, text
 
 from engine.canonical import FORMAT, Frontier, canonical, leaf_hash
-from engine.store import one_of, pages
+from engine.store import one_of
 from engine.store.tables import EventRow, SubjectKey, TreeHead
 
 _event = EventRow.__table__  # type: ignore[attr-defined]
@@ -137,12 +137,25 @@ def append_events(conn: Connection, campaign_id: str, events: Sequence[dict[str,
 
 
 def iter_events(
-    engine: Engine, campaign_id: str, batch: int = 5000, after: int = 0
+    engine: Engine, campaign_id: str, batch: int = 1000, after: int = 0
 ) -> Iterator[dict[str, Any]]:
-    """A campaign's event rows in seq order, from seq `after + 1`, streamed."""
-    condition = (_event.c.campaign_id == campaign_id) & (_event.c.seq > after)
-    for rows in pages(engine, _event, condition, _event.c.seq, batch):
-        yield from rows
+    """A campaign's event rows in seq order, from seq `after + 1`, streamed: one read,
+    `batch` rows from the driver at a time, each made a dict only as the caller reaches it.
+
+    Keyset pages of 5,000 dicts held two pages at once: a checkpoint of ~20k events took
+    `herald send`'s RSS up 16 MB, which stayed (bench: 100k users, parent 159 MB vs a
+    worker's 126); pages of 500 cost 3x the CPU (a connection and a query per page).
+    Streamed: +1 MB at the same CPU. On SQLite the read holds one WAL snapshot meanwhile."""
+    query = (
+        select(_event)
+        .where((_event.c.campaign_id == campaign_id) & (_event.c.seq > after))
+        .order_by(_event.c.seq)
+    )
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
+        keys = tuple(result.keys())
+        for row in result:
+            yield dict(zip(keys, row, strict=True))
 
 
 def tree_heads(engine: Engine) -> dict[str, tuple[int, str]]:
