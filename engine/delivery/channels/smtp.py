@@ -1,8 +1,8 @@
 """SMTP transport. I/O: network via aiosmtplib (only this module and wire.py import it).
 
-Keeps up to `concurrency` connections open and reuses them. Speaks MAIL/RCPT/DATA
-itself rather than calling sendmail(), because sendmail() keeps only the text of the
-final reply and we keep its code and queue id as evidence.
+Keeps up to `concurrency` connections open and reuses them. aiosmtplib opens each one
+(EHLO, STARTTLS, AUTH); then wire.Session sends the mail transactions, pipelined where
+the server offers it, and keeps the final reply's code and queue id as evidence.
 
 TLS cannot be downgraded: with `tls=starttls` (the default) a server that does not offer
 STARTTLS, or an attacker who deletes it from the EHLO reply, stops the run before any
