@@ -292,7 +292,7 @@ class SmtpTransport(Transport):
             else:
                 data = seven_bit(data)
         code, text = await connection.session.send(
-            message.sender, message.recipient, options, encoding, data
+            message.sender, message.recipient, options, encoding, data, crlf=message.crlf
         )
         return f"{code} {text}"
 

@@ -59,9 +59,16 @@ class Session(asyncio.Protocol):
         return self._lost is None and not self._transport.is_closing()
 
     async def send(
-        self, sender: str, recipient: str, options: list[str], encoding: str, data: bytes
+        self,
+        sender: str,
+        recipient: str,
+        options: list[str],
+        encoding: str,
+        data: bytes,
+        crlf: bool = False,
     ) -> Reply:
-        """One transaction; the server's reply to the message, which it accepted."""
+        """One transaction; the server's reply to the message, which it accepted.
+        `crlf`: every line end in `data` is CRLF already."""
         try:
             mail_from = _quoted(sender, encoding)
         except ValueError as exc:  # the envelope sender is our setup
@@ -93,7 +100,7 @@ class Session(asyncio.Protocol):
                 await self._reply()
             await self._reset()
             raise refused
-        self._write(_stuffed(data) + b".\r\n")
+        self._write(_stuffed(data, crlf) + b".\r\n")
         code, text = await self._reply()
         if code != 250:
             await self._reset()
@@ -205,16 +212,19 @@ def _refusal(
     return None
 
 
-def _stuffed(data: bytes) -> bytes:
+def _stuffed(data: bytes, crlf: bool) -> bytes:
     """The message with CRLF line ends and every line that starts with a period stuffed
-    (RFC 5321 section 4.5.2). Ours have CRLF line ends by construction (engine.delivery
-    .mime), so this is one bytes.replace (~6 µs a 9 KB message, against ~100 µs for the
-    two regex passes of aiosmtplib's data())."""
-    if not data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
+    (RFC 5321 section 4.5.2). aiosmtplib's data() makes two regex passes over each
+    message (~100 µs of a 10 KB one). Ours have CRLF line ends by construction (`crlf`),
+    and a period starts a line in few of them: a search (~3 µs) finds whether one does,
+    where counting line ends and replacing took ~24 µs (timeit)."""
+    if not crlf and not data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
         data = _LINE_END.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    return (b"." if data.startswith(b".") else b"") + data.replace(b"\r\n.", b"\r\n..")
+    if data.startswith(b"."):
+        data = b"." + data
+    return data.replace(b"\r\n.", b"\r\n..") if b"\r\n." in data else data
 
 
 def _last_line_end(buffer: bytearray) -> int:
