@@ -81,7 +81,18 @@ def import_users(
             conn.commit()
         conn.execute(text("DROP TABLE IF EXISTS import_seen"))
         conn.commit()
+        _analyze(conn)
     return result
+
+
+def _analyze(conn: Connection) -> None:
+    """Fresh statistics for PostgreSQL's planner after many users changed: without them,
+    right after a large import, it could read the audience through the country index and
+    sort it for every page (quadratic) until autovacuum came by. SQLite's audience query
+    keeps off that index by itself (iter_users)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text('ANALYZE "user"'))
+        conn.commit()
 
 
 def _upsert(
@@ -141,6 +152,7 @@ def insert_users(engine: Engine, users: Iterable[dict[str, Any]]) -> int:
             conn.execute(statement, batch)
         added = int(conn.execute(text(count)).scalar_one() - before)
         conn.commit()
+        _analyze(conn)
     return added
 
 
