@@ -84,7 +84,9 @@ class ScriptedServer(LoopServer):
                     await say(s.data)
                     if s.data.startswith(b"354"):
                         while b"\r\n.\r\n" not in b"\r\n" + pending:
-                            pending += await reader.read(65536)
+                            if not (chunk := await reader.read(65536)):
+                                return  # the client left in the middle of a message
+                            pending += chunk
                         body, pending = (b"\r\n" + pending).split(b"\r\n.\r\n", 1)
                         text = body[2:] + b"\r\n" if body else b""
                         s.messages.append(text.replace(b"\r\n..", b"\r\n."))
@@ -240,3 +242,25 @@ def test_an_address_with_text_around_it_goes_as_the_address_alone():
         asyncio.run(go())
     assert b"RCPT TO:<b@example.com>" in script.commands
     assert not any(b"NOTIFY" in p for p in script.packets)
+
+
+def test_a_reply_before_the_message_is_not_taken_as_its_acceptance():
+    """A server (or anyone on a clear-text path) that says 250 right after its 354, before
+    the message, must not have the message recorded as sent: here the server's real
+    verdict, after the final dot, is a refusal."""
+    script = Script(
+        data=b"354 go ahead\r\n250 2.0.0 OK queued as EARLY\r\n",
+        end=b"554 5.6.0 message refused\r\n",
+    )
+    (outcome,) = run(script)
+    assert isinstance(outcome, TemporaryDeliveryError), outcome
+    assert "Unsolicited SMTP reply" in str(outcome)
+
+
+def test_a_reply_nobody_asked_for_ends_the_session_and_is_never_paired_with_a_command():
+    """An extra reply after the message's: before, it answered the next MAIL, every reply
+    after it was one command late, and the next message failed permanently on a '250'."""
+    script = Script(end=b"250 2.0.0 OK queued as Q1\r\n250 2.0.0 and one more\r\n")
+    assert replies(run(script, count=2)) == ["250 2.0.0 OK queued as Q1"] * 2
+    assert sum(c.startswith(b"EHLO") for c in script.commands) == 2
+    assert script.messages == [MAIL, MAIL]

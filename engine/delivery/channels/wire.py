@@ -42,6 +42,7 @@ class Session(asyncio.Protocol):
         self._buffer = bytearray()
         self._replies: deque[Reply] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._expected = 0  # replies owed to commands written and not yet answered
         self._lost: str | None = None  # why the session ended, once it has
 
     @classmethod
@@ -85,7 +86,7 @@ class Session(asyncio.Protocol):
         wanted = ((250,), (250, 251), (354,))
         replies: list[Reply] = []
         if self.pipelining:
-            self._write(b"\r\n".join(commands) + b"\r\n")
+            self._write(b"\r\n".join(commands) + b"\r\n", replies=len(commands))
             replies = [await self._reply() for _ in commands]
         else:
             for command, codes in zip(commands, wanted, strict=True):
@@ -130,9 +131,11 @@ class Session(asyncio.Protocol):
         except aiosmtplib.SMTPException:
             self.close()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, replies: int = 1) -> None:
+        """Write commands (or a message) that `replies` replies will answer."""
         if not self.is_open:
             raise aiosmtplib.SMTPServerDisconnected(self._lost or "Connection lost")
+        self._expected += replies
         self._transport.write(data)
 
     async def _reply(self) -> Reply:
@@ -165,6 +168,12 @@ class Session(asyncio.Protocol):
                 self._end(f"Malformed SMTP reply: {line[:80]!r}")
                 self._transport.close()
                 return
+            if not self._expected:  # no command awaits it: a reply early or extra, which
+                # would answer the next command in its place (a 250 for the message unsent)
+                self._end(f"Unsolicited SMTP reply: {line[:80]!r}")
+                self._transport.close()
+                return
+            self._expected -= 1
             self._replies.append(reply)
         if len(self._buffer) > _MAX_REPLY:
             self._end("SMTP reply too long")
