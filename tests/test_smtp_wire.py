@@ -7,6 +7,7 @@ aiosmtpd never produces.
 """
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -32,6 +33,7 @@ class Script:
     end: bytes = b"250 2.0.0 OK queued as Q1\r\n"
     cut: int = 0
     hang_up: bool = False  # close the connection instead of answering the message
+    drip: float = 0.0  # seconds between the bytes of the reply to the message
     commands: list[bytes] = field(default_factory=list)  # every command line, in order
     messages: list[bytes] = field(default_factory=list)  # every message, unstuffed
     packets: list[bytes] = field(default_factory=list)  # what each read of the socket got
@@ -92,6 +94,11 @@ class ScriptedServer(LoopServer):
                         s.messages.append(text.replace(b"\r\n..", b"\r\n."))
                         if s.hang_up:
                             return
+                        if s.drip:
+                            for i in range(len(s.end)):
+                                await asyncio.sleep(s.drip)
+                                writer.write(s.end[i : i + 1])
+                            continue
                         await say(s.end)
                 elif verb == b"QUIT":
                     await say(b"221 bye\r\n")
@@ -264,3 +271,14 @@ def test_a_reply_nobody_asked_for_ends_the_session_and_is_never_paired_with_a_co
     assert replies(run(script, count=2)) == ["250 2.0.0 OK queued as Q1"] * 2
     assert sum(c.startswith(b"EHLO") for c in script.commands) == 2
     assert script.messages == [MAIL, MAIL]
+
+
+def test_a_reply_that_trickles_in_times_out_as_a_whole():
+    """timeout= bounds the wait for each reply, as aiosmtplib's did, not the gap between
+    two of its bytes: a server dripping a byte every 0.1 s is silent for the session."""
+    script = Script(drip=0.1)
+    started = time.monotonic()
+    (outcome,) = run(script, timeout=0.5)
+    assert isinstance(outcome, TemporaryDeliveryError), outcome
+    assert "Timed out waiting for server response" in str(outcome)
+    assert time.monotonic() - started < 2.0

@@ -139,12 +139,14 @@ class Session(asyncio.Protocol):
         self._transport.write(data)
 
     async def _reply(self) -> Reply:
-        while not self._replies:
-            if self._lost is not None:
-                raise aiosmtplib.SMTPServerDisconnected(self._lost)
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await asyncio.wait_for(self._waiter, self._timeout_s)
+        if not self._replies:
+            try:  # one bound for the whole reply, as aiosmtplib's, not for each packet
+                async with asyncio.timeout(self._timeout_s):
+                    while not self._replies:
+                        if self._lost is not None:
+                            raise aiosmtplib.SMTPServerDisconnected(self._lost)
+                        self._waiter = asyncio.get_running_loop().create_future()
+                        await self._waiter
             except TimeoutError:
                 self.close()
                 raise aiosmtplib.SMTPReadTimeoutError(
