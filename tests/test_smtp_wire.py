@@ -14,6 +14,7 @@ import pytest
 
 from engine.delivery.channels.base import Outgoing
 from engine.delivery.channels.smtp import SmtpSettings, SmtpTransport
+from engine.delivery.mime import build_email, encode_address
 from engine.errors import PermanentDeliveryError, TemporaryDeliveryError
 from engine.models import Channel
 from tests.loopserver import LoopServer
@@ -88,6 +89,7 @@ class ScriptedServer(LoopServer):
                         while b"\r\n.\r\n" not in b"\r\n" + pending:
                             if not (chunk := await reader.read(65536)):
                                 return  # the client left in the middle of a message
+                            s.packets.append(chunk)
                             pending += chunk
                         body, pending = (b"\r\n" + pending).split(b"\r\n.\r\n", 1)
                         text = body[2:] + b"\r\n" if body else b""
@@ -282,3 +284,52 @@ def test_a_reply_that_trickles_in_times_out_as_a_whole():
     assert isinstance(outcome, TemporaryDeliveryError), outcome
     assert "Timed out waiting for server response" in str(outcome)
     assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    ("to_header", "reply_to"),
+    [
+        # an internationalised address whose long name the email package folds with LF
+        (
+            encode_address("Jürgen Müller-Lüdenscheidt von und zu Großbritannien", "jü@exämple.de"),
+            None,
+        ),
+        # a Reply-To from the campaign file, which no check keeps to one line
+        ("b@example.com", "a@example.com\n.\nRSET"),
+    ],
+    ids=["folded-name", "reply-to"],
+)
+def test_no_bare_line_feed_reaches_the_server_whatever_the_message_claims(to_header, reply_to):
+    """A bare LF is how a message smuggles a second one past a server that ends DATA on
+    <LF>.<LF> (CVE-2023-51764: Postfix with smtpd_forbid_bare_newline=no, the
+    installed 3.7's default); RFC 5321 forbids it. The
+    packer marks every built message crlf=True, and these two are not."""
+    data = build_email(
+        from_header="a@example.com",
+        to_header=to_header,
+        subject="hi",
+        text="body",
+        html="<p>body</p>",
+        message_id="<m@x>",
+        date="Mon, 30 Nov 2026 05:00:00 +0000",
+        language="en",
+        reply_to=reply_to,
+    )
+    script = Script()
+    with ScriptedServer(script) as server:
+        url = f"smtp://127.0.0.1:{server.port}?tls=none"
+        transport = SmtpTransport(SmtpSettings.from_url(url), concurrency=1)
+        message = Outgoing(
+            1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", "b@example.com", data, crlf=True
+        )
+
+        async def go() -> None:
+            try:
+                await transport.send(message)
+            finally:
+                await transport.close()
+
+        asyncio.run(go())
+    sent = b"".join(script.packets)
+    assert b"Subject: hi" in sent
+    assert sent.count(b"\n") == sent.count(b"\r\n") == sent.count(b"\r")
