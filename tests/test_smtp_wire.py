@@ -184,6 +184,8 @@ def test_a_refused_transaction_is_reset_and_the_connection_serves_the_next(
     ("end", "why"),
     [
         (b"hello there\r\n", "Malformed SMTP reply"),  # garbage: the session is unusable
+        (b"999 what\r\n", "Malformed SMTP reply"),  # no such code: neither 4xx nor 5xx
+        (b"100 wait\r\n", "Malformed SMTP reply"),  # SMTP has no 1xx replies
         (b"", "Timed out waiting for server response"),  # silence after the message
     ],
 )

@@ -260,5 +260,7 @@ def _parse(reply: bytes) -> Reply | None:
     codes = {line[:3] for line in lines}
     if len(codes) != 1 or not (code := codes.pop()).isdigit() or len(code) != 3:
         return None
+    if code[:1] not in b"2345":  # RFC 5321 section 4.2.1: no other reply is SMTP
+        return None
     text = b"\n".join(line[4:].strip(b" \t\r") for line in lines)
     return int(code), text.decode("utf-8", "surrogateescape")
