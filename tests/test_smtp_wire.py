@@ -7,12 +7,14 @@ aiosmtpd never produces.
 """
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 import pytest
 
 from engine.delivery.channels.base import Outgoing
 from engine.delivery.channels.smtp import SmtpSettings, SmtpTransport
+from engine.delivery.mime import build_email, encode_address
 from engine.errors import PermanentDeliveryError, TemporaryDeliveryError
 from engine.models import Channel
 from tests.loopserver import LoopServer
@@ -32,6 +34,7 @@ class Script:
     end: bytes = b"250 2.0.0 OK queued as Q1\r\n"
     cut: int = 0
     hang_up: bool = False  # close the connection instead of answering the message
+    drip: float = 0.0  # seconds between the bytes of the reply to the message
     commands: list[bytes] = field(default_factory=list)  # every command line, in order
     messages: list[bytes] = field(default_factory=list)  # every message, unstuffed
     packets: list[bytes] = field(default_factory=list)  # what each read of the socket got
@@ -84,12 +87,20 @@ class ScriptedServer(LoopServer):
                     await say(s.data)
                     if s.data.startswith(b"354"):
                         while b"\r\n.\r\n" not in b"\r\n" + pending:
-                            pending += await reader.read(65536)
+                            if not (chunk := await reader.read(65536)):
+                                return  # the client left in the middle of a message
+                            s.packets.append(chunk)
+                            pending += chunk
                         body, pending = (b"\r\n" + pending).split(b"\r\n.\r\n", 1)
                         text = body[2:] + b"\r\n" if body else b""
                         s.messages.append(text.replace(b"\r\n..", b"\r\n."))
                         if s.hang_up:
                             return
+                        if s.drip:
+                            for i in range(len(s.end)):
+                                await asyncio.sleep(s.drip)
+                                writer.write(s.end[i : i + 1])
+                            continue
                         await say(s.end)
                 elif verb == b"QUIT":
                     await say(b"221 bye\r\n")
@@ -173,6 +184,8 @@ def test_a_refused_transaction_is_reset_and_the_connection_serves_the_next(
     ("end", "why"),
     [
         (b"hello there\r\n", "Malformed SMTP reply"),  # garbage: the session is unusable
+        (b"999 what\r\n", "Malformed SMTP reply"),  # no such code: neither 4xx nor 5xx
+        (b"100 wait\r\n", "Malformed SMTP reply"),  # SMTP has no 1xx replies
         (b"", "Timed out waiting for server response"),  # silence after the message
     ],
 )
@@ -240,3 +253,85 @@ def test_an_address_with_text_around_it_goes_as_the_address_alone():
         asyncio.run(go())
     assert b"RCPT TO:<b@example.com>" in script.commands
     assert not any(b"NOTIFY" in p for p in script.packets)
+
+
+def test_a_reply_before_the_message_is_not_taken_as_its_acceptance():
+    """A server (or anyone on a clear-text path) that says 250 right after its 354, before
+    the message, must not have the message recorded as sent: here the server's real
+    verdict, after the final dot, is a refusal."""
+    script = Script(
+        data=b"354 go ahead\r\n250 2.0.0 OK queued as EARLY\r\n",
+        end=b"554 5.6.0 message refused\r\n",
+    )
+    (outcome,) = run(script)
+    assert isinstance(outcome, TemporaryDeliveryError), outcome
+    assert "Unsolicited SMTP reply" in str(outcome)
+
+
+def test_a_reply_nobody_asked_for_ends_the_session_and_is_never_paired_with_a_command():
+    """An extra reply after the message's: before, it answered the next MAIL, every reply
+    after it was one command late, and the next message failed permanently on a '250'."""
+    script = Script(end=b"250 2.0.0 OK queued as Q1\r\n250 2.0.0 and one more\r\n")
+    assert replies(run(script, count=2)) == ["250 2.0.0 OK queued as Q1"] * 2
+    assert sum(c.startswith(b"EHLO") for c in script.commands) == 2
+    assert script.messages == [MAIL, MAIL]
+
+
+def test_a_reply_that_trickles_in_times_out_as_a_whole():
+    """timeout= bounds the wait for each reply, as aiosmtplib's did, not the gap between
+    two of its bytes: a server dripping a byte every 0.1 s is silent for the session."""
+    script = Script(drip=0.1)
+    started = time.monotonic()
+    (outcome,) = run(script, timeout=0.5)
+    assert isinstance(outcome, TemporaryDeliveryError), outcome
+    assert "Timed out waiting for server response" in str(outcome)
+    assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    ("to_header", "reply_to"),
+    [
+        # an internationalised address whose long name the email package folds with LF
+        (
+            encode_address("Jürgen Müller-Lüdenscheidt von und zu Großbritannien", "jü@exämple.de"),
+            None,
+        ),
+        # a Reply-To from the campaign file, which no check keeps to one line
+        ("b@example.com", "a@example.com\n.\nRSET"),
+    ],
+    ids=["folded-name", "reply-to"],
+)
+def test_no_bare_line_feed_reaches_the_server_whatever_the_message_claims(to_header, reply_to):
+    """A bare LF is how a message smuggles a second one past a server that ends DATA on
+    <LF>.<LF> (CVE-2023-51764: Postfix with smtpd_forbid_bare_newline=no, the
+    installed 3.7's default); RFC 5321 forbids it. The
+    packer marks every built message crlf=True, and these two are not."""
+    data = build_email(
+        from_header="a@example.com",
+        to_header=to_header,
+        subject="hi",
+        text="body",
+        html="<p>body</p>",
+        message_id="<m@x>",
+        date="Mon, 30 Nov 2026 05:00:00 +0000",
+        language="en",
+        reply_to=reply_to,
+    )
+    script = Script()
+    with ScriptedServer(script) as server:
+        url = f"smtp://127.0.0.1:{server.port}?tls=none"
+        transport = SmtpTransport(SmtpSettings.from_url(url), concurrency=1)
+        message = Outgoing(
+            1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", "b@example.com", data, crlf=True
+        )
+
+        async def go() -> None:
+            try:
+                await transport.send(message)
+            finally:
+                await transport.close()
+
+        asyncio.run(go())
+    sent = b"".join(script.packets)
+    assert b"Subject: hi" in sent
+    assert sent.count(b"\n") == sent.count(b"\r\n") == sent.count(b"\r")
