@@ -152,6 +152,20 @@ def test_every_problem_is_reported_in_one_run(project):
         ),
         pytest.param("id: ai-training-notice", "id: Bad_Id", "id", "pattern", id="bad-id"),
         pytest.param(
+            "reply_to: null",
+            'reply_to: "privacy@example.com\\nBcc: all@example.com"',
+            "sender.reply_to",
+            "no line breaks",
+            id="header-injection",
+        ),
+        pytest.param(
+            "return_path: bounces@bounces.example.com",
+            "return_path: bounces+x@bounces.example.com",
+            "sender.return_path",
+            "pattern",
+            id="return-path-with-plus",  # beside `from`, whose alias once broke the report
+        ),
+        pytest.param(
             "channels: [email, inapp]",
             "channels: [email, email]",
             "channels",

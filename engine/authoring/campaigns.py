@@ -143,8 +143,11 @@ _INVALID = object()
 
 
 def _validated(info: FieldInfo, value: Any) -> Any:
-    """`value` validated as the field `info` (with its constraints), or _INVALID."""
-    field_type: Any = Annotated[info.annotation, info]
+    """`value` validated as the field `info` (with its constraints), or _INVALID. The
+    constraints only: an alias (sender's `from`) is not a type's, and pydantic warns."""
+    field_type: Any = (
+        Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    )
     try:
         return TypeAdapter(field_type).validate_python(value)
     except ValidationError:

@@ -79,6 +79,14 @@ class Sender(_Spec):
         "Unset: bounces are matched by Message-ID only.",
     )
 
+    @field_validator("from_", "reply_to")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        """Each becomes a header of every message: a line break would start another."""
+        if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("a header value: no line breaks or other control characters")
+        return value
+
 
 # JSON Schema's `format: time` is RFC 3339's full-time ("09:00:00Z"); campaign files
 # write a time of day ("09:00"), so the schema gives a pattern instead.

@@ -58,7 +58,8 @@ def encode_address(name: str | None, address: str) -> str:
     if address.isascii():
         return email.utils.formataddr((_safe(name), address), charset="utf-8")
     # An internationalised address (RFC 6532) goes as UTF-8; only the name is encoded.
-    return f"{Header(_safe(name), 'utf-8').encode()} <{address}>"
+    encoded = Header(_safe(name), "utf-8").encode(linesep="\r\n")  # the default is LF
+    return f"{encoded} <{address}>"
 
 
 def parse_sender(value: str) -> tuple[str, str]:
@@ -158,7 +159,7 @@ def build_email(
         f'Content-Type: multipart/alternative; boundary="{boundary}"',
     ]
     if reply_to:
-        headers.insert(2, f"Reply-To: {reply_to}")
+        headers.insert(2, f"Reply-To: {_safe(reply_to)}")
     part = (
         f'--{boundary}\r\nContent-Type: text/%s; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: %s\r\n\r\n"
