@@ -299,17 +299,14 @@ def test_a_reply_that_trickles_in_times_out_as_a_whole():
 def test_no_bare_line_feed_reaches_the_server_whatever_the_message_claims(body):
     """A bare LF is how a message smuggles a second one past a server that ends DATA on
     <LF>.<LF> (CVE-2023-51764: Postfix with smtpd_forbid_bare_newline=no, the
-    installed 3.7's default); RFC 5321 forbids it. The packer marks every built message
-    crlf=True and mime.build_email makes them so (tests/test_mime.py); should one ever
-    not be, the session still sends CRLF only."""
+    installed 3.7's default); RFC 5321 forbids it. mime.build_email ends every line with
+    CRLF (tests/test_mime.py); should a message ever not, the session still sends CRLF only."""
     data = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\n" + body
     script = Script()
     with ScriptedServer(script) as server:
         url = f"smtp://127.0.0.1:{server.port}?tls=none"
         transport = SmtpTransport(SmtpSettings.from_url(url), concurrency=1)
-        message = Outgoing(
-            1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", "b@example.com", data, crlf=True
-        )
+        message = Outgoing(1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", "b@example.com", data)
 
         async def go() -> None:
             try:

@@ -105,7 +105,6 @@ class Packer:
             user.email,
             data,
             eight_bit=self.eight_bit and not data.isascii(),
-            crlf=True,
         )
 
     def _email_bytes(

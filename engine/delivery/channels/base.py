@@ -21,7 +21,6 @@ class Outgoing:
     data: bytes = b""  # the whole message (email)
     notification: dict[str, Any] | None = None  # the inbox row (in-app)
     eight_bit: bool = False  # `data` has 8bit parts: BODY=8BITMIME, or mime.seven_bit()
-    crlf: bool = False  # every line end in `data` is CRLF (mime.build_email makes it so)
 
 
 @dataclass(frozen=True, slots=True)

@@ -292,7 +292,7 @@ class SmtpTransport(Transport):
             else:
                 data = seven_bit(data)
         code, text = await connection.session.send(
-            message.sender, message.recipient, options, encoding, data, crlf=message.crlf
+            message.sender, message.recipient, options, encoding, data
         )
         return f"{code} {text}"
 
