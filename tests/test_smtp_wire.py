@@ -108,13 +108,19 @@ class ScriptedServer(LoopServer):
                     await say(b"250 2.0.0 OK\r\n")
 
 
-def run(script: Script, count: int = 1, timeout: float = 5.0) -> list[object]:
+def run(
+    script: Script,
+    count: int = 1,
+    timeout: float = 5.0,
+    recipient: str = "b@example.com",
+    data: bytes = MAIL,
+) -> list[object]:
     """Send `count` messages over one connection; each one's receipt or error."""
     outcomes: list[object] = []
     with ScriptedServer(script) as server:
         url = f"smtp://127.0.0.1:{server.port}?tls=none&timeout={timeout}"
         transport = SmtpTransport(SmtpSettings.from_url(url), concurrency=1)
-        message = Outgoing(1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", "b@example.com", MAIL)
+        message = Outgoing(1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", recipient, data)
 
         async def go() -> None:
             try:
@@ -217,19 +223,9 @@ def test_a_server_that_hangs_up_after_the_message_is_a_lost_connection():
 )
 def test_an_address_that_would_change_the_command_is_refused_and_nothing_is_sent(recipient):
     script = Script()
-    with ScriptedServer(script) as server:
-        url = f"smtp://127.0.0.1:{server.port}?tls=none"
-        transport = SmtpTransport(SmtpSettings.from_url(url), concurrency=1)
-        message = Outgoing(1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", recipient, MAIL)
-
-        async def go() -> None:
-            try:
-                with pytest.raises(PermanentDeliveryError, match="cannot send to this address"):
-                    await transport.send(message)
-            finally:
-                await transport.close()
-
-        asyncio.run(go())
+    (outcome,) = run(script, recipient=recipient)
+    assert isinstance(outcome, PermanentDeliveryError), outcome
+    assert "cannot send to this address" in str(outcome)
     assert not [c for c in script.commands if c.startswith((b"MAIL", b"RCPT", b"DATA"))]
     assert not any(b"evil" in p for p in script.packets)
 
@@ -237,19 +233,7 @@ def test_an_address_that_would_change_the_command_is_refused_and_nothing_is_sent
 def test_an_address_with_text_around_it_goes_as_the_address_alone():
     """As aiosmtplib parses it: what follows the address cannot become an ESMTP parameter."""
     script = Script()
-    with ScriptedServer(script) as server:
-        url = f"smtp://127.0.0.1:{server.port}?tls=none"
-        transport = SmtpTransport(SmtpSettings.from_url(url), concurrency=1)
-        recipient = "b@example.com> NOTIFY=NEVER"
-        message = Outgoing(1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", recipient, MAIL)
-
-        async def go() -> None:
-            try:
-                await transport.send(message)
-            finally:
-                await transport.close()
-
-        asyncio.run(go())
+    assert replies(run(script, recipient="b@example.com> NOTIFY=NEVER"))[0].startswith("250")
     assert b"RCPT TO:<b@example.com>" in script.commands
     assert not any(b"NOTIFY" in p for p in script.packets)
 
@@ -303,18 +287,7 @@ def test_no_bare_line_feed_reaches_the_server_whatever_the_message_claims(body):
     CRLF (tests/test_mime.py); should a message ever not, the session still sends CRLF only."""
     data = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\n" + body
     script = Script()
-    with ScriptedServer(script) as server:
-        url = f"smtp://127.0.0.1:{server.port}?tls=none"
-        transport = SmtpTransport(SmtpSettings.from_url(url), concurrency=1)
-        message = Outgoing(1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", "b@example.com", data)
-
-        async def go() -> None:
-            try:
-                await transport.send(message)
-            finally:
-                await transport.close()
-
-        asyncio.run(go())
+    assert replies(run(script, data=data))[0].startswith("250")
     sent = b"".join(script.packets)
     assert b"Subject: hi" in sent
     assert sent.count(b"\n") == sent.count(b"\r\n") == sent.count(b"\r")
