@@ -34,6 +34,7 @@ class Script:
     cut: int = 0
     hang_up: bool = False  # close the connection instead of answering the message
     drip: float = 0.0  # seconds between the bytes of the reply to the message
+    quit: bytes = b"221 bye\r\n"  # b"": never answer QUIT
     commands: list[bytes] = field(default_factory=list)  # every command line, in order
     messages: list[bytes] = field(default_factory=list)  # every message, unstuffed
     packets: list[bytes] = field(default_factory=list)  # what each read of the socket got
@@ -102,7 +103,9 @@ class ScriptedServer(LoopServer):
                             continue
                         await say(s.end)
                 elif verb == b"QUIT":
-                    await say(b"221 bye\r\n")
+                    if not s.quit:
+                        continue  # silence: the client gives up when its timeout runs out
+                    await say(s.quit)
                     return
                 else:  # MAIL, RSET, NOOP
                     await say(b"250 2.0.0 OK\r\n")
@@ -291,3 +294,24 @@ def test_no_bare_line_feed_reaches_the_server_whatever_the_message_claims(body):
     sent = b"".join(script.packets)
     assert b"Subject: hi" in sent
     assert sent.count(b"\n") == sent.count(b"\r\n") == sent.count(b"\r")
+
+
+def test_closing_waits_for_a_silent_server_once_not_once_per_connection():
+    """QUIT goes to every connection at once: a server that never answers it costs one
+    timeout at the end of a run, not one per connection."""
+    script = Script(quit=b"")
+    with ScriptedServer(script) as server:
+        url = f"smtp://127.0.0.1:{server.port}?tls=none&timeout=0.5"
+        transport = SmtpTransport(SmtpSettings.from_url(url), concurrency=4)
+        message = Outgoing(1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", "b@example.com", MAIL)
+
+        async def go() -> float:
+            await asyncio.gather(*(transport.send(message) for _ in range(4)))
+            started = time.monotonic()
+            await transport.close()
+            return time.monotonic() - started
+
+        took = asyncio.run(go())
+    assert sum(c.startswith(b"EHLO") for c in script.commands) == 4
+    assert script.commands.count(b"QUIT") == 4
+    assert 0.4 < took < 1.5, took

@@ -297,10 +297,13 @@ class SmtpTransport(Transport):
         return f"{code} {text}"
 
     async def close(self) -> None:
+        sessions = []
         while not self._slots.empty():
             connection = self._slots.get_nowait()
             if connection is not None:
-                await connection.session.quit()
+                sessions.append(connection.session)
+        # All at once: each may wait its timeout for a server that never answers QUIT
+        await asyncio.gather(*(session.quit() for session in sessions))
 
 
 def _tls_info(client: aiosmtplib.SMTP) -> TlsInfo:
