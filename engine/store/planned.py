@@ -29,9 +29,10 @@ _PG_INSERT = (
 def insert_planned(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Insert deliveries that do not exist yet; returns those inserted (with their ids).
 
-    One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING per 1,000 rows, straight
-    through the driver: SQLAlchemy's insert-many-values path spent more on each parameter
-    than SQLite spends on the row (~17% of a plan, bench/profile_send.py)."""
+    One INSERT ... ON CONFLICT DO NOTHING RETURNING per 1,000 rows, straight through the
+    driver (SQLAlchemy's insert-many-values path spent more on each parameter than SQLite
+    spends on the row: ~17% of a plan): multi-row VALUES on SQLite, a column an array on
+    PostgreSQL (_PG_INSERT)."""
     inserted: dict[tuple[str, str], int] = {}
     for first in range(0, len(rows), _PLANNED_PER_STATEMENT):
         chunk = rows[first : first + _PLANNED_PER_STATEMENT]
