@@ -150,13 +150,10 @@ class Dispatcher:
         summary: RunSummary,
         stop: asyncio.Event,
     ) -> None:
-        # Results of batched channels are held here and recorded just after the next
-        # claim: the database thread then writes them while this thread packs that batch
-        # (it runs calls in order, and a record queued before a claim would make the
-        # claim wait for it).
         # The next batch is claimed as soon as this one is in hand, so it is ready when the
-        # senders drain the queue: a claim can wait for another worker's write lock, and a
-        # claim made only then left every connection idle meanwhile.
+        # senders drain the queue (a claim can wait for another worker's write lock, and one
+        # made only then left every connection idle meanwhile). Results of batched channels
+        # are held and recorded on the database thread, in order, while this thread packs.
         held: list[Result] = []
         claiming: asyncio.Future[Any] | None = None
         try:
@@ -265,7 +262,7 @@ class Dispatcher:
                     continue  # leave it claimed; run() releases what was never attempted
                 return
             row, _ = item
-            results.extend(await self._deliver_many(Channel(row["channel"]), [item]))
+            results.extend(await self._deliver_many(self._channels[row["channel"]], [item]))
 
     async def _deliver_many(
         self,
