@@ -359,3 +359,20 @@ def test_export_and_verify_say_what_is_wrong_with_a_path(run, tmp_path):
     empty = run("evidence", "verify", str(folder))
     assert empty.exit_code == 1
     assert "manifest.json: missing" in empty.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("evidence", "receipt", CAMPAIGN, "fr-1"),
+        ("report", CAMPAIGN, "--format", "json"),
+        ("report", CAMPAIGN, "--format", "html"),
+        ("report", CAMPAIGN, "--format", "table"),
+    ],
+)
+def test_out_into_a_folder_that_does_not_exist_is_named_not_a_traceback(run, tmp_path, command):
+    nowhere = tmp_path / "no-such-folder" / "out.txt"
+    refused = run(*command, "--out", str(nowhere))
+    assert refused.exit_code == 1, refused.output
+    assert f"cannot write {nowhere}: No such file or directory" in refused.output
+    assert "Traceback" not in refused.output

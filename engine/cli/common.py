@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import typer
 from rich.console import Console
@@ -68,6 +68,14 @@ class CsvOrJsonl(StrEnum):
     JSONL = "jsonl"
 
 
+def open_out(path: Path) -> TextIO:
+    """`path` opened for writing (UTF-8); fails naming it when it cannot be written."""
+    try:
+        return path.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
 def write_records(
     records: Iterable[Mapping[str, Any]],
     fields: Sequence[str],
@@ -76,10 +84,7 @@ def write_records(
 ) -> int:
     """Write `records` as CSV (with a header) or JSON lines to `out_file`, or stdout; how
     many. Streams: one record at a time. Fails naming the file it cannot write."""
-    try:
-        fp = out_file.open("w", encoding="utf-8", newline="") if out_file else sys.stdout
-    except OSError as exc:
-        fail(f"cannot write {out_file}: {exc.strerror or exc}")
+    fp = open_out(out_file) if out_file else sys.stdout
     count = 0
     try:
         writer = csv.DictWriter(fp, fields, lineterminator="\n") if fmt is CsvOrJsonl.CSV else None

@@ -20,6 +20,7 @@ from engine.cli.common import (
     campaign_id_of,
     err,
     fail,
+    open_out,
     open_store,
     out,
 )
@@ -309,7 +310,8 @@ def report_command(
     if fmt is ReportFormat.JSON:
         text = json.dumps(report, indent=2, ensure_ascii=False)
         if out_file:
-            out_file.write_text(text + "\n", encoding="utf-8")
+            with open_out(out_file) as fp:
+                fp.write(text + "\n")
         else:
             print(text)  # noqa: T201 - machine-readable output
     elif fmt is ReportFormat.HTML:
@@ -317,11 +319,12 @@ def report_command(
 
         page = render_report_html(report, report["evidence"], dt.datetime.now(dt.UTC))
         if out_file:
-            out_file.write_text(page, encoding="utf-8")
+            with open_out(out_file) as fp:
+                fp.write(page)
         else:
             sys.stdout.write(page)
     elif out_file:
-        with out_file.open("w", encoding="utf-8") as fp:
+        with open_out(out_file) as fp:
             print_report(Console(file=fp, width=120, highlight=False), report)
     else:
         print_report(out, report)

@@ -15,7 +15,7 @@ import typer
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-from engine.cli.common import app, err, fail, open_settings, open_store, out
+from engine.cli.common import app, err, fail, open_out, open_settings, open_store, out
 from engine.errors import ConfigError, EngineError
 
 evidence_app = typer.Typer(help="Check and anchor the tamper-evident record.", no_args_is_help=True)
@@ -282,7 +282,8 @@ def evidence_receipt(
         fail(str(exc))
     text = json.dumps(receipt, indent=2, ensure_ascii=False) + "\n"
     if out_path:
-        out_path.write_text(text, "utf-8")
+        with open_out(out_path) as fp:
+            fp.write(text)
         out.print(f"receipt of {user_id} in {campaign}: {out_path}", markup=False)
     else:
         print(text, end="")  # noqa: T201 - machine-readable output
