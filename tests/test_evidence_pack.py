@@ -376,3 +376,9 @@ def test_out_into_a_folder_that_does_not_exist_is_named_not_a_traceback(run, tmp
     assert refused.exit_code == 1, refused.output
     assert f"cannot write {nowhere}: No such file or directory" in refused.output
     assert "Traceback" not in refused.output
+
+
+def test_a_receipt_for_a_campaign_that_is_not_there_says_so(run):
+    refused = run("evidence", "receipt", "no-such-campaign", "fr-1")
+    assert refused.exit_code == 1
+    assert "no campaign 'no-such-campaign' in this database" in refused.stderr

@@ -59,6 +59,8 @@ def make_receipt(
         elif started is None and event["kind"] == "started":
             started = seq
             bodies[seq] = body
+    if started is None and not theirs:
+        raise ReceiptError(f"no campaign {campaign!r} in this database (no event of it)")
     if not theirs:
         raise ReceiptError(f"campaign {campaign} has no event about user {user_id!r}")
     wanted = sorted(bodies)
