@@ -26,11 +26,18 @@ class Mailbox:
     messages: list[EmailMessage] = field(default_factory=list)
     contents: list[bytes] = field(default_factory=list)  # each message as received
     senders: list[str] = field(default_factory=list)  # envelope senders (MAIL FROM)
+    mail_replies: list[str] = field(default_factory=list)  # consumed one per MAIL, then 250
     rcpt_reply: str = "250 OK"
     data_replies: list[str] = field(default_factory=list)  # consumed one per DATA, then 250
     drop_at: set[int] = field(default_factory=set)  # DATA numbers (1-based) that hang up
     delay_s: float = 0.0
     datas: int = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options) -> str:
+        reply = self.mail_replies.pop(0) if self.mail_replies else "250 OK"
+        if reply.startswith("250"):
+            envelope.mail_from, envelope.mail_options = address, mail_options
+        return reply
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
         if self.rcpt_reply.startswith("250"):

@@ -136,6 +136,21 @@ def test_451_is_retried_then_sent(herald):
     assert kinds == ["planned", "deferred", "sent"]
 
 
+def test_451_to_mail_from_is_retried_and_the_run_goes_on(herald):
+    """A busy server refusing the sender for now (451, 452, 421) is not our setup: the
+    one delivery is retried, the others go out, and the run ends normally."""
+    mailbox = Mailbox(mail_replies=["250 OK", "451 4.3.0 queue busy, try again later"])
+    for server in serve(mailbox):
+        result = _launch(herald, server.url, "--concurrency", "1")
+        assert result.exit_code == 0, result.output
+        assert len(mailbox.messages) == 5
+    rows = _deliveries(herald)
+    retried = [r for r in rows.values() if r["attempts"] == 2]
+    assert len(retried) == 1
+    assert (retried[0]["status"], retried[0]["channel"]) == ("sent", "email")
+    assert _event_kinds(herald, retried[0]["id"]) == ["planned", "deferred", "sent"]
+
+
 def test_550_fails_and_the_inapp_fallback_is_delivered(herald):
     herald.set_campaign("channels: [email, inapp]", "channels: [email]")
     herald.set_campaign("fallback: null", "fallback: inapp")

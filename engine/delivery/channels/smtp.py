@@ -366,6 +366,9 @@ def _translated(settings: SmtpSettings, exc: Exception) -> EngineError:
 
     if (tls_error := _ssl_error(exc)) is not None:  # before OSError: SSLError is one
         return _tls_problem(settings, tls_error)
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused) and 400 <= exc.code < 500:
+        # 451, 452, 421 to MAIL: a busy server, not our setup; retried like any 4xx
+        return TemporaryDeliveryError(f"sender refused for now: {exc.code} {exc.message}")
     if isinstance(
         exc,
         aiosmtplib.SMTPAuthenticationError

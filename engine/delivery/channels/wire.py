@@ -10,8 +10,9 @@ asyncio protocol ~45 µs, ~27 µs pipelined (bench: 8,000 messages into Postfix'
 smtp-sink over 8 connections). With PIPELINING, MAIL, RCPT and DATA go in one write and
 their three replies are read together: two round trips a message instead of four.
 
-Errors are aiosmtplib's exception types, so the transport maps them as before: a refused
-sender is our setup, a refused recipient or message is judged by its code, and a lost,
+Errors are aiosmtplib's exception types, so the transport maps them as before: a sender
+refused for good (5xx) is our setup, a 4xx to it or a refused recipient or message is judged
+by its code, and a lost,
 silent or garbled server is a connection lost (temporary) and closes the session.
 """
 
