@@ -163,6 +163,15 @@ def test_replies_cut_anywhere_and_multiline_replies_are_read_whole():
     assert script.messages == [MAIL, MAIL]
 
 
+def test_any_2xx_to_the_message_is_its_acceptance():
+    """A server that takes the message with a 2xx other than 250 has taken it: marking it
+    failed would plan the fallback for a user already notified, and lose its evidence."""
+    script = Script(end=b"251 2.0.0 accepted, will forward\r\n")
+    assert replies(run(script, count=2)) == ["251 2.0.0 accepted, will forward"] * 2
+    assert script.messages == [MAIL, MAIL]
+    assert b"RSET" not in script.commands
+
+
 @pytest.mark.parametrize(
     ("rcpt", "data", "error", "empty"),
     [

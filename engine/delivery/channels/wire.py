@@ -102,7 +102,7 @@ class Session(asyncio.Protocol):
             raise refused
         self._write(_stuffed(data) + b".\r\n")
         code, text = await self._reply()
-        if code != 250:
+        if code >= 300:  # any 2xx is the message taken (RFC 5321 section 4.2.1), not only 250
             await self._reset()
             raise aiosmtplib.SMTPDataError(code, text)
         return code, text
