@@ -81,12 +81,14 @@ class TransportConfigError(ConfigError):
 
 
 class DeliveryError(EngineError):
-    """One message could not be delivered; `reason` is kept as evidence."""
+    """One message could not be delivered; `reason` is kept as evidence. `maybe_delivered`:
+    the server may have taken it all the same (the connection was lost while waiting for
+    its answer to the message), so a later send may be a duplicate."""
 
     temporary: bool = False
 
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+    def __init__(self, reason: str, maybe_delivered: bool = False) -> None:
+        self.reason, self.maybe_delivered = reason, maybe_delivered
         super().__init__(reason)
 
 

@@ -222,7 +222,23 @@ def test_a_server_that_hangs_up_after_the_message_is_a_lost_connection():
     for outcome in (first, second):
         assert isinstance(outcome, TemporaryDeliveryError), outcome
         assert "connection lost" in str(outcome).lower() or "EOF" in str(outcome)
+        assert outcome.maybe_delivered  # it has the message: a resend may duplicate it
     assert script.messages == [MAIL, MAIL]
+
+
+@pytest.mark.parametrize(
+    ("script", "maybe"),
+    [
+        (Script(end=b""), True),  # silence after the message: it may have been taken
+        (Script(end=b"451 4.3.0 try later\r\n"), False),  # refused: not taken
+        (Script(data=b"451 4.3.0 try later\r\n"), False),  # the message never went
+        (Script(hang_up=True, data=b""), False),  # lost before DATA was answered
+    ],
+)
+def test_only_a_message_sent_and_unanswered_may_have_been_delivered(script, maybe):
+    (outcome,) = run(script, timeout=0.5)
+    assert isinstance(outcome, TemporaryDeliveryError), outcome
+    assert outcome.maybe_delivered is maybe
 
 
 @pytest.mark.parametrize(

@@ -108,8 +108,11 @@ class Outcomes:
         data: dict[str, Any] = {"error": self._redacted(reason)}
         if retry_at is not None:
             data["retry_at"] = iso(retry_at)
+        if error.maybe_delivered:
+            data["possibly_delivered"] = True
+        event = self._event(row, status.value, data)
         return Result(
-            row["id"], row["user_id"], status, values, self._event(row, status.value, data)
+            row["id"], row["user_id"], status, values, event, maybe_delivered=error.maybe_delivered
         )
 
     def _redacted(self, text: str | None) -> str | None:

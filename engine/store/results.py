@@ -34,6 +34,7 @@ class Result:
     values: dict[str, Any]  # columns to set on the delivery row (RESULT_COLUMNS)
     event: dict[str, Any] | None  # None: not an attempt (moved to its send window)
     notification: dict[str, Any] | None = None  # an in-app row to store with it (NOTIFIED)
+    maybe_delivered: bool = False  # the server may have it: counted in `interrupted`
 
 
 RESULT_COLUMNS = (
@@ -74,7 +75,9 @@ def record(
     if not results:
         return
     with writing(engine) as conn:
-        update, insert = _statements(conn.dialect.name)
+        update, insert, unknown = _statements(conn.dialect.name)
+        if maybe := [(r.delivery_id, owner) for r in results if r.maybe_delivered]:
+            conn.exec_driver_sql(unknown, maybe)  # before `update` releases the lease
         rows = [(*map(r.values.get, RESULT_COLUMNS), r.delivery_id, owner) for r in results]
         conn.exec_driver_sql(update, rows)
         notifications = [_notified(r.notification) for r in results if r.notification]
@@ -90,8 +93,9 @@ def record(
 
 
 @functools.cache
-def _statements(dialect: str) -> tuple[str, str]:
-    """The delivery UPDATE and the notification INSERT, with the driver's placeholders."""
+def _statements(dialect: str) -> tuple[str, str, str]:
+    """The delivery UPDATE, the notification INSERT and the count of an unknown outcome,
+    with the driver's placeholders."""
     m = "?" if dialect == "sqlite" else "%s"
     update = (
         "UPDATE delivery SET lease_owner = NULL, lease_until = NULL, "
@@ -102,7 +106,10 @@ def _statements(dialect: str) -> tuple[str, str]:
         f"INSERT INTO inapp_notification ({', '.join(NOTIFIED)}) "
         f"VALUES ({', '.join([m] * len(NOTIFIED))}) ON CONFLICT (delivery_id) DO NOTHING"
     )
-    return update, insert
+    unknown = (
+        f"UPDATE delivery SET interrupted = interrupted + 1 WHERE id = {m} AND lease_owner = {m}"
+    )
+    return update, insert, unknown
 
 
 def _confirm_in_app(conn: Connection, failed: Sequence[Result]) -> list[dict[str, Any]]:

@@ -104,7 +104,9 @@ class DeliveryRow(SQLModel, table=True):
     next_attempt_at: float
     lease_owner: str | None = None
     lease_until: float | None = None
-    interrupted: int = 0  # claims lost to a crash; a later send may duplicate
+    # attempts whose outcome is unknown (a crash; a connection lost after the message, which
+    # the server may have taken): a later send may duplicate
+    interrupted: int = 0
     message_id: str | None = Field(default=None, index=True)  # bounces without a VERP
     content_sha256: str | None = None
     reply: str | None = None  # the server's final reply, e.g. "250 2.0.0 queued as X"

@@ -23,7 +23,7 @@ from collections import deque
 import aiosmtplib
 from aiosmtplib.email import quote_address
 
-from engine.errors import PermanentDeliveryError, TransportConfigError
+from engine.errors import PermanentDeliveryError, TemporaryDeliveryError, TransportConfigError
 
 _MAX_REPLY = 32 * 1024  # bytes of one reply (aiosmtplib allows 4 lines of 8,192)
 # An address as we send it (validated at import, or built by us: the return path) has no
@@ -101,7 +101,14 @@ class Session(asyncio.Protocol):
             await self._reset()
             raise refused
         self._write(_stuffed(data) + b".\r\n")
-        code, text = await self._reply()
+        try:
+            code, text = await self._reply()
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
+            # The server may have taken the message and lost only its answer (RFC 1047):
+            # retried all the same, and a later send is counted as a possible duplicate.
+            raise TemporaryDeliveryError(
+                f"connection lost after the message: {exc}", maybe_delivered=True
+            ) from exc
         if code >= 300:  # any 2xx is the message taken (RFC 5321 section 4.2.1), not only 250
             await self._reset()
             raise aiosmtplib.SMTPDataError(code, text)
