@@ -123,19 +123,18 @@ def test_plan_is_idempotent_and_adds_new_matches(herald, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "replies",
+    ("mail_replies", "data_replies"),
     [
-        pytest.param({"data_replies": ["451 4.3.0 try again later"]}, id="451-to-the-message"),
+        pytest.param((), ("451 4.3.0 try again later",), id="451-to-the-message"),
         # A busy server refusing the sender for now (451, 452, 421) is not our setup: the
         # one delivery is retried, the others go out, and the run ends normally.
         pytest.param(
-            {"mail_replies": ["250 OK", "451 4.3.0 queue busy, try again later"]},
-            id="451-to-mail-from",
+            ("250 OK", "451 4.3.0 queue busy, try again later"), (), id="451-to-mail-from"
         ),
     ],
 )
-def test_451_is_retried_then_sent_and_the_run_goes_on(herald, replies):
-    mailbox = Mailbox(**{name: list(answers) for name, answers in replies.items()})
+def test_451_is_retried_then_sent_and_the_run_goes_on(herald, mail_replies, data_replies):
+    mailbox = Mailbox(mail_replies=list(mail_replies), data_replies=list(data_replies))
     for server in serve(mailbox):
         result = _launch(herald, server.url, "--concurrency", "1")
         assert result.exit_code == 0, result.output
