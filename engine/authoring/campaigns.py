@@ -1,5 +1,6 @@
 """Campaign definitions: campaigns/*.yaml -> Campaign. Reads files; otherwise pure."""
 
+import dataclasses
 import datetime as dt
 import difflib
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
+from engine.authoring.asstored import read_as_stored
 from engine.authoring.campaignspec import (
     OBJECTION_PAGE_FILES,
     PAGES,
@@ -81,11 +83,17 @@ def resolve_campaign_path(arg: str, cwd: Path | None = None) -> Path:
     return (cwd or Path.cwd()) / "campaigns" / f"{arg}.yaml"
 
 
-def load_campaign(path: Path, project: Project | None = None) -> LoadedCampaign:
+def load_campaign(
+    path: Path, project: Project | None = None, *, stored: bool = False
+) -> LoadedCampaign:
     """Parse and check one campaign file.
 
     Raises CampaignError with every problem found, each naming the file, line, column
-    and key path. Warnings (e.g. a short lead time) come back on the result.
+    and key path. Warnings come back on the result.
+
+    `stored`: the file a started campaign was launched with, perhaps by an earlier
+    version (asstored.py). What that version's format lacked or had more is mended, and
+    the rules across fields (those of launching) only warn: it was launched.
     """
     project = project or Project.around(path)
     located, problems = load_located(path)
@@ -96,12 +104,17 @@ def load_campaign(path: Path, project: Project | None = None) -> LoadedCampaign:
     try:
         campaign = Campaign.model_validate(located.data)
     except ValidationError as exc:
-        # Check what did parse too, so every problem comes out in one run.
-        problems += [_explain(error, located) for error in exc.errors()]
-        problems += _cross_checks(_valid_parts(located.data, exc), located, project)
-        raise CampaignError(sorted(_errors(problems), key=_order)) from exc
+        as_stored = read_as_stored(located.data, exc, located) if stored else None
+        if as_stored is None:
+            # Check what did parse too, so every problem comes out in one run.
+            problems += [_explain(error, located) for error in exc.errors()]
+            problems += _cross_checks(_valid_parts(located.data, exc), located, project)
+            raise CampaignError(sorted(_errors(problems), key=_order)) from exc
+        campaign, problems = as_stored[0], problems + as_stored[1]
     parts = {name: getattr(campaign, name) for name in Campaign.model_fields}
     problems += _cross_checks(parts, located, project)
+    if stored:
+        problems = [dataclasses.replace(p, severity="warning") for p in problems]
     if _errors(problems):
         raise CampaignError(sorted(_errors(problems), key=_order))
     warnings = tuple(p for p in problems if p.severity != "error")

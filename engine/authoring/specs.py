@@ -76,7 +76,7 @@ def restore(campaign_id: str, files: Sequence[SpecFile], folder: Path) -> Loaded
             temporary.write_bytes(file.content)
             temporary.replace(target)
         marker.touch()
-    return load_campaign(folder / campaign_file, Project(folder))
+    return load_campaign(folder / campaign_file, Project(folder), stored=True)
 
 
 def _relative(path: Path, project: Project) -> str:

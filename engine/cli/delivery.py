@@ -181,6 +181,8 @@ def _campaign(
     campaign_id, path = campaign_id_of(campaign), resolve_campaign_path(campaign)
     try:
         if stored_first and (stored := runs.launched(engine, settings.var, campaign_id)):
+            for warning in stored.warnings:  # launched by an earlier version (asstored.py)
+                err.print(f"warning: {warning}", markup=False)
             return stored
         if not path.exists():
             fail(
