@@ -244,6 +244,32 @@ def test_without_a_return_path_bounces_match_by_message_id_and_validate_says_so(
     assert event["data"]["matched_by"] == "message-id"
 
 
+def test_a_database_an_earlier_version_indexed_still_matches_by_message_id(herald):
+    """Herald once indexed every delivery's Message-ID; now only emails' (tables.py). A
+    database with the old index gets the new one on open, and bounces still match."""
+    from sqlalchemy import inspect
+
+    herald.set_campaign("  return_path: bounces@bounces.example.com", "  return_path: null")
+    assert herald("users", "import", USERS).exit_code == 0
+    engine = herald.database()
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_delivery_email_message_id"))
+        conn.execute(text("CREATE INDEX ix_delivery_message_id ON delivery (message_id)"))
+    engine.dispose()
+    _send(herald)
+    engine = herald.database()
+    indexes = {ix["name"] for ix in inspect(engine).get_indexes("delivery")}
+    engine.dispose()
+    assert "ix_delivery_message_id" not in indexes
+    assert "ix_delivery_email_message_id" in indexes
+    anna = _rows(herald)[("de-1", "email")]
+    plain = "bounces@" + DOMAIN
+    with _receiver(herald) as bounces:
+        assert bounces.send(plain, dsn(plain, anna["message_id"])) == (250, b"2.0.0 bounced")
+    [event] = _events(herald, "bounced")
+    assert (event["delivery_id"], event["data"]["matched_by"]) == (anna["id"], "message-id")
+
+
 @pytest.mark.parametrize(
     ("address", "genuine"),
     [

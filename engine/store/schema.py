@@ -1,5 +1,5 @@
 """Schema steps beyond create_all: the v0 evidence tables retired, append-only triggers,
-indexes retired. I/O: the database.
+indexes retired or added. I/O: the database.
 
 A database written before evidence format v1 keeps its old hash-chained events, renamed
 `event_v0` and `chain_head_v0`, so `herald evidence verify` can still check them as v0;
@@ -8,7 +8,7 @@ mistakes and careless scripts, not a determined administrator, who can drop them
 signed checkpoints and their off-host copies are what catch that.
 """
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, Index, MetaData, inspect
 
 _SQLITE_TRIGGERS = [
     f"CREATE TRIGGER IF NOT EXISTS event_no_{verb.lower()} BEFORE {verb} ON event "
@@ -63,13 +63,26 @@ def append_only(engine: Engine) -> None:
                 conn.exec_driver_sql(statement)
 
 
-RETIRED_INDEXES = ("ix_event_subject",)  # see tables.EventRow
+# Indexes an earlier version made and this one no longer keeps up (see tables.py), by table.
+RETIRED_INDEXES = {"event": ("ix_event_subject",), "delivery": ("ix_delivery_message_id",)}
 
 
-def retire_indexes(engine: Engine) -> None:
-    """Drop the indexes an earlier version made and this one no longer keeps up."""
-    found = {ix["name"] for ix in inspect(engine).get_indexes("event")}
-    if retired := [name for name in RETIRED_INDEXES if name in found]:
+def update_indexes(engine: Engine, metadata: MetaData) -> None:
+    """Drop the retired indexes, and create those `metadata` has and the database lacks
+    (create_all makes a table's indexes only with the table). Once per database: later
+    opens find nothing to do."""
+    inspector = inspect(engine)
+    tables = set(inspector.get_table_names())
+    retired: list[str] = []
+    missing: list[Index] = []
+    for table in metadata.sorted_tables:
+        if table.name in tables:
+            found = {ix["name"] for ix in inspector.get_indexes(table.name)}
+            retired += [name for name in RETIRED_INDEXES.get(table.name, ()) if name in found]
+            missing += [index for index in table.indexes if index.name not in found]
+    if retired or missing:
         with engine.begin() as conn:
             for name in retired:
                 conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+            for index in missing:
+                index.create(conn)

@@ -5,7 +5,7 @@ range scan, and the same on SQLite and PostgreSQL. Events carry ISO 8601 UTC str
 because they are evidence meant to be read.
 """
 
-from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint, false
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint, false, text
 from sqlmodel import Field, SQLModel
 
 from engine.statuses import NOTICE
@@ -85,6 +85,15 @@ class DeliveryRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("campaign_id", "user_id", "channel", "message"),
         Index("ix_delivery_due", "campaign_id", "status", "next_attempt_at"),
+        # Bounces find an email by its Message-ID (without a VERP). Only emails: the keys
+        # are random, so each entry rewrites a page of the index, which in-app deliveries
+        # paid for nothing (an in-app send: ~6-8k -> ~10-11k deliveries/s, one worker).
+        Index(
+            "ix_delivery_email_message_id",
+            "message_id",
+            sqlite_where=text("channel = 'email'"),
+            postgresql_where=text("channel = 'email'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -107,7 +116,7 @@ class DeliveryRow(SQLModel, table=True):
     # attempts whose outcome is unknown (a crash; a connection lost after the message, which
     # the server may have taken): a later send may duplicate
     interrupted: int = 0
-    message_id: str | None = Field(default=None, index=True)  # bounces without a VERP
+    message_id: str | None = None
     content_sha256: str | None = None
     reply: str | None = None  # the server's final reply, e.g. "250 2.0.0 queued as X"
     last_error: str | None = None
