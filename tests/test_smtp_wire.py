@@ -33,6 +33,8 @@ class Script:
     end: bytes = b"250 2.0.0 OK queued as Q1\r\n"
     cut: int = 0
     hang_up: bool = False  # close the connection instead of answering the message
+    hang_up_at: bytes = b""  # a verb (b"DATA"): close the connection instead of answering it
+    reset_after_354: bool = False  # say 354, then reset the connection, reading nothing
     drip: float = 0.0  # seconds between the bytes of the reply to the message
     quit: bytes = b"221 bye\r\n"  # b"": never answer QUIT
     commands: list[bytes] = field(default_factory=list)  # every command line, in order
@@ -79,12 +81,17 @@ class ScriptedServer(LoopServer):
                 line, pending = pending.split(b"\r\n", 1)
                 s.commands.append(line)
                 verb = line[:4].upper()
+                if verb == s.hang_up_at:
+                    return
                 if verb == b"EHLO":
                     await say(s.ehlo)
                 elif verb == b"RCPT":
                     await say(s.rcpt)
                 elif verb == b"DATA":
                     await say(s.data)
+                    if s.reset_after_354:
+                        writer.transport.abort()
+                        return
                     if s.data.startswith(b"354"):
                         while b"\r\n.\r\n" not in b"\r\n" + pending:
                             if not (chunk := await reader.read(65536)):
@@ -163,13 +170,27 @@ def test_replies_cut_anywhere_and_multiline_replies_are_read_whole():
     assert script.messages == [MAIL, MAIL]
 
 
-def test_any_2xx_to_the_message_is_its_acceptance():
-    """A server that takes the message with a 2xx other than 250 has taken it: marking it
-    failed would plan the fallback for a user already notified, and lose its evidence."""
-    script = Script(end=b"251 2.0.0 accepted, will forward\r\n")
-    assert replies(run(script, count=2)) == ["251 2.0.0 accepted, will forward"] * 2
+@pytest.mark.parametrize(
+    ("rcpt", "end"),
+    [
+        (b"250 OK\r\n", b"251 2.0.0 accepted, will forward\r\n"),
+        (b"252 2.1.5 cannot verify, will try\r\n", b"250 2.0.0 OK queued as Q1\r\n"),
+    ],
+)
+def test_any_25x_is_an_acceptance(rcpt, end):
+    """A server that takes the recipient or the message with a 25x other than 250 has
+    taken it (RFC 5321 section 4.2.1): marking it failed would plan the fallback for a
+    user already notified, and lose its evidence."""
+    script = Script(rcpt=rcpt, end=end)
+    assert replies(run(script, count=2)) == [end.decode().strip()] * 2
     assert script.messages == [MAIL, MAIL]
     assert b"RSET" not in script.commands
+
+
+def test_221_to_the_message_is_not_an_acceptance():
+    """221 closes the connection; it does not say the message was taken."""
+    (outcome,) = run(Script(end=b"221 2.0.0 bye\r\n"))
+    assert isinstance(outcome, PermanentDeliveryError | TemporaryDeliveryError), outcome
 
 
 @pytest.mark.parametrize(
@@ -232,11 +253,15 @@ def test_a_server_that_hangs_up_after_the_message_is_a_lost_connection():
         (Script(end=b""), True),  # silence after the message: it may have been taken
         (Script(end=b"451 4.3.0 try later\r\n"), False),  # refused: not taken
         (Script(data=b"451 4.3.0 try later\r\n"), False),  # the message never went
-        (Script(hang_up=True, data=b""), False),  # lost before DATA was answered
+        (Script(hang_up_at=b"DATA"), False),  # lost before DATA was answered
+        # the end of the message never left: the server reset the connection after 354
+        # and read none of 20 MB, which no socket buffer holds
+        (Script(reset_after_354=True), False),
     ],
 )
 def test_only_a_message_sent_and_unanswered_may_have_been_delivered(script, maybe):
-    (outcome,) = run(script, timeout=0.5)
+    data = MAIL + (b"x" * 998 + b"\r\n") * 20_000 if script.reset_after_354 else MAIL
+    (outcome,) = run(script, timeout=0.5, data=data)
     assert isinstance(outcome, TemporaryDeliveryError), outcome
     assert outcome.maybe_delivered is maybe
 

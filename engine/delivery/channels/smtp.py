@@ -366,14 +366,16 @@ def _translated(settings: SmtpSettings, exc: Exception) -> EngineError:
 
     if (tls_error := _ssl_error(exc)) is not None:  # before OSError: SSLError is one
         return _tls_problem(settings, tls_error)
-    if isinstance(exc, aiosmtplib.SMTPSenderRefused) and 400 <= exc.code < 500:
-        # 451, 452, 421 to MAIL: a busy server, not our setup; retried like any 4xx
-        return TemporaryDeliveryError(f"sender refused for now: {exc.code} {exc.message}")
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        # About our sender, so the same for every recipient, even as a 4xx: Postfix answers
+        # 450 for a sender domain it cannot resolve. Retried per recipient, it would end by
+        # failing them all; the run stops instead and marks no one (the daemon retries).
+        later = " (refused for now: try again later)" if 400 <= exc.code < 500 else ""
+        return TransportConfigError(
+            f"the SMTP server refused our envelope sender: {exc.code} {exc.message}{later}"
+        )
     if isinstance(
-        exc,
-        aiosmtplib.SMTPAuthenticationError
-        | aiosmtplib.SMTPSenderRefused
-        | aiosmtplib.SMTPNotSupported,
+        exc, aiosmtplib.SMTPAuthenticationError | aiosmtplib.SMTPNotSupported
     ):  # about us, not the recipient
         return TransportConfigError(f"the SMTP server rejected our setup: {exc}")
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):

@@ -10,10 +10,10 @@ asyncio protocol ~45 µs, ~27 µs pipelined (bench: 8,000 messages into Postfix'
 smtp-sink over 8 connections). With PIPELINING, MAIL, RCPT and DATA go in one write and
 their three replies are read together: two round trips a message instead of four.
 
-Errors are aiosmtplib's exception types, so the transport maps them as before: a sender
-refused for good (5xx) is our setup, a 4xx to it or a refused recipient or message is judged
-by its code, and a lost,
-silent or garbled server is a connection lost (temporary) and closes the session.
+Errors are aiosmtplib's exception types, so the transport maps them as before: a refused
+sender is our setup, a refused recipient or message is judged by its code, and a lost,
+silent or garbled server is a connection lost (temporary) and closes the session. Lost
+after the whole message left, it is a delivery the server may have taken (RFC 1047).
 """
 
 import asyncio
@@ -33,6 +33,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never on a command line (aiosmtplib
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 Reply = tuple[int, str]
+# RFC 5321 section 4.2.1: 25x is the mail system's "done" (250 OK, 251 will forward, 252
+# will try); 221 is not (it closes the connection). 354 asks for the message.
+_TAKEN = range(250, 260)
+_GO_AHEAD = (354,)
 
 
 class Session(asyncio.Protocol):
@@ -45,6 +49,9 @@ class Session(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._expected = 0  # replies owed to commands written and not yet answered
         self._lost: str | None = None  # why the session ended, once it has
+        # Bytes still in our buffer when it ended. A reset clears the buffer before we
+        # hear of it (then 0: the message may have left); an EOF or a timeout does not.
+        self._unsent = 0
 
     @classmethod
     def take_over(cls, client: aiosmtplib.SMTP, timeout_s: float) -> "Session":
@@ -82,16 +89,15 @@ class Session(asyncio.Protocol):
             b"RCPT TO:" + rcpt_to,
             b"DATA",
         ]
-        wanted = ((250,), (250, 251), (354,))
         replies: list[Reply] = []
         if self.pipelining:
             self._write(b"\r\n".join(commands) + b"\r\n", replies=len(commands))
             replies = [await self._reply() for _ in commands]
         else:
-            for command, codes in zip(commands, wanted, strict=True):
+            for command, wanted in zip(commands, (_TAKEN, _TAKEN, _GO_AHEAD), strict=True):
                 self._write(command + b"\r\n")
                 replies.append(await self._reply())
-                if replies[-1][0] not in codes:
+                if replies[-1][0] not in wanted:
                     break
         refused = _refusal(replies, sender, recipient)
         if refused is not None:
@@ -104,12 +110,14 @@ class Session(asyncio.Protocol):
         try:
             code, text = await self._reply()
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
+            if self._unsent:  # the end of the message never left: not delivered
+                raise
             # The server may have taken the message and lost only its answer (RFC 1047):
             # retried all the same, and a later send is counted as a possible duplicate.
             raise TemporaryDeliveryError(
                 f"connection lost after the message: {exc}", maybe_delivered=True
             ) from exc
-        if code >= 300:  # any 2xx is the message taken (RFC 5321 section 4.2.1), not only 250
+        if code not in _TAKEN:
             await self._reset()
             raise aiosmtplib.SMTPDataError(code, text)
         return code, text
@@ -198,6 +206,7 @@ class Session(asyncio.Protocol):
     def _end(self, why: str) -> None:
         if self._lost is None:
             self._lost = why
+            self._unsent = self._transport.get_write_buffer_size()
         self._wake()
 
     def _wake(self) -> None:
@@ -220,11 +229,11 @@ def _refusal(
 ) -> aiosmtplib.SMTPResponseException | None:
     """What refused the transaction, from the replies to MAIL, RCPT and DATA."""
     (code, text), rest = replies[0], replies[1:]
-    if code != 250:
+    if code not in _TAKEN:
         return aiosmtplib.SMTPSenderRefused(code, text, sender)
-    if rest and rest[0][0] not in (250, 251):
+    if rest and rest[0][0] not in _TAKEN:
         return aiosmtplib.SMTPRecipientRefused(rest[0][0], rest[0][1], recipient)
-    if len(rest) == 2 and rest[1][0] != 354:
+    if len(rest) == 2 and rest[1][0] not in _GO_AHEAD:
         return aiosmtplib.SMTPDataError(*rest[1])
     return None
 
