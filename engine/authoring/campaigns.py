@@ -1,6 +1,5 @@
 """Campaign definitions: campaigns/*.yaml -> Campaign. Reads files; otherwise pure."""
 
-import dataclasses
 import datetime as dt
 import difflib
 from dataclasses import dataclass
@@ -92,8 +91,8 @@ def load_campaign(
     and key path. Warnings come back on the result.
 
     `stored`: the file a started campaign was launched with, perhaps by an earlier
-    version (asstored.py). What that version's format lacked or had more is mended, and
-    the rules across fields (those of launching) only warn: it was launched.
+    version, read for a report, an export, a receipt or an objection page: what the
+    format has added since is mended as asstored.py lists, with a warning.
     """
     project = project or Project.around(path)
     located, problems = load_located(path)
@@ -112,9 +111,7 @@ def load_campaign(
             raise CampaignError(sorted(_errors(problems), key=_order)) from exc
         campaign, problems = as_stored[0], problems + as_stored[1]
     parts = {name: getattr(campaign, name) for name in Campaign.model_fields}
-    problems += _cross_checks(parts, located, project)
-    if stored:
-        problems = [dataclasses.replace(p, severity="warning") for p in problems]
+    problems += _cross_checks(parts, located, project, launched=stored)
     if _errors(problems):
         raise CampaignError(sorted(_errors(problems), key=_order))
     warnings = tuple(p for p in problems if p.severity != "error")
@@ -219,8 +216,11 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _cross_checks(parts: dict[str, Any], located: LocatedYaml, project: Project) -> list[Problem]:
-    """Checks across fields, on whichever sections validated (`parts`, by field name)."""
+def _cross_checks(
+    parts: dict[str, Any], located: LocatedYaml, project: Project, launched: bool = False
+) -> list[Problem]:
+    """Checks across fields, on whichever sections validated (`parts`, by field name);
+    `launched`: of a stored file (see load_campaign)."""
     out: list[Problem] = []
 
     def problem(loc: KeyPath, message: str, severity: str = "error") -> None:
@@ -279,7 +279,7 @@ def _cross_checks(parts: dict[str, Any], located: LocatedYaml, project: Project)
             policy.min_lead_days,
         )
     ):
-        out += _lead_checks(sched, policy, located)
+        out += _lead_checks(sched, policy, located, launched)
     window = sched.send_window if sched else None
     if window is not None:
         if window.from_ == window.to:
@@ -320,8 +320,11 @@ def _cross_checks(parts: dict[str, Any], located: LocatedYaml, project: Project)
     return out
 
 
-def _lead_checks(sched: Schedule, policy: Policy, located: LocatedYaml) -> list[Problem]:
-    """Everyone is told before the change, and with at least policy.min_lead_days."""
+def _lead_checks(
+    sched: Schedule, policy: Policy, located: LocatedYaml, launched: bool
+) -> list[Problem]:
+    """Everyone is told before the change, and with at least policy.min_lead_days (a
+    rule since commit 285c025: a campaign launched before it keeps its schedule)."""
     effective = dt.datetime.combine(policy.effective_date, dt.time(0), dt.UTC)
     if sched.deadline >= effective:
         return [
@@ -340,6 +343,7 @@ def _lead_checks(sched: Schedule, policy: Policy, located: LocatedYaml) -> list[
                 f"a user notified at the deadline would get {_days(lead)} of lead; "
                 f"policy.min_lead_days promises every recipient {policy.min_lead_days}, "
                 f"so the deadline may be at most {latest.isoformat().replace('+00:00', 'Z')}",
+                severity="warning" if launched else "error",
             )
         ]
     return []

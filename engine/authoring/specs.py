@@ -57,8 +57,12 @@ def spec_folder(var: Path, campaign_id: str, digest: str) -> Path:
     return var / "specs" / f"{campaign_id}-{digest[:16]}"
 
 
-def restore(campaign_id: str, files: Sequence[SpecFile], folder: Path) -> LoadedCampaign:
-    """Write the stored files under `folder` (once) and load the campaign from there."""
+def restore(
+    campaign_id: str, files: Sequence[SpecFile], folder: Path, *, reading: bool = False
+) -> LoadedCampaign:
+    """Write the stored files under `folder` (once) and load the campaign from there.
+    `reading`: for a report, an export, a receipt or an objection page, where a file an
+    earlier version launched reads as asstored.py lists; planning and sending do not."""
     names = {f"{campaign_id}.yaml", f"{campaign_id}.yml"}
     campaign_file = next(
         (f.path for f in files if f.path.rpartition("/")[2] in names and f.path.count("/") <= 1),
@@ -76,7 +80,7 @@ def restore(campaign_id: str, files: Sequence[SpecFile], folder: Path) -> Loaded
             temporary.write_bytes(file.content)
             temporary.replace(target)
         marker.touch()
-    return load_campaign(folder / campaign_file, Project(folder), stored=True)
+    return load_campaign(folder / campaign_file, Project(folder), stored=reading)
 
 
 def _relative(path: Path, project: Project) -> str:

@@ -145,7 +145,7 @@ def send_command(
     # `plan` validated the campaign; check_planned proves the files are unchanged. A
     # campaign with no file here (the daemon ran it from another folder) sends as stored.
     from_file = resolve_campaign_path(campaign).exists()
-    loaded = _campaign(engine, settings, campaign, stored_first=not from_file)
+    loaded = _campaign(engine, settings, campaign, stored_first=not from_file, reading=False)
     try:
         runs.check_planned(engine, loaded)
     except runs.LaunchError as exc:
@@ -171,16 +171,20 @@ def send_command(
 
 
 def _campaign(
-    engine: "Engine", settings: "Settings", campaign: str, stored_first: bool
+    engine: "Engine", settings: "Settings", campaign: str, stored_first: bool, reading: bool
 ) -> "LoadedCampaign":
     """The campaign as launched (from the files stored with it) when `stored_first` and the
-    database holds it, else its file; exit 1 saying why neither can be read."""
+    database holds it, else its file; exit 1 saying why neither can be read. `reading`:
+    for a report (runs.launched)."""
     from engine.authoring.campaigns import load_campaign, resolve_campaign_path
     from engine.delivery import runs
 
     campaign_id, path = campaign_id_of(campaign), resolve_campaign_path(campaign)
     try:
-        if stored_first and (stored := runs.launched(engine, settings.var, campaign_id)):
+        stored = None
+        if stored_first:
+            stored = runs.launched(engine, settings.var, campaign_id, reading=reading)
+        if stored is not None:
             for warning in stored.warnings:  # launched by an earlier version (asstored.py)
                 err.print(f"warning: {warning}", markup=False)
             return stored
@@ -306,7 +310,7 @@ def report_command(
     from engine.evidence.verify import evidence_status
 
     settings, engine = open_store(create=False)
-    loaded = _campaign(engine, settings, campaign, stored_first=True)
+    loaded = _campaign(engine, settings, campaign, stored_first=True, reading=True)
     report = campaign_report(engine, loaded.campaign)
     report["evidence"] = evidence_status(settings.var / "verified", engine, loaded.campaign.id)
     if fmt is ReportFormat.JSON:

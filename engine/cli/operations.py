@@ -106,7 +106,7 @@ def _send_windows(engine: "Engine", var: Path, campaign_id: str) -> "NextAllowed
     from engine.delivery.windows import SendTimes
 
     try:
-        loaded = launched(engine, var, campaign_id)
+        loaded = launched(engine, var, campaign_id, reading=True)
     except (EngineError, OSError):
         return None
     if loaded is None:

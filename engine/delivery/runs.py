@@ -52,14 +52,18 @@ def spec_changed(engine: Engine, loaded: LoadedCampaign) -> LaunchError:
     )
 
 
-def launched(engine: Engine, var: Path, campaign_id: str) -> LoadedCampaign | None:
-    """The campaign as it started, from the files stored with it (restored under `var`);
-    None when the database holds no files for it. Raises EngineError, OSError."""
+def launched(
+    engine: Engine, var: Path, campaign_id: str, *, reading: bool = False
+) -> LoadedCampaign | None:
+    """The campaign as it started, from the files stored with it (restored under `var`;
+    `reading` as specs.restore); None when the database holds no files for it. Raises
+    EngineError, OSError."""
     row = campaign_store.get(engine, campaign_id)
     files = campaign_store.stored_files(engine, campaign_id) if row else []
     if not row or not files:
         return None
-    return restore(campaign_id, files, spec_folder(var, campaign_id, row["spec_hash"]))
+    folder = spec_folder(var, campaign_id, row["spec_hash"])
+    return restore(campaign_id, files, folder, reading=reading)
 
 
 def check_planned(engine: Engine, loaded: LoadedCampaign) -> None:

@@ -121,7 +121,7 @@ def _write(
         target = out / "spec" / file.path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(file.content)
-    loaded = restore(campaign, files, spec_folder(settings.var, campaign, digest))
+    loaded = restore(campaign, files, spec_folder(settings.var, campaign, digest), reading=True)
     report = campaign_report(engine, loaded.campaign)
     report["evidence"] = evidence_status(settings.var / "verified", engine, campaign)
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

@@ -120,12 +120,12 @@ def _restored(campaign_id: str, files: list[SpecFile], folder: Path) -> LoadedCa
     Raises OSError naming the first file that is still wrong after restoring."""
     if _damaged(files, folder) is not None:
         (folder / ".complete").unlink(missing_ok=True)
-        loaded = restore(campaign_id, files, folder)
+        loaded = restore(campaign_id, files, folder, reading=True)
         wrong = _damaged(files, folder)
         if wrong is not None:
             raise OSError(f"{wrong}: differs from the file stored with the campaign")
         return loaded
-    return restore(campaign_id, files, folder)
+    return restore(campaign_id, files, folder, reading=True)
 
 
 def _damaged(files: list[SpecFile], folder: Path) -> Path | None:
