@@ -138,19 +138,27 @@ def _resign(run: Herald, pack: Path) -> None:
     import hashlib
 
     manifest = json.loads((pack / "manifest.json").read_bytes())
-    for name in manifest["files"]:
-        manifest["files"][name] = hashlib.sha256((pack / name).read_bytes()).hexdigest()
+    present = {p.relative_to(pack).as_posix() for p in pack.rglob("*") if p.is_file()}
+    manifest["files"] = {
+        name: hashlib.sha256((pack / name).read_bytes()).hexdigest()
+        for name in sorted(present - {"manifest.json"})
+    }
     fields = {k: v for k, v in manifest.items() if k != "sig"}
     signer = Signer.load(run.project.root / "var" / "signing.pem")
     manifest["sig"] = b64(signer.sign(MANIFEST_CONTEXT + canonical(fields)))
     (pack / "manifest.json").write_bytes(canonical(manifest) + b"\n")
 
 
-@pytest.mark.parametrize("edit", ["figure", "recipient-line", "event-line"])
+@pytest.mark.parametrize(
+    "edit", ["figure", "recipient-line", "event-line", "spec-file", "spec-added", "spec-removed"]
+)
 def test_a_resigned_pack_is_still_held_to_its_events(run, tmp_path, edit):
     """The insider has the key and re-signs the manifest: the figures, recipients and
-    checkpoints still have to agree with the events."""
+    checkpoints still have to agree with the events, and spec/ with the files `started`
+    bound (a notice text other than the one sent, a catalog added or left out)."""
     pack = export(run, tmp_path / "pack")
+    template = pack / "spec" / "templates" / "ai-training-notice" / "email.txt"
+    catalog = pack / "spec" / "locales" / "de" / "LC_MESSAGES" / "messages.po"
     if edit == "figure":
         report = json.loads((pack / "report.json").read_text())
         report["notified"] += 1
@@ -160,10 +168,19 @@ def test_a_resigned_pack_is_still_held_to_its_events(run, tmp_path, edit):
         lines = (pack / "recipients.jsonl").read_bytes().splitlines(keepends=True)
         (pack / "recipients.jsonl").write_bytes(b"".join(lines[1:]))
         needle = "recipients.jsonl"
-    else:
+    elif edit == "event-line":
         lines = (pack / "events.jsonl").read_bytes().splitlines(keepends=True)
         (pack / "events.jsonl").write_bytes(b"".join(lines[:-1]))
         needle = "events.jsonl"
+    elif edit == "spec-file":
+        template.write_text(template.read_text().replace("free of charge", "for a fee"))
+        needle = "spec/templates/ai-training-notice/email.txt"
+    elif edit == "spec-added":
+        (template.parent / "extra.txt").write_text("not launched\n")
+        needle = "spec/templates/ai-training-notice/extra.txt"
+    else:
+        catalog.unlink()
+        needle = "spec/locales/de/LC_MESSAGES/messages.po"
     _resign(run, pack)
     ours, text, theirs, their_text = offline(run, pack, tmp_path)
     assert ours == 1, text

@@ -5,8 +5,8 @@
 
 Needs Python 3.11+ and the `cryptography` package, nothing of Herald's. It checks the signed
 manifest and every file's hash, the signed checkpoints and their chain, every checkpoint's
-root against the events, recipients.jsonl against the events, and every figure of
-report.json re-derived from the events. Exit 0 when all hold; 1 naming the first that does
+root against the events, spec/ against the files the `started` event bound, recipients.jsonl
+against the events, and every figure of report.json re-derived from the events. Exit 0 when all hold; 1 naming the first that does
 not. The format is in Herald's docs/evidence.md.
 """
 
@@ -85,6 +85,18 @@ def trusted_keys(anchor_b64, keys_file):
                 if signed(r["new"], r["sig_new"], data):
                     keys.add(r["new"])
     return keys
+
+
+def check_spec(spec, bound):
+    """spec/ holds exactly the files the `started` event bound, with their SHA-256."""
+    if not isinstance(bound, dict):
+        raise Broken("events.jsonl: no `started` event binding the campaign's files")
+    present = {p.relative_to(spec).as_posix() for p in spec.rglob("*") if p.is_file()}
+    for name in sorted(present | set(bound)):
+        if name not in bound or name not in present:
+            raise Broken(f"spec/{name}: in the pack or bound by `started`, not both")
+        if hashlib.sha256((spec / name).read_bytes()).hexdigest() != bound[name]:
+            raise Broken(f"spec/{name}: its SHA-256 differs from the one `started` bound")
 
 
 def check(folder, pinned_b64):
@@ -171,6 +183,7 @@ def check(folder, pinned_b64):
                 )
     if max(checkpoints) > tree.size:
         raise Broken(f"events.jsonl: {tree.size} events, a checkpoint signed {max(checkpoints)}")
+    check_spec(folder / "spec", started.get("files"))
 
     subjects = {}
     for d in deliveries.values():

@@ -110,7 +110,7 @@ def _check(folder: Path, pinned: bytes | None, witness: Path | None, v: PackVerd
     by_size: dict[int, list[Any]] = {}
     for source_path, cp in signed:
         by_size.setdefault(cp.size, []).append((source_path, cp))
-    derivation, tree = Derivation(), Frontier()
+    derivation, tree, started = Derivation(), Frontier(), None
     with (folder / "events.jsonl").open("rb") as fp:
         for number, line in enumerate(fp, 1):
             body = line.rstrip(b"\n")
@@ -121,6 +121,8 @@ def _check(folder: Path, pinned: bytes | None, witness: Path | None, v: PackVerd
             if record.get("seq") != number or record.get("campaign") != v.campaign:
                 raise Broken(f"{where}: expected seq {number} of campaign {v.campaign}")
             tree.append(leaf_hash(body))
+            if record.get("kind") == "started":
+                started = record.get("data")
             for source, cp in by_size.get(tree.size, ()):
                 if tree.root().hex() != cp.root:
                     raise Broken(
@@ -135,6 +137,7 @@ def _check(folder: Path, pinned: bytes | None, witness: Path | None, v: PackVerd
     if last > tree.size:
         raise Broken(f"events.jsonl: {tree.size} events, but a checkpoint signed {last}")
     v.events, v.unsigned = tree.size, tree.size - last
+    _spec(folder / "spec", started)
     _recipients(folder / "recipients.jsonl", derivation)
     stated = report_figures(json.loads((folder / "report.json").read_text("utf-8")))
     derived = derivation.figures()
@@ -143,6 +146,23 @@ def _check(folder: Path, pinned: bytes | None, witness: Path | None, v: PackVerd
         figure, a, b = wrong[0]
         raise Broken(f"report.json{figure}: {b!r}, the events give {a!r}")
     v.figures = _flat(derived)
+
+
+def _spec(spec: Path, started: Any) -> None:
+    """spec/ holds exactly the files the campaign's `started` event bound (DESIGN section
+    8), each with the SHA-256 it bound: the manifest is signed by the sender, the event is
+    in the signed log."""
+    bound = started.get("files") if isinstance(started, dict) else None
+    if not isinstance(bound, dict):
+        raise Broken("events.jsonl: no `started` event binding the campaign's files")
+    present = {p.relative_to(spec).as_posix() for p in spec.rglob("*") if p.is_file()}
+    for name in sorted(present | set(bound)):
+        if name not in bound:
+            raise Broken(f"spec/{name}: not among the files the `started` event bound")
+        if name not in present:
+            raise Broken(f"spec/{name}: bound by the `started` event, missing from the pack")
+        if hashlib.sha256((spec / name).read_bytes()).hexdigest() != bound[name]:
+            raise Broken(f"spec/{name}: its SHA-256 differs from the one `started` bound")
 
 
 def _recipients(path: Path, derivation: Derivation) -> None:
