@@ -6,8 +6,8 @@
 Needs Python 3.11+ and the `cryptography` package, nothing of Herald's. It checks the signed
 manifest and every file's hash, the signed checkpoints and their chain, every checkpoint's
 root against the events, spec/ against the files the `started` event bound, recipients.jsonl
-against the events, and every figure of report.json re-derived from the events. Exit 0 when all hold; 1 naming the first that does
-not. The format is in Herald's docs/evidence.md.
+against the events, and every figure of report.json re-derived from the events. Exit 0 when
+all hold; 1 naming the first that does not. The format is in Herald's docs/evidence.md.
 """
 
 import argparse
