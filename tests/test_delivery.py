@@ -198,6 +198,12 @@ def test_dropped_connection_mid_batch_loses_nothing(herald):
             assert [k for k, _ in events] == ["planned", "deferred", "sent"]
             assert events[1][1]["possibly_delivered"] is True
             assert events[2][1]["possible_duplicate"] is True
+    assert herald("evidence", "verify", "--db").exit_code == 0
+    with herald.database().begin() as conn:  # an insider hides the duplicates
+        conn.execute(text("UPDATE delivery SET interrupted = 0"))
+    hidden = herald("evidence", "verify", "--db")
+    assert hidden.exit_code == 1
+    assert "a possible duplicate or not" in hidden.stderr
 
 
 def test_bad_credentials_stop_the_run_with_a_clear_message(herald):

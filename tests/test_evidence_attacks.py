@@ -188,6 +188,14 @@ def test_delivery_rows_edited(run):
     assert_broken(verify(run, False), "status 'sent', the events say 'failed'")
 
 
+def test_a_possible_duplicate_made_in_the_table_is_caught(run):
+    """The report counts possible duplicates from the delivery table; its `sent` event
+    says whether the send was one (hiding one: tests/test_delivery.py)."""
+    with db(run) as conn:
+        conn.execute("UPDATE delivery SET interrupted = 1 WHERE status = 'sent'")
+    assert_broken(verify(run, False), "a possible duplicate or not")
+
+
 def test_head_row_deleted(run):
     with db(run) as conn:
         conn.execute("DELETE FROM tree_head")

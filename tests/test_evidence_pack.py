@@ -150,7 +150,16 @@ def _resign(run: Herald, pack: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "edit", ["figure", "recipient-line", "event-line", "spec-file", "spec-added", "spec-removed"]
+    "edit",
+    [
+        "figure",
+        "duplicates",
+        "recipient-line",
+        "event-line",
+        "spec-file",
+        "spec-added",
+        "spec-removed",
+    ],
 )
 def test_a_resigned_pack_is_still_held_to_its_events(run, tmp_path, edit):
     """The insider has the key and re-signs the manifest: the figures, recipients and
@@ -159,11 +168,12 @@ def test_a_resigned_pack_is_still_held_to_its_events(run, tmp_path, edit):
     pack = export(run, tmp_path / "pack")
     template = pack / "spec" / "templates" / "ai-training-notice" / "email.txt"
     catalog = pack / "spec" / "locales" / "de" / "LC_MESSAGES" / "messages.po"
-    if edit == "figure":
+    if edit in ("figure", "duplicates"):
+        figure = "notified" if edit == "figure" else "possible_duplicates"
         report = json.loads((pack / "report.json").read_text())
-        report["notified"] += 1
+        report[figure] += 1
         (pack / "report.json").write_text(json.dumps(report, indent=2))
-        needle = "report.json/notified"
+        needle = f"report.json/{figure}"
     elif edit == "recipient-line":
         lines = (pack / "recipients.jsonl").read_bytes().splitlines(keepends=True)
         (pack / "recipients.jsonl").write_bytes(b"".join(lines[1:]))

@@ -165,6 +165,7 @@ def check(folder, pinned_b64):
                     "country": data.get("country", ""), "locale": data.get("locale", ""),
                     "fell_back": bool(data.get("fell_back")), "status": "planned",
                     "first": None, "message_id": None, "content_sha256": None,
+                    "duplicate": False,
                 }  # fmt: skip
                 continue
             d = deliveries.get(delivery)
@@ -181,6 +182,7 @@ def check(folder, pinned_b64):
                     data.get("message_id"),
                     data.get("content_sha256"),
                 )
+                d["duplicate"] = data.get("possible_duplicate") is True
     if max(checkpoints) > tree.size:
         raise Broken(f"events.jsonl: {tree.size} events, a checkpoint signed {max(checkpoints)}")
     check_spec(folder / "spec", started.get("files"))
@@ -250,9 +252,10 @@ def figures(subjects, deliveries, counts, started):
         if d["notice"]:
             status = d["status"] if d["status"] in FINAL else "open"
             channels.setdefault(d["channel"], Counter())[status] += 1
+            out["possible_duplicates"] += d["status"] in NOTIFIED and d["duplicate"]
     keys = ("targeted", "notified", "failed", "pending")
     totals = (*keys, "notified_before_deadline", "notified_before_effective_date")
-    result = {k: out[k] for k in (*totals, "fell_back_locale")}
+    result = {k: out[k] for k in (*totals, "fell_back_locale", "possible_duplicates")}
     result["seen"], result["objected"] = counts["seen"], counts["objected"]
     for channel, n in channels.items():
         for status, count in n.items():

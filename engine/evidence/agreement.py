@@ -25,7 +25,7 @@ _SUBJECT = (
     "COALESCE(s.subject, CASE WHEN {t}.user_id LIKE 'erased:%' THEN substr({t}.user_id, 8) END)"
 )
 _DELIVERIES = (
-    "SELECT d.id, d.status, d.channel, d.message_id, d.content_sha256, "
+    "SELECT d.id, d.status, d.channel, d.message_id, d.content_sha256, d.interrupted, "
     f"{_SUBJECT.format(t='d')} AS subject, d.user_id LIKE 'erased:%' AS erased, "
     "n.title, n.body FROM delivery d "
     "LEFT JOIN subject_key s ON s.user_id = d.user_id "
@@ -112,6 +112,11 @@ def _compare(
             return f"message id differs from event seq {success['seq']}"
         if row["content_sha256"] != data.get("content_sha256"):
             return f"content hash differs from event seq {success['seq']}"
+        # the report counts a possible duplicate from `interrupted`; the event says it
+        if table == success["kind"] and (row["interrupted"] > 0) != (
+            data.get("possible_duplicate") is True
+        ):
+            return f"a possible duplicate or not, unlike event seq {success['seq']} says"
     if row["erased"]:
         pass  # the in-app text went with the person; the events still prove it was shown
     elif row["title"] is not None or row["body"] is not None:

@@ -28,6 +28,7 @@ class _Delivery:
     first_notified: str | None = None
     message_id: str | None = None
     content_sha256: str | None = None
+    possible_duplicate: bool = False  # its send followed an attempt of unknown outcome
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Derivation:
             delivery.first_notified = delivery.first_notified or record["at"]
             delivery.message_id = data.get("message_id")
             delivery.content_sha256 = data.get("content_sha256")
+            delivery.possible_duplicate = data.get("possible_duplicate") is True
 
     def recipients(self) -> dict[str, dict[str, Any]]:
         """Per subject: country, locale, and per channel the notice's final status."""
@@ -92,11 +94,13 @@ class Derivation:
         effective = str(self.started.get("policy", {}).get("effective_date", ""))
         per_subject: dict[str, dict[str, Any]] = {}
         channels: dict[str, Counter[str]] = {}
+        duplicates = 0
         for d in self.deliveries.values():
             if not d.notice:
                 continue
             status = d.status if d.status in FINAL else "open"
             channels.setdefault(d.channel, Counter())[status] += 1
+            duplicates += d.status in NOTIFIED and d.possible_duplicate
             s = per_subject.setdefault(
                 d.subject,
                 {
@@ -137,6 +141,7 @@ class Derivation:
             "notified_before_deadline": totals["notified_before_deadline"],
             "notified_before_effective_date": totals["notified_before_effective_date"],
             "fell_back_locale": totals["fell_back_locale"],
+            "possible_duplicates": duplicates,
             "seen": self.seen,
             "objected": self.objected,
             "channels": {c: dict(sorted(n.items())) for c, n in sorted(channels.items())},
@@ -164,6 +169,7 @@ def report_figures(report: Mapping[str, Any]) -> dict[str, Any]:
         "notified_before_deadline": int(report["notified_before_deadline"]),
         "notified_before_effective_date": int(report["notified_before_effective_date"]),
         "fell_back_locale": int(report["fell_back_locale"]),
+        "possible_duplicates": int(report["possible_duplicates"]),
         "seen": int(report["seen"]),
         "objected": int(report["objected"]),
         "channels": {c: n for c, n in channels.items() if n},
