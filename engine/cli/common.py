@@ -6,6 +6,7 @@ them, never at module level (tests/test_cli_startup.py holds this).
 """
 
 import csv
+import gc
 import json
 import os
 import sys
@@ -118,6 +119,17 @@ def fail(problems: list[Problem] | list[str] | str) -> NoReturn:
     for problem in [problems] if isinstance(problems, str) else problems:
         err.print(str(problem), markup=False)
     raise typer.Exit(1)
+
+
+def settle() -> None:
+    """Call once a command has imported what it runs on: every object made so far
+    (sqlalchemy's, pydantic's, Jinja's and Babel's modules, ~90k of them) lives as long
+    as the process, so the collector stops walking it at each full collection
+    (gc.freeze). Measured: `herald plan` of 17,495 deliveries ~1.36 -> ~1.13 s of CPU;
+    its validation alone 0.49 -> 0.38 s. A process that forks (send's workers) also keeps
+    these pages shared. Nothing frozen is freed before the process ends, so only the
+    short-lived commands call this."""
+    gc.freeze()
 
 
 def open_settings() -> "Settings":

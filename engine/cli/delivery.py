@@ -23,6 +23,7 @@ from engine.cli.common import (
     open_out,
     open_store,
     out,
+    settle,
 )
 from engine.cli.tables import print_plan, print_report
 from engine.errors import ConfigError, EngineError
@@ -46,6 +47,7 @@ def _launchable(campaign: str) -> "LoadedCampaign":
     from engine.authoring.campaigns import load_campaign, resolve_campaign_path
     from engine.authoring.validation import validate
 
+    settle()
     path = resolve_campaign_path(campaign)
     report = validate(path)
     for warning in report.warnings:
@@ -141,6 +143,7 @@ def send_command(
     from engine.delivery.channels import describe_email
     from engine.delivery.dispatch import SendOptions
 
+    settle()
     settings, engine = open_store()
     # `plan` validated the campaign; check_planned proves the files are unchanged. A
     # campaign with no file here (the daemon ran it from another folder) sends as stored.
