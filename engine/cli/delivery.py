@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from engine.authoring.campaigns import LoadedCampaign
     from engine.config import Settings
     from engine.delivery.dispatch import RunSummary, SendOptions
+    from engine.delivery.packing import Renderers
 
 users_app = typer.Typer(help="Import or generate the audience.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
@@ -162,9 +163,9 @@ def send_command(
         err.print(f"warning: {risk}", markup=False)
     options = SendOptions(concurrency=concurrency, max_wait_s=max_wait)
     started = time.monotonic()
-    extra = runs.Workers.spawn(loaded.path, options, workers - 1, engine)
+    extra = runs.Workers.spawn(loaded, options, workers - 1, engine)
     try:
-        summary = asyncio.run(_send(engine, loaded, settings, options))
+        summary = asyncio.run(_send(engine, loaded, settings, options, extra.renderers))
     except EngineError as exc:
         extra.join(stop_first=True)
         fail(str(exc))
@@ -207,7 +208,11 @@ def _checkpoint(settings: "Settings", engine: "Engine") -> None:
 
 
 async def _send(
-    engine: "Engine", loaded: "LoadedCampaign", settings: "Settings", options: "SendOptions"
+    engine: "Engine",
+    loaded: "LoadedCampaign",
+    settings: "Settings",
+    options: "SendOptions",
+    renderers: "Renderers | None" = None,
 ) -> "RunSummary":
     from engine.delivery import runs
 
@@ -218,7 +223,14 @@ async def _send(
     with progress as show:
         every_s = 0.5 if progress.bar else 5.0  # a line every 5 s needs no more counting
         return await runs.send(
-            engine, loaded, settings, options, stopping, show, watch_every_s=every_s
+            engine,
+            loaded,
+            settings,
+            options,
+            stopping,
+            show,
+            watch_every_s=every_s,
+            renderers=renderers,
         )
 
 
