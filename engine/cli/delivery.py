@@ -1,6 +1,5 @@
 """Delivery commands: users, plan, send, report, demo. I/O: database, terminal."""
 
-import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -139,6 +138,8 @@ def send_command(
     ] = 60.0,
 ) -> None:
     """Deliver what is due until every delivery is final (or nothing is due soon)."""
+    import asyncio
+
     from engine.authoring.campaigns import resolve_campaign_path
     from engine.delivery import runs
     from engine.delivery.channels import describe_email
@@ -359,6 +360,8 @@ def demo_command(
     ] = 8080,
 ) -> None:
     """Run the shipped campaign end to end on the embedded defaults (SQLite + outbox)."""
+    import asyncio
+
     from engine.delivery.dispatch import SendOptions
     from engine.delivery.planning import plan_campaign
     from engine.delivery.synthetic import generate_users
