@@ -44,7 +44,7 @@ app.add_typer(users_app, name="users")
 
 def _launchable(campaign: str) -> "LoadedCampaign":
     """The campaign, if `herald validate` passes on it; else every reason, exit 1."""
-    from engine.authoring.campaigns import load_campaign, resolve_campaign_path
+    from engine.authoring.campaigns import resolve_campaign_path
     from engine.authoring.validation import validate
 
     settle()
@@ -54,7 +54,8 @@ def _launchable(campaign: str) -> "LoadedCampaign":
         err.print(str(warning), markup=False)
     if report.errors:
         fail([*map(str, report.errors), f"{path}: refused: fix the errors above"])
-    return load_campaign(path)
+    assert report.loaded is not None  # no errors: the campaign loaded
+    return report.loaded
 
 
 @users_app.command("import")
