@@ -19,10 +19,10 @@ from engine.cli.common import (
     campaign_id_of,
     err,
     fail,
+    importing,
     open_out,
     open_store,
     out,
-    settle,
 )
 from engine.cli.tables import print_plan, print_report
 from engine.errors import ConfigError, EngineError
@@ -44,10 +44,10 @@ app.add_typer(users_app, name="users")
 
 def _launchable(campaign: str) -> "LoadedCampaign":
     """The campaign, if `herald validate` passes on it; else every reason, exit 1."""
-    from engine.authoring.campaigns import resolve_campaign_path
-    from engine.authoring.validation import validate
+    with importing():
+        from engine.authoring.campaigns import resolve_campaign_path
+        from engine.authoring.validation import validate
 
-    settle()
     path = resolve_campaign_path(campaign)
     report = validate(path)
     for warning in report.warnings:
@@ -114,9 +114,10 @@ def users_generate(
 @app.command("plan")
 def plan_command(campaign: Annotated[str, typer.Argument(help="Campaign file or id.")]) -> None:
     """Target the audience: one delivery per user and channel. Safe to rerun."""
-    from engine.delivery.planning import plan_campaign
-    from engine.delivery.tokens import Keys
-    from engine.store.reporting import targeted_users
+    with importing():
+        from engine.delivery.planning import plan_campaign
+        from engine.delivery.tokens import Keys
+        from engine.store.reporting import targeted_users
 
     loaded = _launchable(campaign)
     settings, engine = open_store()
@@ -139,14 +140,14 @@ def send_command(
     ] = 60.0,
 ) -> None:
     """Deliver what is due until every delivery is final (or nothing is due soon)."""
-    import asyncio
+    with importing():
+        import asyncio
 
-    from engine.authoring.campaigns import resolve_campaign_path
-    from engine.delivery import runs
-    from engine.delivery.channels import describe_email
-    from engine.delivery.dispatch import SendOptions
+        from engine.authoring.campaigns import resolve_campaign_path
+        from engine.delivery import runs
+        from engine.delivery.channels import describe_email
+        from engine.delivery.dispatch import SendOptions
 
-    settle()
     settings, engine = open_store()
     # `plan` validated the campaign; check_planned proves the files are unchanged. A
     # campaign with no file here (the daemon ran it from another folder) sends as stored.
