@@ -122,6 +122,16 @@ def fail(problems: list[Problem] | list[str] | str) -> NoReturn:
     raise typer.Exit(1)
 
 
+_whole_process = False  # set by run_as_process(): the command is this process's one job
+
+
+def run_as_process() -> None:
+    """Run the command line as the `herald` process: see importing()."""
+    global _whole_process
+    _whole_process = True
+    app()
+
+
 @contextlib.contextmanager
 def importing() -> Iterator[None]:
     """Around a command's imports of what it runs on (sqlalchemy, pydantic, Jinja, Babel:
@@ -130,7 +140,13 @@ def importing() -> Iterator[None]:
     them it stops walking them at each full collection (gc.freeze): `herald plan` of
     17,495 deliveries ~1.36 -> ~1.13 s of CPU, its validation alone 0.49 -> 0.38 s. What
     the imports left as garbage (~2 MB) is kept with them; a process that forks (send's
-    workers) also keeps these pages shared. Only commands that end call this."""
+    workers) also keeps these pages shared.
+
+    Only in a `herald` process (run_as_process), which ends with its command: a process
+    that runs commands in turn (a test's CliRunner) would keep each one's garbage."""
+    if not _whole_process:
+        yield
+        return
     gc.disable()
     try:
         yield
