@@ -215,7 +215,7 @@ async def _send(
     loaded: "LoadedCampaign",
     settings: "Settings",
     options: "SendOptions",
-    renderers: "Renderers | None" = None,
+    warm: "Renderers | None" = None,
 ) -> "RunSummary":
     from engine.delivery import runs
 
@@ -226,14 +226,7 @@ async def _send(
     with progress as show:
         every_s = 0.5 if progress.bar else 5.0  # a line every 5 s needs no more counting
         return await runs.send(
-            engine,
-            loaded,
-            settings,
-            options,
-            stopping,
-            show,
-            watch_every_s=every_s,
-            renderers=renderers,
+            engine, loaded, settings, options, stopping, show, watch_every_s=every_s, renderers=warm
         )
 
 
