@@ -35,9 +35,10 @@ class Renderers:
     @classmethod
     def of(cls, loaded: LoadedCampaign) -> "Renderers":
         templates, locales = loaded.project.templates, loaded.project.locales
+        notices = Catalogs(locales)  # also the confirmations' fallback: each .po read once
         return cls(
-            Renderer(templates, Catalogs(locales)),
-            Renderer(templates, Catalogs.objection(locales)),
+            Renderer(templates, notices),
+            Renderer(templates, Catalogs.objection(locales, notices)),
         )
 
     def warm(
