@@ -11,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from engine.cli import app
+from tests.conftest import scratch_herald
 
 HERALD = str(Path(sys.executable).parent / "herald")
 HEAVY = ("sqlalchemy", "sqlmodel", "jinja2", "babel", "pydantic", "fastapi", "uvicorn",
@@ -74,3 +75,33 @@ def test_preview_wraps_paragraphs_at_the_terminal_width():
     wide, narrow = _preview_words(400), _preview_words(60)
     assert "Widerspruchsrecht" in wide
     assert narrow == wide
+
+
+def test_plan_and_send_on_sqlite_leave_the_postgresql_dialect_unimported(project, smtp_server):
+    """Its import (with asyncpg's and psycopg's parts) took ~17 ms of every command's
+    start; store.upsert_into imports the dialect a database uses, when it first writes."""
+    script = (
+        "import sys\n"
+        "from engine.cli import main\n"
+        "for args in (['users', 'generate', '--count', '20'], ['plan', 'ai-training-notice'],\n"
+        "             ['send', 'ai-training-notice', '--workers', '2']):\n"
+        "    sys.argv = ['herald', *args]\n"
+        "    try:\n        main()\n"
+        "    except SystemExit as exc:\n        assert not exc.code, exc\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sqlalchemy.dialects.')),\n"
+        "      file=sys.stderr)\n"
+    )
+    herald = scratch_herald(project)  # SQLite, whatever HERALD_TEST_POSTGRES says
+    env = {**os.environ, **herald.env, "HERALD_SMTP_URL": smtp_server.url}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = result.stderr.strip().splitlines()[-1]
+    assert "'sqlalchemy.dialects.sqlite'" in loaded, result.stderr
+    assert "postgresql" not in loaded, result.stderr

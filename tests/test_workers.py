@@ -41,3 +41,44 @@ def test_forked_workers_share_the_queue_and_the_command_keeps_its_database(heral
     # wrote, and the signed log verifies.
     verify = _command(herald, "evidence", "verify", "--db", smtp=smtp_server.url)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_renderers_warmed_before_the_fork_pack_what_new_ones_pack(herald):
+    """The send warms the campaign's renderers on one due notice per channel, locale,
+    country and named-or-not (deliveries.samples) before forking its workers; what they
+    pack with those is byte for byte what they packed preparing everything themselves."""
+    from engine.authoring.campaigns import load_campaign
+    from engine.delivery.packing import Packer, Renderers
+    from engine.delivery.tokens import Keys
+    from engine.store import deliveries
+
+    assert herald("users", "generate", "--count", "300").exit_code == 0
+    assert herald("users", "import", str(ROOT / "tests" / "users.csv")).exit_code == 0
+    assert herald("plan", "ai-training-notice").exit_code == 0
+    engine = herald.database()
+    loaded = load_campaign(herald.project.campaign)
+    samples = deliveries.samples(engine, loaded.campaign.id)
+    with engine.connect() as conn:
+        groups = conn.execute(
+            text(
+                "SELECT DISTINCT d.channel, d.locale, d.country, u.name IS NULL FROM delivery d "
+                "JOIN \"user\" u ON u.id = d.user_id WHERE d.message = 'notice'"
+            )
+        ).all()
+    keyed = {(r["channel"], r["locale"], r["country"], u["name"] is None) for r, u in samples}
+    assert len(samples) == len(groups) == len(keyed) > 20
+    assert keyed == {(c, loc, country, bool(unnamed)) for c, loc, country, unnamed in groups}
+
+    warmed = Renderers.of(loaded)
+    assert warmed.warm(loaded, samples) == sum(
+        1 for r, u in samples if r["channel"] == "inapp" or u["email"]
+    )
+    keys, clock = Keys(herald.env["HERALD_SECRET"].encode()), lambda: 1.8e9
+    rows = deliveries.claim(engine, loaded.campaign.id, "test", clock(), 60, 10_000)
+    users = deliveries.users_by_id(engine, [r["user_id"] for r in rows])
+    assert len(rows) == 2 * len({r["user_id"] for r in rows}) > 300
+    fresh, reused = Packer(loaded, keys, clock), Packer(loaded, keys, clock, renderers=warmed)
+    for row in rows:
+        assert reused.pack(row, users.get(row["user_id"])) == fresh.pack(
+            row, users.get(row["user_id"])
+        )

@@ -37,6 +37,7 @@ SUBJECT_LIMIT = 78  # characters (RFC 5322's line length; what a phone's inbox s
 class ValidationReport:
     path: Path
     campaign: Campaign | None = None
+    loaded: LoadedCampaign | None = None  # what was checked, for a command that goes on
     locales: tuple[str, ...] = ()
     renders: int = 0
     problems: list[Problem] = field(default_factory=list)
@@ -59,7 +60,7 @@ def validate(path: Path) -> ValidationReport:
         report.problems += exc.problems
         return report
     c, project = loaded.campaign, loaded.project
-    report.campaign = c
+    report.campaign, report.loaded = c, loaded
     report.problems += loaded.warnings
     if Channel.EMAIL in c.channels and c.sender.return_path is None:
         report.problems.append(

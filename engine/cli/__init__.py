@@ -14,10 +14,10 @@ from engine.cli import (  # noqa: F401  (registers the commands)
     privacy,
     service,
 )
-from engine.cli.common import app
+from engine.cli.common import app, run_as_process
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
-    app()
+    run_as_process()

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import app, err, fail, out
+from engine.cli.common import app, err, fail, importing, out
 from engine.errors import CampaignError, EngineError
 from engine.models import Channel, LocaleChoice, LocaleSource, User
 
@@ -21,8 +21,9 @@ def validate_command(
     ] = [],  # noqa: B006
 ) -> None:
     """Check campaigns, templates and translations before launch."""
-    from engine.authoring.campaigns import resolve_campaign_path
-    from engine.authoring.validation import validate
+    with importing():
+        from engine.authoring.campaigns import resolve_campaign_path
+        from engine.authoring.validation import validate
 
     paths = [resolve_campaign_path(c) for c in campaigns] or sorted(
         Path("campaigns").glob("*.yaml")

@@ -1,6 +1,5 @@
 """Bounce commands: bounces serve, ingest, export. I/O: network, files, database, terminal."""
 
-import asyncio
 import signal
 import time
 from collections import Counter
@@ -46,6 +45,8 @@ def serve_command(
 ) -> None:
     """Receive DSNs and abuse reports by SMTP or LMTP, from the MTA the bounce domain
     routes to; runs until interrupted."""
+    import asyncio
+
     from engine import logs
     from engine.bounces.processing import BounceProcessor, bounce_domains
     from engine.bounces.receiver import BounceHandler, start_receiver

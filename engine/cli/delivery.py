@@ -1,6 +1,5 @@
 """Delivery commands: users, plan, send, report, demo. I/O: database, terminal."""
 
-import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -20,6 +19,7 @@ from engine.cli.common import (
     campaign_id_of,
     err,
     fail,
+    importing,
     open_out,
     open_store,
     out,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from engine.authoring.campaigns import LoadedCampaign
     from engine.config import Settings
     from engine.delivery.dispatch import RunSummary, SendOptions
+    from engine.delivery.packing import Renderers
 
 users_app = typer.Typer(help="Import or generate the audience.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
@@ -43,8 +44,9 @@ app.add_typer(users_app, name="users")
 
 def _launchable(campaign: str) -> "LoadedCampaign":
     """The campaign, if `herald validate` passes on it; else every reason, exit 1."""
-    from engine.authoring.campaigns import load_campaign, resolve_campaign_path
-    from engine.authoring.validation import validate
+    with importing():
+        from engine.authoring.campaigns import resolve_campaign_path
+        from engine.authoring.validation import validate
 
     path = resolve_campaign_path(campaign)
     report = validate(path)
@@ -52,7 +54,8 @@ def _launchable(campaign: str) -> "LoadedCampaign":
         err.print(str(warning), markup=False)
     if report.errors:
         fail([*map(str, report.errors), f"{path}: refused: fix the errors above"])
-    return load_campaign(path)
+    assert report.loaded is not None  # no errors: the campaign loaded
+    return report.loaded
 
 
 @users_app.command("import")
@@ -111,9 +114,10 @@ def users_generate(
 @app.command("plan")
 def plan_command(campaign: Annotated[str, typer.Argument(help="Campaign file or id.")]) -> None:
     """Target the audience: one delivery per user and channel. Safe to rerun."""
-    from engine.delivery.planning import plan_campaign
-    from engine.delivery.tokens import Keys
-    from engine.store.reporting import targeted_users
+    with importing():
+        from engine.delivery.planning import plan_campaign
+        from engine.delivery.tokens import Keys
+        from engine.store.reporting import targeted_users
 
     loaded = _launchable(campaign)
     settings, engine = open_store()
@@ -136,10 +140,13 @@ def send_command(
     ] = 60.0,
 ) -> None:
     """Deliver what is due until every delivery is final (or nothing is due soon)."""
-    from engine.authoring.campaigns import resolve_campaign_path
-    from engine.delivery import runs
-    from engine.delivery.channels import describe_email
-    from engine.delivery.dispatch import SendOptions
+    with importing():
+        import asyncio
+
+        from engine.authoring.campaigns import resolve_campaign_path
+        from engine.delivery import runs
+        from engine.delivery.channels import describe_email
+        from engine.delivery.dispatch import SendOptions
 
     settings, engine = open_store()
     # `plan` validated the campaign; check_planned proves the files are unchanged. A
@@ -159,9 +166,9 @@ def send_command(
         err.print(f"warning: {risk}", markup=False)
     options = SendOptions(concurrency=concurrency, max_wait_s=max_wait)
     started = time.monotonic()
-    extra = runs.Workers.spawn(loaded.path, options, workers - 1, engine)
+    extra = runs.Workers.spawn(loaded, options, workers - 1, engine)
     try:
-        summary = asyncio.run(_send(engine, loaded, settings, options))
+        summary = asyncio.run(_send(engine, loaded, settings, options, extra.renderers))
     except EngineError as exc:
         extra.join(stop_first=True)
         fail(str(exc))
@@ -210,7 +217,11 @@ def _checkpoint(settings: "Settings", engine: "Engine") -> None:
 
 
 async def _send(
-    engine: "Engine", loaded: "LoadedCampaign", settings: "Settings", options: "SendOptions"
+    engine: "Engine",
+    loaded: "LoadedCampaign",
+    settings: "Settings",
+    options: "SendOptions",
+    warm: "Renderers | None" = None,
 ) -> "RunSummary":
     from engine.delivery import runs
 
@@ -221,7 +232,7 @@ async def _send(
     with progress as show:
         every_s = 0.5 if progress.bar else 5.0  # a line every 5 s needs no more counting
         return await runs.send(
-            engine, loaded, settings, options, stopping, show, watch_every_s=every_s
+            engine, loaded, settings, options, stopping, show, watch_every_s=every_s, renderers=warm
         )
 
 
@@ -350,6 +361,8 @@ def demo_command(
     ] = 8080,
 ) -> None:
     """Run the shipped campaign end to end on the embedded defaults (SQLite + outbox)."""
+    import asyncio
+
     from engine.delivery.dispatch import SendOptions
     from engine.delivery.planning import plan_campaign
     from engine.delivery.synthetic import generate_users

@@ -1,6 +1,5 @@
 """Running commands: daemon, status, pause, resume. I/O: database, terminal, signals."""
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -40,6 +39,8 @@ def daemon_command(
     ] = 30.0,
 ) -> None:
     """Run every campaign in the folder on its schedule, in each recipient's send window."""
+    import asyncio
+
     from engine import logs
     from engine.daemon.scheduler import Daemon, DaemonOptions
 

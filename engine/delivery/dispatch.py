@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from engine.authoring.campaigns import LoadedCampaign
 from engine.delivery.channels.base import Outgoing, Transport
 from engine.delivery.outcomes import Outcomes, Sent
-from engine.delivery.packing import Packer
+from engine.delivery.packing import Packer, Renderers
 from engine.delivery.ratelimit import RateLimiter
 from engine.delivery.tokens import Keys
 from engine.errors import DeliveryError
@@ -54,13 +54,15 @@ class Dispatcher:
         transports: dict[Channel, Transport],
         options: SendOptions = _DEFAULTS,
         clock: Callable[[], float] = time.time,
+        renderers: Renderers | None = None,
     ) -> None:
         c = loaded.campaign
         self.engine, self.campaign, self.keys, self.transports = engine, c, keys, transports
         self.options, self.clock = options, clock
         self.owner = deliveries.worker_id()
         email = transports.get(Channel.EMAIL)
-        self.packer = Packer(loaded, keys, clock, eight_bit=bool(email and email.takes_eight_bit))
+        eight_bit = bool(email and email.takes_eight_bit)
+        self.packer = Packer(loaded, keys, clock, eight_bit, renderers)
         self.outcomes = Outcomes(c, keys, clock)
         self._channels = {ch.value: ch for ch in Channel}  # Channel(value): ~1 µs a call
         self.limiters = {

@@ -7,7 +7,8 @@ a DeliveryError and fails only that delivery; a broken template raises TemplateE
 """
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from engine.authoring.campaigns import LoadedCampaign
@@ -18,9 +19,56 @@ from engine.delivery.mime import build_email, domain_of, encode_address, mail_da
 from engine.delivery.returnpath import return_path
 from engine.delivery.tokens import Keys
 from engine.delivery.windows import local_date
-from engine.errors import DeliveryError, PermanentDeliveryError
+from engine.errors import DeliveryError, EngineError, PermanentDeliveryError
 from engine.models import Channel, LocaleChoice, LocaleSource, RenderedMessage, User
 from engine.statuses import CONFIRMATION
+
+
+@dataclass(frozen=True)
+class Renderers:
+    """A campaign's renderers: the notice's and the confirmation's. Each keeps what it
+    prepared (catalogs, Babel's data, Jinja environments, skeletons) for its lifetime."""
+
+    notices: Renderer
+    confirmations: Renderer
+
+    @classmethod
+    def of(cls, loaded: LoadedCampaign) -> "Renderers":
+        templates, locales = loaded.project.templates, loaded.project.locales
+        notices = Catalogs(locales)  # also the confirmations' fallback: each .po read once
+        return cls(
+            Renderer(templates, notices),
+            Renderer(templates, Catalogs.objection(locales, notices)),
+        )
+
+    def warm(
+        self, loaded: LoadedCampaign, samples: Iterable[tuple[dict[str, Any], dict[str, Any]]]
+    ) -> int:
+        """Render the notices of `samples` (claimed rows with their users) and discard
+        them, so that processes forked afterwards share what that prepared instead of each
+        preparing it again; how many rendered. A broken template stops the warming
+        silently: the send that renders it reports it."""
+        c, count = loaded.campaign, 0
+        url = c.objection.url.format(token="warming")  # a personal value: any will do
+        for row, user_row in samples:
+            user, channel = _user(user_row), Channel(row["channel"])
+            if channel is Channel.EMAIL and not user.email:
+                continue  # pack() refuses it before rendering
+            choice = LocaleChoice(
+                row["locale"], LocaleSource(row["locale_source"]), row["fell_back"]
+            )
+            try:
+                self.notices.render(c, user, channel, objection_url=url, locale=choice)
+            except EngineError:
+                break
+            count += 1
+        return count
+
+
+def _user(row: dict[str, Any]) -> User:
+    return User(
+        row["id"], row["email"], row["name"], row["country"], row["locale"], row["timezone"]
+    )
 
 
 class Packer:
@@ -30,12 +78,14 @@ class Packer:
         keys: Keys,
         clock: Callable[[], float],
         eight_bit: bool = False,
+        renderers: Renderers | None = None,
     ) -> None:
-        """`eight_bit`: the email transport takes 8bit parts (Transport.takes_eight_bit)."""
-        c, project = loaded.campaign, loaded.project
+        """`eight_bit`: the email transport takes 8bit parts (Transport.takes_eight_bit);
+        `renderers`: the campaign's, already warmed (Renderers.warm), else new ones."""
+        c = loaded.campaign
         self.campaign, self.keys, self.clock, self.eight_bit = c, keys, clock, eight_bit
-        self.notices = Renderer(project.templates, Catalogs(project.locales))
-        self.confirmations = Renderer(project.templates, Catalogs.objection(project.locales))
+        renderers = renderers or Renderers.of(loaded)
+        self.notices, self.confirmations = renderers.notices, renderers.confirmations
         sender_name, self.sender = parse_sender(c.sender.from_)
         self.from_header = encode_address(sender_name, self.sender)
         self.domain = domain_of(self.sender)
@@ -49,14 +99,7 @@ class Packer:
         channel = Channel(row["channel"])
         if user_row is None:
             return PermanentDeliveryError("the user no longer exists")
-        user = User(
-            user_row["id"],
-            user_row["email"],
-            user_row["name"],
-            user_row["country"],
-            user_row["locale"],
-            user_row["timezone"],
-        )
+        user = _user(user_row)
         if channel is Channel.EMAIL and not user.email:
             return PermanentDeliveryError("no email address")
         token = self.keys.token(row["token_id"], timed=c.objection.token_ttl_days is not None)

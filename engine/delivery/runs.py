@@ -19,6 +19,7 @@ from engine.authoring.specs import changes, restore, spec_files, spec_folder, sp
 from engine.config import Settings
 from engine.delivery.channels import build_transports
 from engine.delivery.dispatch import Dispatcher, RunSummary, SendOptions
+from engine.delivery.packing import Renderers
 from engine.delivery.tokens import Keys
 from engine.errors import EngineError
 from engine.evidence.signing import keep_signed
@@ -85,6 +86,7 @@ async def send(
     watch: Callable[[int, int], None] | None = None,
     sign: bool = True,
     watch_every_s: float = 0.5,
+    renderers: Renderers | None = None,
 ) -> RunSummary:
     """Deliver what is due in this process until done, idle for `options.max_wait_s`, or
     stopped by SIGINT/SIGTERM (the first stops claiming, a second exits at once).
@@ -92,11 +94,13 @@ async def send(
     `watch(final, total)` is called with progress across every worker every `watch_every_s`
     (each call counts the campaign's deliveries: ~0.1 s at a million).
     With `sign`, checkpoints are written every 30 s meanwhile, and once at the end.
+    `renderers`: the campaign's, warmed before forking (Workers.renderers).
     """
     stop = asyncio.Event()
     _on_signals(stop, on_stopping)
     transports = build_transports(settings, options.concurrency)
-    dispatcher = Dispatcher(engine, loaded, Keys(settings.secret), transports, options)
+    keys = Keys(settings.secret)
+    dispatcher = Dispatcher(engine, loaded, keys, transports, options, renderers=renderers)
     watcher = (
         asyncio.create_task(watch_progress(engine, loaded.campaign.id, watch, watch_every_s))
         if watch
@@ -151,31 +155,45 @@ class Workers:
     """Extra worker processes running the same dispatcher on the same database."""
 
     processes: Sequence[Process]
+    renderers: Renderers | None = None  # warmed before forking: for this process's send too
 
     @classmethod
     def spawn(
-        cls, path: Path, options: SendOptions, count: int, engine: Engine | None = None
+        cls,
+        loaded: LoadedCampaign,
+        options: SendOptions,
+        count: int,
+        engine: Engine | None = None,
     ) -> "Workers":
-        """Start `count` workers sending the campaign at `path`.
+        """Start `count` workers sending `loaded` (the campaign at loaded.path).
 
         Forked when nothing can cross the fork: `engine`'s pooled connections are closed
         first (this process reconnects on its next statement; the child opens its own
         engine) and no other thread runs. A forked child starts with every module
-        imported, where a spawned one spent ~0.8 s of CPU importing them again. Otherwise
-        (or without `engine`) spawned."""
+        imported, where a spawned one spent ~0.8 s of CPU importing them again, and with
+        the campaign's renderers warmed here first (`renderers`, for this process's own
+        send too): each worker prepared every language again (catalogs, Babel's
+        data, Jinja environments, skeletons), ~0.26 s of CPU at 8,750 emails each.
+        Otherwise (or without `engine`) spawned, and each child loads the campaign."""
         fork = count > 0 and engine is not None and threading.active_count() == 1
+        renderers = None
         if fork and engine is not None:
+            renderers = Renderers.of(loaded)
+            renderers.warm(loaded, deliveries.samples(engine, loaded.campaign.id))
             engine.dispose()  # no SQLite descriptor or PostgreSQL socket may be shared
         context = (
             multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
         )
+        # forked, the child gets these objects as they are; spawned, only the path
+        args = (
+            (str(loaded.path), options, loaded, renderers) if fork else (str(loaded.path), options)
+        )
         processes = [
-            context.Process(target=_worker_main, args=(str(path), options), daemon=False)
-            for _ in range(count)
+            context.Process(target=_worker_main, args=args, daemon=False) for _ in range(count)
         ]
         for process in processes:
             process.start()
-        return cls(processes)
+        return cls(processes, renderers)
 
     def join(self, stop_first: bool = False) -> None:
         """Wait for every worker; SIGTERM first (they finish their messages in flight)."""
@@ -185,7 +203,13 @@ class Workers:
             process.join()
 
 
-def _worker_main(path: str, options: SendOptions) -> None:
+def _worker_main(
+    path: str,
+    options: SendOptions,
+    loaded: LoadedCampaign | None = None,
+    renderers: Renderers | None = None,
+) -> None:
     settings = Settings.from_env()
     engine = open_database(settings.db_url)
-    asyncio.run(send(engine, load_campaign(Path(path)), settings, options, sign=False))
+    loaded = loaded or load_campaign(Path(path))
+    asyncio.run(send(engine, loaded, settings, options, sign=False, renderers=renderers))

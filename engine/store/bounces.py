@@ -9,10 +9,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.statuses import DeliveryStatus
-from engine.store import pages, writing
+from engine.store import pages, upsert_into, writing
 from engine.store.deliveries import Fallback
 from engine.store.events import append_events
 from engine.store.tables import BounceReceipt, DeliveryRow, UserRow
@@ -86,9 +85,8 @@ def record_once(
 ) -> bool:
     """Append `event` unless a report with this `key` was recorded before."""
     with writing(engine) as conn:
-        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
         inserted = conn.execute(
-            dialect.insert(_receipt)
+            upsert_into(conn, _receipt)
             .values(key=key, delivery_id=delivery["id"], kind=event["kind"], received_at=now)
             .on_conflict_do_nothing(index_elements=["key"])
             .returning(_receipt.c.key)  # rowcount is -1 here on psycopg

@@ -3,9 +3,8 @@
 from typing import Any
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from engine.store import writing
+from engine.store import upsert_into, writing
 from engine.store.tables import DaemonRow
 
 _daemon = DaemonRow.__table__  # type: ignore[attr-defined]
@@ -15,8 +14,7 @@ def heartbeat(
     engine: Engine, daemon_id: str, host: str, pid: int, started: float, now: float
 ) -> None:
     with writing(engine) as conn:
-        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-        statement = dialect.insert(_daemon).values(
+        statement = upsert_into(conn, _daemon).values(
             id=daemon_id, host=host, pid=pid, started_at=started, heartbeat_at=now
         )
         conn.execute(

@@ -12,7 +12,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
 
 from engine.statuses import CONFIRMATION, NOTICE, UNREACHED, DeliveryStatus
 from engine.store import one_of, writing
@@ -95,6 +95,32 @@ def users_by_id(engine: Engine, ids: Sequence[str]) -> dict[str, dict[str, Any]]
         return {
             row[0]: dict(zip(_USER, row, strict=True)) for row in conn.exec_driver_sql(sql, params)
         }
+
+
+def samples(engine: Engine, campaign_id: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """One due notice for each channel, locale and country, with and without a user
+    name, as claim() and users_by_id() give them (a row and its user), in id order.
+    Rendering these before the workers start prepares what each would otherwise prepare
+    again: every language's catalog and dates, and the variants most users share."""
+    wanted = (
+        'SELECT MIN(d.id) FROM delivery d JOIN "user" u ON u.id = d.user_id '
+        "WHERE d.campaign_id = :campaign AND d.status IN :due AND d.message = :notice "
+        "GROUP BY d.channel, d.locale, d.country, u.name IS NULL"
+    )
+    columns = [f"d.{c}" for c in _CLAIMED] + [f"u.{c}" for c in _USER]
+    sql = (
+        f'SELECT {", ".join(columns)} FROM delivery d JOIN "user" u ON u.id = d.user_id '
+        f"WHERE d.id IN ({wanted}) ORDER BY d.id"
+    )
+    statement = text(sql).bindparams(bindparam("due", expanding=True))
+    params = {"campaign": campaign_id, "due": list(_DUE), "notice": NOTICE}
+    out = []
+    with engine.connect() as conn:
+        for row in conn.execute(statement, params):
+            claimed = dict(zip(_CLAIMED, row[: len(_CLAIMED)], strict=True))
+            claimed["fell_back"] = bool(claimed["fell_back"])
+            out.append((claimed, dict(zip(_USER, row[len(_CLAIMED) :], strict=True))))
+    return out
 
 
 def reclaim(engine: Engine, campaign_id: str, now: float, dead_owners: Sequence[str] = ()) -> int:

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.models import Channel, LocaleSource
 from engine.statuses import CONFIRMATION, NOTICE, DeliveryStatus
-from engine.store import pages, writing
+from engine.store import pages, upsert_into, writing
 from engine.store.deliveries import insert_planned
 from engine.store.events import append_events, iso
 from engine.store.tables import DeliveryRow, InAppNotification, ObjectionRow, UserRow
@@ -131,9 +130,8 @@ def record_objection(
         "via": via,
     }
     with writing(engine) as conn:
-        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
         inserted = conn.execute(
-            dialect.insert(_objection)
+            upsert_into(conn, _objection)
             .values(values)
             .on_conflict_do_nothing(index_elements=["user_id", "purpose"])
             .returning(_objection.c.id)

@@ -5,9 +5,8 @@ its send times here, a block at a time: one short write per block, not per messa
 """
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from engine.store import writing
+from engine.store import upsert_into, writing
 from engine.store.tables import RateSlot
 
 _slot = RateSlot.__table__  # type: ignore[attr-defined]
@@ -22,9 +21,8 @@ def reserve(
     slots nobody used, so the rate holds over any stretch of time."""
     key = (_slot.c.campaign_id == campaign_id) & (_slot.c.channel == channel)
     with writing(engine) as conn:
-        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
         conn.execute(
-            dialect.insert(_slot)
+            upsert_into(conn, _slot)
             .values(campaign_id=campaign_id, channel=channel, next_at=now)
             .on_conflict_do_nothing()
         )

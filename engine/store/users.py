@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, text
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.models import Rejection, Row
+from engine.store import upsert_into
 from engine.store.tables import UserRow
 
 BATCH = 1000
@@ -126,8 +126,7 @@ def _upsert(
 
 
 def _upsert_statement(conn: Connection) -> Any:
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    stmt = dialect.insert(_user)
+    stmt = upsert_into(conn, _user)
     columns = ("email", "name", "country", "locale", "timezone", "attributes", "updated_at")
     return stmt.on_conflict_do_update(
         index_elements=["id"], set_={c: stmt.excluded[c] for c in columns}
@@ -141,8 +140,7 @@ def insert_users(engine: Engine, users: Iterable[dict[str, Any]]) -> int:
     count = 'SELECT COUNT(*) FROM "user"'
     with engine.execution_options(immediate=True).connect() as conn:
         before = conn.execute(text(count)).scalar_one()
-        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-        statement = dialect.insert(_user).on_conflict_do_nothing(index_elements=["id"])
+        statement = upsert_into(conn, _user).on_conflict_do_nothing(index_elements=["id"])
         for user in users:
             batch.append({**user, "attributes": "{}", "updated_at": now})
             if len(batch) >= BATCH:
