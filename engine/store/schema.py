@@ -65,6 +65,19 @@ def append_only(engine: Engine) -> None:
 
 # Indexes an earlier version made and this one no longer keeps up (see tables.py), by table.
 RETIRED_INDEXES = {"event": ("ix_event_subject",), "delivery": ("ix_delivery_message_id",)}
+# Partial indexes, in the SQL both databases speak (as Index objects, their dialect options
+# would import the PostgreSQL dialect into every command on SQLite). Bounces find an email
+# by its Message-ID (without a VERP): only emails are indexed, because the keys are random
+# and each entry rewrites a page of the index, which in-app deliveries paid for nothing
+# (an in-app send, one worker, alternated: ~6-8k -> ~10-11k deliveries/s).
+PARTIAL_INDEXES = {
+    "delivery": {
+        "ix_delivery_email_message_id": (
+            "CREATE INDEX ix_delivery_email_message_id ON delivery (message_id) "
+            "WHERE channel = 'email'"
+        )
+    }
+}
 
 
 def update_indexes(engine: Engine, metadata: MetaData) -> None:
@@ -74,15 +87,20 @@ def update_indexes(engine: Engine, metadata: MetaData) -> None:
     inspector = inspect(engine)
     tables = set(inspector.get_table_names())
     retired: list[str] = []
-    missing: list[Index] = []
+    missing: list[Index | str] = []
     for table in metadata.sorted_tables:
         if table.name in tables:
             found = {ix["name"] for ix in inspector.get_indexes(table.name)}
             retired += [name for name in RETIRED_INDEXES.get(table.name, ()) if name in found]
             missing += [index for index in table.indexes if index.name not in found]
+            partial = PARTIAL_INDEXES.get(table.name, {})
+            missing += [ddl for name, ddl in partial.items() if name not in found]
     if retired or missing:
         with engine.begin() as conn:
             for name in retired:
                 conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
             for index in missing:
-                index.create(conn)
+                if isinstance(index, str):
+                    conn.exec_driver_sql(index)
+                else:
+                    index.create(conn)

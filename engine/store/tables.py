@@ -5,7 +5,7 @@ range scan, and the same on SQLite and PostgreSQL. Events carry ISO 8601 UTC str
 because they are evidence meant to be read.
 """
 
-from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint, false, text
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from engine.statuses import NOTICE
@@ -85,15 +85,7 @@ class DeliveryRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("campaign_id", "user_id", "channel", "message"),
         Index("ix_delivery_due", "campaign_id", "status", "next_attempt_at"),
-        # Bounces find an email by its Message-ID (without a VERP). Only emails: the keys
-        # are random, so each entry rewrites a page of the index, which in-app deliveries
-        # paid for nothing (an in-app send: ~6-8k -> ~10-11k deliveries/s, one worker).
-        Index(
-            "ix_delivery_email_message_id",
-            "message_id",
-            sqlite_where=text("channel = 'email'"),
-            postgresql_where=text("channel = 'email'"),
-        ),
+        # and ix_delivery_email_message_id, emails' Message-IDs only (schema.PARTIAL_INDEXES)
     )
 
     id: int | None = Field(default=None, primary_key=True)
