@@ -257,3 +257,11 @@ def test_a_broken_glossary_entry_is_reported_once(project):
     assert len(broken) == 1
     assert broken[0].path == project.path("locales/glossary.yaml")
     assert broken[0].line == project.line_of("locales/glossary.yaml", "de: []")
+
+
+def test_a_locale_missing_from_the_glossary_is_said_once(project):
+    # both domains' catalogs are checked against the one glossary: one warning, not two
+    project.edit("locales/glossary.yaml", '  mt: ["interessi leġittimi"]\n', "")
+    report = validate(project.campaign)
+    said = [p for p in report.warnings if "no required term for locale 'mt'" in p.message]
+    assert [p.key for p in said] == ["legitimate interests"]

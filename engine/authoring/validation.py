@@ -110,6 +110,9 @@ def validate(path: Path) -> ValidationReport:
         report.renders, report.problems = count, report.problems + problems
         count, problems = check_objection(loaded, objections)
         report.renders, report.problems = report.renders + count, report.problems + problems
+    # The same problem found twice (a glossary entry missing a locale, checked for both
+    # domains) is said once.
+    report.problems = list(dict.fromkeys(report.problems))
     return report
 
 
