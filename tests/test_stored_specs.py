@@ -62,6 +62,7 @@ def test_its_evidence_pack_verifies_and_its_receipts_come_out(herald, tmp_path):
     pack = tmp_path / "pack"
     exported = herald("evidence", "export", CAMPAIGN, "--out", str(pack))
     assert exported.exit_code == 0, exported.output
+    assert "policy.dpo is not in the file as launched" in exported.stderr
     assert json.loads((pack / "report.json").read_text())["targeted"] == 5
     assert (pack / "spec" / CAMPAIGN_FILE).read_bytes() == OLD  # as launched, not mended
     verified = herald("evidence", "verify", str(pack))

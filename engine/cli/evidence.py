@@ -243,7 +243,12 @@ def evidence_export(
     settings, engine = open_store(create=False)
     try:
         manifest = export_pack(
-            engine, settings, campaign, out_path, Keys(settings.secret).email_hash
+            engine,
+            settings,
+            campaign,
+            out_path,
+            Keys(settings.secret).email_hash,
+            on_warning=lambda warning: err.print(f"warning: {warning}", markup=False),
         )
     except (EngineError, FileNotFoundError) as exc:
         fail(str(exc))

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, text
 from engine.authoring.specs import restore, spec_folder
 from engine.canonical import FORMAT, canonical
 from engine.config import Settings
-from engine.errors import EngineError
+from engine.errors import EngineError, Problem
 from engine.evidence.checkpoints import KEYS_FILE, Signer, b64, checkpoint_file
 from engine.evidence.report import campaign_report
 from engine.evidence.reportpage import render_report_html
@@ -71,9 +71,11 @@ def export_pack(
     campaign: str,
     out: Path,
     address_hash: Callable[[str], str],
+    on_warning: Callable[[Problem], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Write the pack to `out` (a folder, or a .zip file); return its manifest.
-    `address_hash` is the keyed hash of an address (delivery.tokens.Keys.email_hash)."""
+    `address_hash` is the keyed hash of an address (delivery.tokens.Keys.email_hash);
+    `on_warning` hears how a campaign an earlier version launched was read (asstored.py)."""
     digest = campaign_store.stored_spec(engine, campaign)
     if digest is None:
         raise ExportError(f"campaign {campaign!r} has not started in this database")
@@ -86,14 +88,14 @@ def export_pack(
     if out.suffix == ".zip":
         with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
             manifest = _write(
-                engine, settings, campaign, digest, signer, Path(scratch), address_hash
+                engine, settings, campaign, digest, signer, Path(scratch), address_hash, on_warning
             )
             _zip(Path(scratch), out)
         return manifest
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"{out} exists and is not empty")
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return _write(engine, settings, campaign, digest, signer, out, address_hash)
+    return _write(engine, settings, campaign, digest, signer, out, address_hash, on_warning)
 
 
 def _write(
@@ -104,6 +106,7 @@ def _write(
     signer: Signer,
     out: Path,
     address_hash: Callable[[str], str],
+    on_warning: Callable[[Problem], None],
 ) -> dict[str, Any]:
     at = iso(dt.datetime.now(dt.UTC).timestamp())
     with (out / "events.jsonl").open("wb") as fp:
@@ -122,6 +125,8 @@ def _write(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(file.content)
     loaded = restore(campaign, files, spec_folder(settings.var, campaign, digest), reading=True)
+    for warning in loaded.warnings:
+        on_warning(warning)
     report = campaign_report(engine, loaded.campaign)
     report["evidence"] = evidence_status(settings.var / "verified", engine, campaign)
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
