@@ -85,17 +85,9 @@ def _check(folder: Path, pinned: bytes | None, witness: Path | None, v: PackVerd
     if not verify_signature(key, unb64(manifest["sig"]), MANIFEST_CONTEXT + canonical(fields)):
         raise Broken("manifest.json: bad signature")
     v.campaign, v.key = manifest["campaign"], fingerprint(key)
-    listed = dict(manifest["files"])
-    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {
-        "manifest.json"
-    }
-    for name in sorted(present | set(listed)):
-        if name not in listed:
-            raise Broken(f"{name}: not in the manifest")
-        if name not in present:
-            raise Broken(f"{name}: listed in the manifest, missing from the pack")
-        if hashlib.sha256((folder / name).read_bytes()).hexdigest() != listed[name]:
-            raise Broken(f"{name}: its SHA-256 differs from the manifest's")
+    _holds_exactly(
+        folder, dict(manifest["files"]), "the manifest", but=frozenset({"manifest.json"})
+    )
     rotations = list(read_rotations(folder / KEYS_FILE))
     trust = Trust(trusted_keys(pinned if pinned else key, rotations), pinned is not None)
     if key not in trust.keys:
@@ -155,14 +147,25 @@ def _spec(spec: Path, started: Any) -> None:
     bound = started.get("files") if isinstance(started, dict) else None
     if not isinstance(bound, dict):
         raise Broken("events.jsonl: no `started` event binding the campaign's files")
-    present = {p.relative_to(spec).as_posix() for p in spec.rglob("*") if p.is_file()}
-    for name in sorted(present | set(bound)):
-        if name not in bound:
-            raise Broken(f"spec/{name}: not among the files the `started` event bound")
+    _holds_exactly(spec, bound, "the `started` event", shown="spec/")
+
+
+def _holds_exactly(
+    folder: Path,
+    listed: dict[str, str],
+    where: str,
+    shown: str = "",
+    but: frozenset[str] = frozenset(),
+) -> None:
+    """`folder` holds exactly the files `listed` (path: SHA-256) names, `but` those."""
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - but
+    for name in sorted(present | set(listed)):
+        if name not in listed:
+            raise Broken(f"{shown}{name}: not in {where}")
         if name not in present:
-            raise Broken(f"spec/{name}: bound by the `started` event, missing from the pack")
-        if hashlib.sha256((spec / name).read_bytes()).hexdigest() != bound[name]:
-            raise Broken(f"spec/{name}: its SHA-256 differs from the one `started` bound")
+            raise Broken(f"{shown}{name}: listed in {where}, missing from the pack")
+        if hashlib.sha256((folder / name).read_bytes()).hexdigest() != listed[name]:
+            raise Broken(f"{shown}{name}: its SHA-256 differs from {where}'s")
 
 
 def _recipients(path: Path, derivation: Derivation) -> None:
