@@ -71,7 +71,7 @@ def open_database(url: str, create: bool = True) -> Engine:
     _add_missing_columns(engine)
     _widen_delivery_key(engine)
     schema.append_only(engine)
-    schema.update_indexes(engine, SQLModel.metadata)
+    schema.update_indexes(engine)
     return engine
 
 

@@ -8,7 +8,7 @@ mistakes and careless scripts, not a determined administrator, who can drop them
 signed checkpoints and their off-host copies are what catch that.
 """
 
-from sqlalchemy import Engine, Index, MetaData, inspect
+from sqlalchemy import Engine, inspect
 
 _SQLITE_TRIGGERS = [
     f"CREATE TRIGGER IF NOT EXISTS event_no_{verb.lower()} BEFORE {verb} ON event "
@@ -80,27 +80,22 @@ PARTIAL_INDEXES = {
 }
 
 
-def update_indexes(engine: Engine, metadata: MetaData) -> None:
-    """Drop the retired indexes, and create those `metadata` has and the database lacks
-    (create_all makes a table's indexes only with the table). Once per database: later
-    opens find nothing to do."""
+def update_indexes(engine: Engine) -> None:
+    """Drop the retired indexes and create the partial ones a database lacks: once per
+    database, later opens find nothing to do. Only the tables named above are read."""
     inspector = inspect(engine)
-    tables = set(inspector.get_table_names())
-    retired: list[str] = []
-    missing: list[Index | str] = []
-    for table in metadata.sorted_tables:
-        if table.name in tables:
-            found = {ix["name"] for ix in inspector.get_indexes(table.name)}
-            retired += [name for name in RETIRED_INDEXES.get(table.name, ()) if name in found]
-            missing += [index for index in table.indexes if index.name not in found]
-            partial = PARTIAL_INDEXES.get(table.name, {})
-            missing += [ddl for name, ddl in partial.items() if name not in found]
-    if retired or missing:
+    existing = set(inspector.get_table_names())
+    statements: list[str] = []
+    for table in sorted((RETIRED_INDEXES.keys() | PARTIAL_INDEXES.keys()) & existing):
+        found = {ix["name"] for ix in inspector.get_indexes(table)}
+        statements += [
+            f"DROP INDEX IF EXISTS {name}"
+            for name in RETIRED_INDEXES.get(table, ())
+            if name in found
+        ]
+        partial = PARTIAL_INDEXES.get(table, {})
+        statements += [ddl for name, ddl in partial.items() if name not in found]
+    if statements:
         with engine.begin() as conn:
-            for name in retired:
-                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
-            for index in missing:
-                if isinstance(index, str):
-                    conn.exec_driver_sql(index)
-                else:
-                    index.create(conn)
+            for statement in statements:
+                conn.exec_driver_sql(statement)
