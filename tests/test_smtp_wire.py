@@ -187,10 +187,18 @@ def test_any_25x_is_an_acceptance(rcpt, end):
     assert b"RSET" not in script.commands
 
 
-def test_221_to_the_message_is_not_an_acceptance():
-    """221 closes the connection; it does not say the message was taken."""
-    (outcome,) = run(Script(end=b"221 2.0.0 bye\r\n"))
-    assert isinstance(outcome, PermanentDeliveryError | TemporaryDeliveryError), outcome
+@pytest.mark.parametrize(
+    "script",
+    [
+        Script(end=b"221 2.0.0 bye\r\n"),  # closes the connection: not the message taken
+        Script(rcpt=b"354 go ahead\r\n"),  # a reply that fits no RCPT
+    ],
+)
+def test_a_reply_that_fits_no_command_is_tried_again_not_failed(script):
+    """Neither takes nor refuses: the user is not failed for the server's confusion (only
+    a 5xx is permanent), and nothing counts as sent."""
+    (outcome,) = run(script)
+    assert type(outcome) is TemporaryDeliveryError, outcome
 
 
 @pytest.mark.parametrize(

@@ -361,7 +361,9 @@ def _translated_smtp_errors(settings: SmtpSettings) -> Iterator[None]:
 
 def _translated(settings: SmtpSettings, exc: Exception) -> EngineError:
     def by_code(code: int, text: str) -> DeliveryError:
-        error = TemporaryDeliveryError if 400 <= code < 500 else PermanentDeliveryError
+        # Only a 5xx refuses for good (DESIGN section 7); a reply that fits no command
+        # (221 or 354 where 25x was due) is the server's confusion: tried again later.
+        error = PermanentDeliveryError if 500 <= code < 600 else TemporaryDeliveryError
         return error(f"{code} {text}".strip())
 
     if (tls_error := _ssl_error(exc)) is not None:  # before OSError: SSLError is one
