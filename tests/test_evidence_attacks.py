@@ -196,6 +196,19 @@ def test_a_possible_duplicate_made_in_the_table_is_caught(run):
     assert_broken(verify(run, False), "a possible duplicate or not")
 
 
+def test_a_stored_campaign_file_edited_is_caught(run):
+    """The objection pages, the report and later sends read the files stored with the
+    campaign; `started` bound each one's SHA-256 in the signed log."""
+    path = "templates/pages/object.html"
+    with db(run) as conn:
+        changed = conn.execute(
+            "UPDATE spec_file SET content = CAST(? AS BLOB) WHERE path = ?",
+            ("<p>Tell us why, in at least 100 characters.</p>", path),
+        ).rowcount
+    assert changed == 1
+    assert_broken(verify(run, False), f"stored campaign file {path}: differs")
+
+
 def test_head_row_deleted(run):
     with db(run) as conn:
         conn.execute("DELETE FROM tree_head")

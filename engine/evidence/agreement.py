@@ -1,4 +1,5 @@
-"""The tables agree with the events: deliveries, in-app bodies and objections. I/O: database.
+"""The tables agree with the events: deliveries, in-app bodies, objections and the files
+a campaign was launched with. I/O: database.
 
 The report and the service read tables; the evidence is the events. Whoever edits a
 table (18 `failed` made `sent`, an objection deleted) without a matching event is named
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 
 from engine.statuses import DeliveryStatus
 from engine.store import stream
+from engine.store.campaigns import stored_files
 
 _FINAL_KINDS = {"delivered", "failed", "bounced"}
 _STATUS_KINDS = {"planned", "deferred", "sent", *_FINAL_KINDS}
@@ -76,6 +78,23 @@ def check_tables(engine: Engine, campaign: str) -> str | None:
             f"objection id {objection_id} (event seq {event['seq']}) is missing from the "
             "objection table"
         )
+    return None
+
+
+def check_spec_files(engine: Engine, campaign: str, bound: Any) -> str | None:
+    """The first stored campaign file (spec_file) that is not what the `started` event
+    bound (`bound`: its `files`, path: SHA-256), or one of those missing; None when all
+    agree. The report, the objection pages and later sends read these files."""
+    if not isinstance(bound, dict):
+        return None  # no binding to hold them to (evidence format v0)
+    stored = {f.path: hashlib.sha256(f.content).hexdigest() for f in stored_files(engine, campaign)}
+    for path in sorted(stored.keys() | bound.keys()):
+        if path not in bound:
+            return f"stored campaign file {path}: not among the files `started` bound"
+        if path not in stored:
+            return f"stored campaign file {path}: bound by `started`, missing from spec_file"
+        if stored[path] != bound[path]:
+            return f"stored campaign file {path}: differs from what `started` bound"
     return None
 
 

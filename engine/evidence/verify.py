@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from engine.canonical import FORMAT, Frontier, leaf_hash, parse_canonical
-from engine.evidence.agreement import check_tables
+from engine.evidence.agreement import check_spec_files, check_tables
 from engine.evidence.checkpoints import (
     KEYS_FILE,
     Checkpoint,
@@ -128,10 +128,11 @@ def _verify(
     tree = Frontier()
     first_unsigned_at: str | None = None
     last_signed = max(by_size, default=0)
-    started = False
+    started, bound = False, None
     for row, record in _events(engine, campaign):
         tree.append(leaf_hash(row["body"].encode("utf-8")))
-        started = started or record["kind"] == "started"
+        if record["kind"] == "started" and not started:
+            started, bound = True, record["data"].get("files")
         if not started and record["kind"] not in _BEFORE_START:
             raise Broken(
                 f"event seq {row['seq']} (row id {row['id']}): `{record['kind']}` before the "
@@ -172,7 +173,7 @@ def _verify(
                 f"{verdict.unsigned} events after seq {last_signed} are unsigned since "
                 f"{first_unsigned_at} ({age:.0f} s > --max-unsigned-age {max_unsigned_age_s:g})"
             )
-    if problem := check_tables(engine, campaign):
+    if problem := check_tables(engine, campaign) or check_spec_files(engine, campaign, bound):
         raise Broken(problem)
 
 
