@@ -2,12 +2,15 @@
 thread runs in the command) after the command's own connections are closed."""
 
 import os
+import signal
 import subprocess
 import sys
+from collections import Counter
 
 from sqlalchemy import text
 
 from tests.conftest import ROOT
+from tests.smtp import Mailbox, serve
 
 
 def _command(herald, *args: str, smtp: str) -> subprocess.CompletedProcess[str]:
@@ -21,6 +24,11 @@ def _command(herald, *args: str, smtp: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def _count(herald, sql: str) -> int:
+    with herald.database().connect() as conn:
+        return int(conn.execute(text(sql)).scalar_one())
 
 
 def test_forked_workers_share_the_queue_and_the_command_keeps_its_database(herald, smtp_server):
@@ -37,6 +45,9 @@ def test_forked_workers_share_the_queue_and_the_command_keeps_its_database(heral
     assert len(ids) == len(rows)
     assert {r[0] for r in rows} == {"sent"}
     assert {r[1] for r in rows} == {None}
+    # The command tells what the whole run did, its workers' part included
+    inapp = _count(herald, "SELECT count(*) FROM delivery WHERE channel = 'inapp'")
+    assert f"ai-training-notice: {inapp} delivered, {len(ids)} sent in " in result.stdout
     # After the fork the command used its database again: it signed what the workers
     # wrote, and the signed log verifies.
     verify = _command(herald, "evidence", "verify", "--db", smtp=smtp_server.url)
@@ -82,3 +93,60 @@ def test_renderers_warmed_before_the_fork_pack_what_new_ones_pack(herald):
         assert reused.pack(row, users.get(row["user_id"])) == fresh.pack(
             row, users.get(row["user_id"])
         )
+
+
+def test_a_killed_worker_is_named_and_the_command_sends_what_it_held(herald):
+    """SIGKILL one of two workers mid-run: the command takes back its claims (a killed
+    worker is a zombie until joined: dead all the same), sends them, and exits 1 naming
+    the worker; what it may have sent before dying is flagged, never silently resent."""
+    assert herald("users", "generate", "--count", "300").exit_code == 0
+    assert herald("plan", "ai-training-notice").exit_code == 0
+    emails = _count(herald, "SELECT count(*) FROM delivery WHERE channel = 'email'")
+    env = {**os.environ, **herald.env, "PYTHONPATH": str(ROOT)}
+    for server in serve(Mailbox(delay_s=0.05)):  # ~40 emails a second over 2 + 2 sessions
+        env["HERALD_SMTP_URL"] = server.url
+        command = subprocess.Popen(
+            [sys.executable, "-c", "from engine.cli import main; main()"]
+            + ["send", "ai-training-notice", "--workers", "2", "--concurrency", "2"],
+            cwd=herald.project.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            server.wait_for(20, timeout=60)
+            owners = {
+                owner
+                for (owner,) in herald.database()
+                .connect()
+                .execute(text("SELECT DISTINCT lease_owner FROM delivery WHERE status = 'sending'"))
+            }
+            worker = [
+                int(o.rpartition(":")[2]) for o in owners if not o.endswith(f":{command.pid}")
+            ]
+            assert len(worker) == 1, owners
+            os.kill(worker[0], signal.SIGKILL)
+            out, errors = command.communicate(timeout=120)
+        finally:
+            if command.poll() is None:
+                command.kill()
+                command.wait()
+        received = server.mailbox.message_ids()
+    assert command.returncode == 1, out + errors
+    assert "worker 2 was killed (SIGKILL) before the end of its run" in errors
+    assert "every delivery is final" in out
+    assert "took back" in errors  # the command's log: the killed worker's claims
+    with herald.database().connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT status, lease_owner, message_id, interrupted FROM delivery "
+                "WHERE channel = 'email'"
+            )
+        ).all()
+    assert len(rows) == emails
+    assert {r[0] for r in rows} == {"sent"}
+    assert {r[1] for r in rows} == {None}
+    assert set(received) == {r[2] for r in rows}  # everyone got theirs
+    twice = {m for m, n in Counter(received).items() if n > 1}
+    assert twice <= {r[2] for r in rows if r[3]}  # a resend only of what was in flight

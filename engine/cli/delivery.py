@@ -172,9 +172,11 @@ def send_command(
     except EngineError as exc:
         extra.join(stop_first=True)
         fail(str(exc))
-    extra.join(stop_first=summary.stopped)  # SIGTERM: workers finish their messages in flight
+    ended = extra.join(stop_first=summary.stopped)  # SIGTERM: they finish what is in flight
     _checkpoint(settings, engine)
-    _print_outcome(engine, loaded, summary, time.monotonic() - started)
+    _print_outcome(engine, loaded, ended.add_to(summary), time.monotonic() - started)
+    if ended.problems:  # what it left claimed goes again once its lease runs out
+        fail(ended.problems)
 
 
 def _campaign(

@@ -9,7 +9,8 @@ import multiprocessing
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -150,11 +151,30 @@ async def watch_progress(
         await asyncio.sleep(every_s)
 
 
+@dataclass
+class WorkersEnded:
+    """What the extra workers did, once every one has ended: their outcomes summed, and
+    how each that did not finish its run ended."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    stopped: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    def add_to(self, summary: RunSummary) -> RunSummary:
+        """`summary` (this process's run) with the workers' outcomes added."""
+        counts = dict(summary.counts)
+        for status, n in self.counts.items():
+            counts[status] = counts.get(status, 0) + n
+        return RunSummary(counts, summary.stopped or self.stopped)
+
+
 @dataclass(frozen=True)
 class Workers:
-    """Extra worker processes running the same dispatcher on the same database."""
+    """Extra worker processes running the same dispatcher on the same database. Each
+    tells the command what it did through a pipe: its outcomes, or why it failed."""
 
     processes: Sequence[Process]
+    pipes: Sequence[Connection] = ()
     renderers: Renderers | None = None  # warmed before forking: for this process's send too
 
     @classmethod
@@ -188,28 +208,67 @@ class Workers:
         args = (
             (str(loaded.path), options, loaded, renderers) if fork else (str(loaded.path), options)
         )
-        processes = [
-            context.Process(target=_worker_main, args=args, daemon=False) for _ in range(count)
-        ]
-        for process in processes:
+        processes, pipes = [], []
+        for _ in range(count):
+            reader, writer = context.Pipe(duplex=False)
+            process = context.Process(target=_worker_main, args=(writer, *args), daemon=False)
             process.start()
-        return cls(processes, renderers)
+            writer.close()  # the child's end: closed here, a child that dies reads as EOF
+            processes.append(process)
+            pipes.append(reader)
+        return cls(processes, pipes, renderers)
 
-    def join(self, stop_first: bool = False) -> None:
-        """Wait for every worker; SIGTERM first (they finish their messages in flight)."""
-        for process in self.processes:
+    def join(self, stop_first: bool = False) -> WorkersEnded:
+        """Wait for every worker (SIGTERM first: they finish their messages in flight) and
+        gather what each did."""
+        ended = WorkersEnded()
+        for number, (process, pipe) in enumerate(
+            zip(self.processes, self.pipes, strict=True), start=2
+        ):
             if stop_first:
                 process.terminate()
+            try:
+                kind, value = pipe.recv()
+            except EOFError:  # it died before it could tell: killed, or an error we lack
+                kind, value = "died", None
+            finally:
+                pipe.close()
             process.join()
+            if kind == "done":
+                summary: RunSummary = value
+                for status, n in summary.counts.items():
+                    ended.counts[status] = ended.counts.get(status, 0) + n
+                ended.stopped |= summary.stopped
+            elif kind == "failed":
+                ended.problems.append(f"worker {number}: {value}")
+            else:
+                ended.problems.append(f"worker {number} {_how_it_ended(process.exitcode)}")
+        return ended
+
+
+def _how_it_ended(code: int | None) -> str:
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        return f"was killed ({name}) before the end of its run"
+    return f"exited with code {code} before the end of its run"
 
 
 def _worker_main(
+    pipe: Connection,
     path: str,
     options: SendOptions,
     loaded: LoadedCampaign | None = None,
     renderers: Renderers | None = None,
 ) -> None:
-    settings = Settings.from_env()
-    engine = open_database(settings.db_url)
-    loaded = loaded or load_campaign(Path(path))
-    asyncio.run(send(engine, loaded, settings, options, sign=False, renderers=renderers))
+    """One extra worker: its run's outcome goes up `pipe`; a failure too, then exit 1."""
+    try:
+        settings = Settings.from_env()
+        engine = open_database(settings.db_url)
+        loaded = loaded or load_campaign(Path(path))
+        summary = asyncio.run(
+            send(engine, loaded, settings, options, sign=False, renderers=renderers)
+        )
+    except EngineError as exc:  # our setup or a refusing server: the command says it
+        pipe.send(("failed", str(exc)))
+        raise SystemExit(1) from None
+    pipe.send(("done", summary))

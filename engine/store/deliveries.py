@@ -10,6 +10,7 @@ import functools
 import os
 import socket
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
@@ -34,7 +35,9 @@ def worker_id() -> str:
 
 
 def is_dead_local(owner: str) -> bool:
-    """A worker_id() of this host whose process no longer exists."""
+    """A worker_id() of this host whose process no longer exists, or has ended and waits
+    only to be reaped (a zombie: a `send --workers` worker that was killed is one until
+    the command joins it, after its own run)."""
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
@@ -44,7 +47,17 @@ def is_dead_local(owner: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    return _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """Linux's word for it (proc(5): the state after the command's name in parentheses);
+    False where /proc does not say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
 
 
 def claim(
