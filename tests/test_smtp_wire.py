@@ -14,7 +14,7 @@ import pytest
 
 from engine.delivery.channels.base import Outgoing
 from engine.delivery.channels.smtp import SmtpSettings, SmtpTransport
-from engine.errors import PermanentDeliveryError, TemporaryDeliveryError
+from engine.errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
 from engine.models import Channel
 from tests.loopserver import LoopServer
 
@@ -36,6 +36,7 @@ class Script:
     hang_up_at: bytes = b""  # a verb (b"DATA"): close the connection instead of answering it
     reset_after_354: bool = False  # say 354, then reset the connection, reading nothing
     drip: float = 0.0  # seconds between the bytes of the reply to the message
+    filter_s: float = 0.0  # seconds before replying to the message (a content filter)
     quit: bytes = b"221 bye\r\n"  # b"": never answer QUIT
     commands: list[bytes] = field(default_factory=list)  # every command line, in order
     messages: list[bytes] = field(default_factory=list)  # every message, unstuffed
@@ -103,6 +104,7 @@ class ScriptedServer(LoopServer):
                         s.messages.append(text.replace(b"\r\n..", b"\r\n."))
                         if s.hang_up:
                             return
+                        await asyncio.sleep(s.filter_s)
                         if s.drip:
                             for i in range(len(s.end)):
                                 await asyncio.sleep(s.drip)
@@ -124,11 +126,16 @@ def run(
     timeout: float = 5.0,
     recipient: str = "b@example.com",
     data: bytes = MAIL,
+    data_timeout: float | None = None,
 ) -> list[object]:
-    """Send `count` messages over one connection; each one's receipt or error."""
+    """Send `count` messages over one connection; each one's receipt or error. The reply
+    to each message is awaited `data_timeout` seconds, by default `timeout`."""
     outcomes: list[object] = []
     with ScriptedServer(script) as server:
-        url = f"smtp://127.0.0.1:{server.port}?tls=none&timeout={timeout}"
+        url = (
+            f"smtp://127.0.0.1:{server.port}?tls=none&timeout={timeout}"
+            f"&data_timeout={data_timeout or timeout}"
+        )
         transport = SmtpTransport(SmtpSettings.from_url(url), concurrency=1)
         message = Outgoing(1, "u1", Channel.EMAIL, "<m@x>", "a@example.com", recipient, data)
 
@@ -330,6 +337,35 @@ def test_a_reply_that_trickles_in_times_out_as_a_whole():
     assert isinstance(outcome, TemporaryDeliveryError), outcome
     assert "Timed out waiting for server response" in str(outcome)
     assert time.monotonic() - started < 2.0
+
+
+def test_a_content_filter_slower_than_a_command_reply_is_awaited_not_duplicated():
+    """The reply to a whole message gets `data_timeout` (RFC 5321 section 4.5.3.2.6: a
+    filter may run then), not the commands' `timeout`: a server that takes 1 s to accept
+    is a delivery, where with 0.3 s it would be a retry that may duplicate the notice."""
+    script = Script(filter_s=1.0)
+    assert replies(run(script, timeout=0.3, data_timeout=3))[0].startswith("250")
+    (late,) = run(Script(filter_s=1.0), timeout=0.3, data_timeout=0.3)
+    assert isinstance(late, TemporaryDeliveryError), late
+    assert late.maybe_delivered
+    assert SmtpSettings.from_url("smtp://127.0.0.1:25?tls=none").data_timeout_s == 120
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("data_timeout=0", "data_timeout"),
+        ("data_timeout=-5", "data_timeout"),
+        ("data_timeout=nan", "data_timeout"),
+        ("data_timeout=600", "data_timeout"),  # past what a claim's lease outlasts
+        ("data_timeout=soon", "data_timeout"),
+        ("timeout=0", "timeout"),
+        ("timeout=inf", "timeout"),
+    ],
+)
+def test_a_wait_that_is_no_number_of_seconds_is_refused_naming_the_option(query, named):
+    with pytest.raises(ConfigError, match=f"HERALD_SMTP_URL: {named} must be a number of seconds"):
+        SmtpSettings.from_url(f"smtp://127.0.0.1:25?tls=none&{query}")
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,14 @@ from engine.models import Channel
 TlsMode = Literal["starttls", "implicit", "none"]
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _MODES: dict[str, TlsMode] = {"starttls": "starttls", "implicit": "implicit", "none": "none"}
-_OPTIONS = ("tls", "starttls", "timeout", "verify", "cafile", "allow_plaintext")
+_OPTIONS = ("tls", "starttls", "timeout", "data_timeout", "verify", "cafile", "allow_plaintext")
+# The wait for the server's reply to a whole message, when content filters run: RFC 5321
+# section 4.5.3.2.6 suggests 10 minutes, and a reply that comes too late makes the
+# delivery a possible duplicate (it is retried). But a claimed delivery's lease
+# (SendOptions.lease_s, 300 s) must outlast its wait for the rate limit (up to a quarter
+# of the lease), a new connection and its commands' replies (`timeout` each), and this:
+# past the lease, another worker takes it back and sends it again all the same.
+DATA_TIMEOUT_S, MAX_DATA_TIMEOUT_S = 120.0, 180.0
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,8 @@ class SmtpSettings:
     username: str | None = None
     password: str | None = None
     tls: TlsMode = "starttls"  # starttls: required, never "when offered"
-    timeout_s: float = 30.0
+    timeout_s: float = 30.0  # for each reply but the one to a whole message
+    data_timeout_s: float = DATA_TIMEOUT_S
     verify: bool = True  # check the server's certificate and name
     cafile: str | None = None  # extra CAs to trust (aiosmtplib's cert_bundle)
     allow_plaintext: bool = False  # tls=none to any host, AUTH without TLS
@@ -57,7 +65,7 @@ class SmtpSettings:
     @classmethod
     def from_url(cls, url: str) -> "SmtpSettings":
         """smtp://user:pass@host:587?tls=starttls|implicit|none&cafile=PATH&verify=false
-        &timeout=30&allow_plaintext=true, or smtps://host:465 (implicit TLS).
+        &timeout=30&data_timeout=120&allow_plaintext=true, or smtps://host:465 (implicit TLS).
 
         `starttls=true|false` is kept as an alias of tls=starttls|none. Raises
         ConfigError naming the option at fault.
@@ -86,10 +94,11 @@ class SmtpSettings:
 
         tls = _tls_mode(parts.scheme, query.get("tls"), flag("starttls"))
         try:
-            timeout = float(query.get("timeout", "30"))
             port = parts.port or (465 if tls == "implicit" else 25)
         except ValueError as exc:
             raise ConfigError(f"HERALD_SMTP_URL: {exc}") from exc
+        timeout = _seconds(query, "timeout", 30.0, 3600.0)
+        data_timeout = _seconds(query, "data_timeout", DATA_TIMEOUT_S, MAX_DATA_TIMEOUT_S)
         settings = cls(
             host=parts.hostname,
             port=port,
@@ -97,6 +106,7 @@ class SmtpSettings:
             password=unquote(parts.password) if parts.password else None,
             tls=tls,
             timeout_s=timeout,
+            data_timeout_s=data_timeout,
             verify=flag("verify") is not False,
             cafile=query.get("cafile") or None,
             allow_plaintext=flag("allow_plaintext") is True,
@@ -251,7 +261,7 @@ class SmtpTransport(Transport):
                     raise TransportConfigError("refusing to send a password without TLS")
                 await client.login(s.username, s.password or "")
             offers = client.supports_extension
-            session = wire.Session.take_over(client, s.timeout_s)
+            session = wire.Session.take_over(client, s.timeout_s, s.data_timeout_s)
         except BaseException:
             client.close()
             raise
@@ -304,6 +314,23 @@ class SmtpTransport(Transport):
                 sessions.append(connection.session)
         # All at once: each may wait its timeout for a server that never answers QUIT
         await asyncio.gather(*(session.quit() for session in sessions))
+
+
+def _seconds(query: dict[str, str], name: str, default: float, most: float) -> float:
+    """A wait in seconds from the URL: more than 0, at most `most`."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= most:  # also refuses nan and inf
+        raise ConfigError(
+            f"HERALD_SMTP_URL: {name} must be a number of seconds above 0 and at most "
+            f"{most:g}, not {raw!r}"
+        )
+    return value
 
 
 def _tls_info(client: aiosmtplib.SMTP) -> TlsInfo:

@@ -42,8 +42,16 @@ _GO_AHEAD = (354,)
 class Session(asyncio.Protocol):
     """One SMTP connection after its setup: sends mail transactions, one at a time."""
 
-    def __init__(self, transport: asyncio.Transport, pipelining: bool, timeout_s: float):
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        pipelining: bool,
+        timeout_s: float,
+        data_timeout_s: float | None = None,
+    ):
         self._transport, self.pipelining, self._timeout_s = transport, pipelining, timeout_s
+        # the reply to a whole message may take longer: content filters run then
+        self._data_timeout_s = data_timeout_s or timeout_s
         self._buffer = bytearray()
         self._replies: deque[Reply] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -54,12 +62,15 @@ class Session(asyncio.Protocol):
         self._unsent = 0
 
     @classmethod
-    def take_over(cls, client: aiosmtplib.SMTP, timeout_s: float) -> "Session":
+    def take_over(
+        cls, client: aiosmtplib.SMTP, timeout_s: float, data_timeout_s: float | None = None
+    ) -> "Session":
         """Become the protocol of `client`'s connection, which is then ours alone."""
         transport = client.transport
         if not isinstance(transport, asyncio.Transport) or transport.is_closing():
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-        session = cls(transport, client.supports_extension("pipelining"), timeout_s)
+        pipelining = client.supports_extension("pipelining")
+        session = cls(transport, pipelining, timeout_s, data_timeout_s)
         transport.set_protocol(session)
         return session
 
@@ -108,7 +119,7 @@ class Session(asyncio.Protocol):
             raise refused
         self._write(_stuffed(data) + b".\r\n")
         try:
-            code, text = await self._reply()
+            code, text = await self._reply(self._data_timeout_s)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
             if self._unsent:  # the end of the message never left: not delivered
                 raise
@@ -152,10 +163,10 @@ class Session(asyncio.Protocol):
         self._expected += replies
         self._transport.write(data)
 
-    async def _reply(self) -> Reply:
+    async def _reply(self, timeout_s: float | None = None) -> Reply:
         if not self._replies:
             try:  # one bound for the whole reply, as aiosmtplib's, not for each packet
-                async with asyncio.timeout(self._timeout_s):
+                async with asyncio.timeout(timeout_s or self._timeout_s):
                     while not self._replies:
                         if self._lost is not None:
                             raise aiosmtplib.SMTPServerDisconnected(self._lost)
