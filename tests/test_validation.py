@@ -1,5 +1,7 @@
 """`validate` catches each broken input of the reference campaign, naming file and line."""
 
+import pytest
+
 from engine.authoring.validation import validate
 from tests.conftest import ROOT, SHIPPED
 
@@ -265,3 +267,27 @@ def test_a_locale_missing_from_the_glossary_is_said_once(project):
     report = validate(project.campaign)
     said = [p for p in report.warnings if "no required term for locale 'mt'" in p.message]
     assert [p.key for p in said] == ["legitimate interests"]
+
+
+GREETING_TXT = "templates/layouts/_greeting.txt"
+
+
+@pytest.mark.parametrize(
+    ("greeting", "what"),
+    [
+        ("{% trans name=user.name|bidi %}Dear {{ name }},{% endtrans %}", "|bidi"),
+        ("{% trans name=user.name %}Dear {{ name }},{% endtrans %}", "name, in a translated"),
+        ("Dear {{ user.name }},", "a printed value"),
+        ("Dear {{ user.name|link }},", "|link"),
+    ],
+)
+def test_a_greeting_that_would_read_dear_none_is_caught_with_its_line(project, greeting, what):
+    """The reference campaign's unrendered greeting: a name printed without its guard
+    reads "Dear None," to a user without a name. The sample user without one catches it."""
+    project.path(GREETING_TXT).write_text(greeting + "\n", "utf-8")
+    problems = [p for p in _errors(project) if "not set for this user (None)" in p.message]
+    assert len(problems) == 1, _errors(project)
+    assert what in problems[0].message
+    assert str(problems[0].path).endswith(GREETING_TXT)
+    assert problems[0].line == 1
+

@@ -52,11 +52,30 @@ def has_rtl(value: str | None) -> bool:
     return any(unicodedata.bidirectional(ch) in ("R", "AL") for ch in value)
 
 
+def _unset(what: str) -> jinja2.UndefinedError:
+    """A value that is not set for this user (a user without a name, say) reached the
+    output, where it would read "Dear None,": the reference campaign's unrendered greeting.
+    Raised as undefined, so the render names file and line, and the user without a name
+    among herald validate's samples catches it before launch."""
+    return jinja2.UndefinedError(
+        f"{what} is not set for this user (None): print it only inside {{% if ... %}}"
+    )
+
+
+def _set(value: object) -> object:
+    """Every printed value ({{ ... }}) goes through this (the Environment's finalize)."""
+    if value is None:
+        raise _unset("a printed value")
+    return value
+
+
 @jinja2.pass_context
 def _bidi(context: jinja2.runtime.Context, value: object) -> str:
     """Isolate user text so an RTL name cannot reorder the sentence around it: <bdi> in
     HTML; in text, U+2068/U+2069 only where needed (`isolate_names`), since clients
     without those glyphs show boxes."""
+    if value is None:
+        raise _unset("the value given to |bidi")
     if context.eval_ctx.autoescape:
         return Markup("<bdi>%s</bdi>") % escape(value)
     return f"{FSI}{value}{PDI}" if context.get("isolate_names") else str(value)
@@ -65,6 +84,8 @@ def _bidi(context: jinja2.runtime.Context, value: object) -> str:
 @jinja2.pass_eval_context
 def _link(eval_ctx: jinja2.nodes.EvalContext, value: object) -> str:
     """A contact or URL as a link in HTML (mailto: for an address); as is in text."""
+    if value is None:
+        raise _unset("the value given to |link")
     text = str(value)
     if not eval_ctx.autoescape:
         return text
@@ -84,6 +105,9 @@ def _newstyle_gettext(func: Callable[[str], str]) -> Callable[..., str]:
     @jinja2.pass_context
     def gettext(context: jinja2.runtime.Context, string: str, /, **variables: Any) -> str:
         text = func(string)
+        for name, value in variables.items():
+            if value is None:
+                raise _unset(f"{name}, in a translated sentence,")
         if context.eval_ctx.autoescape:
             text = Markup(text)
         # always a format string, as Jinja's: `%%` means `%` with or without variables
@@ -272,6 +296,7 @@ class Renderer:
                 autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
                 extensions=["jinja2.ext.i18n"],
                 keep_trailing_newline=True,
+                finalize=_set,
                 # a Renderer lives for one command or one launched campaign, whose files
                 # do not change: no stat() of every template file at each lookup
                 auto_reload=False,
