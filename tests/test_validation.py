@@ -291,3 +291,44 @@ def test_a_greeting_that_would_read_dear_none_is_caught_with_its_line(project, g
     assert str(problems[0].path).endswith(GREETING_TXT)
     assert problems[0].line == 1
 
+
+SUMMARY_HTML = "templates/ai-training-objection/summary.html"
+EMAIL_HTML = "templates/ai-training-notice/email.html"
+
+
+def test_a_comment_left_open_in_an_included_page_part_is_caught_where_written(project):
+    """A stray "<!--" hides the objection form and its button from every reader of the
+    page in a browser, while the markup still holds them."""
+    summary = project.path(SUMMARY_HTML)
+    summary.write_text(summary.read_text("utf-8") + "<!-- TODO: a second paragraph\n", "utf-8")
+    problems = _errors(project)
+    [unclosed] = [p for p in problems if "comment that never ends" in p.message]
+    assert unclosed.path == project.path(SUMMARY_HTML)
+    assert unclosed.line == project.line_of(SUMMARY_HTML, "<!-- TODO")
+    assert any("shows no form that posts with a button" in p.message for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('<p style="margin:20px 0 8px"><a', '<!-- <p style="margin:20px 0 8px"><a'),
+        ('<p style="margin:20px 0 8px"><a', '<p hidden style="margin:20px 0 8px"><a'),
+    ],
+    ids=["commented out", "hidden"],
+)
+def test_an_objection_link_a_reader_cannot_see_is_missing(project, old, new):
+    project.edit(EMAIL_HTML, old, new)
+    project.edit(EMAIL_HTML, '<p class="small">', '<p class="small" style="display:none">')
+    if new.startswith("<!--"):
+        project.edit(EMAIL_HTML, "{{ objection_url }}</a></p>", "{{ objection_url }}</a></p> -->")
+    problems = _errors(project)
+    assert any(
+        "objection link is missing from the HTML" in p.message and "email" in p.key
+        for p in problems
+    ), problems
+
+
+def test_an_objection_form_without_a_button_to_send_it_is_caught(project):
+    project.edit("templates/pages/object.html", '<button type="submit">', '<button type="button">')
+    problems = _errors(project)
+    assert any("shows no form that posts with a button" in p.message for p in problems)

@@ -12,7 +12,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.authoring.campaigns import Campaign, LoadedCampaign
+from engine.authoring.campaigns import PAGES, Campaign, LoadedCampaign
+from engine.authoring.htmlview import view
 from engine.authoring.i18n import SOURCE_LOCALE, Catalogs
 from engine.authoring.outputscan import (
     HTML_TAGS,
@@ -21,6 +22,7 @@ from engine.authoring.outputscan import (
     SAMPLE_USERS,
     TAG,
     Date,
+    Locator,
     locator,
     scan_output,
 )
@@ -48,7 +50,9 @@ def check_objection(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, li
     `catalogs`; the problems, each once."""
     c, templates = loaded.campaign, loaded.project.templates
     renderer = Renderer(templates, catalogs)
-    locate = locator(catalogs, templates / c.objection.template, templates / "layouts")
+    locate = locator(
+        catalogs, templates / c.objection.template, templates / "layouts", templates / PAGES
+    )
     objected = Date("the objection date", c.schedule.start.date() + dt.timedelta(days=1))
     seen: dict[str, Problem] = {}
     count = 0
@@ -86,7 +90,9 @@ def check_objection(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, li
                 note(_template_problem(exc, locale))
                 continue
             count += 1
-            for problem in scan_page(templates / page.template, html, locale):
+            needs_form = page.template.endswith("/object.html") and not page.context["objected"]
+            path = templates / page.template
+            for problem in scan_page(path, html, locale, needs_form, locate):
                 note(problem)
     return count, list(seen.values())
 
@@ -100,8 +106,24 @@ def _sample_pages(c: Campaign, locale: str, locales: list[str], at: dt.date) -> 
     yield busy_page(locale, locales)
 
 
-def scan_page(path: Path, html: str, locale: str) -> Iterator[Problem]:
+def scan_page(
+    path: Path, html: str, locale: str, needs_form: bool = False, locate: Locator | None = None
+) -> Iterator[Problem]:
+    """What stands between a reader of the page and their objection. `needs_form`: the
+    page must show a form that posts, with a button to send it. `locate` finds where a
+    comment that never ends was written (often a file the page includes)."""
     key = f"[{locale}] page"
+    seen = view(html)
+    if unclosed := seen.unclosed_comment():
+        where, line = locate(seen.unclosed_comment_text, locale) if locate else (path, None)
+        yield Problem(where if line else path, unclosed, line, key=key)
+    if needs_form and not any(f.method == "post" and f.submits for f in seen.forms):
+        yield Problem(
+            path,
+            "the objection page shows no form that posts with a button to send it: "
+            "a user cannot object",
+            key=key,
+        )
     residues = {m.group(0) for m in RESIDUE.finditer(html)}
     residues |= {f"<{tag}>" for tag in {t.lower() for t in TAG.findall(html)} - PAGE_TAGS}
     for residue in sorted(residues):

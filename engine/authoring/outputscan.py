@@ -16,6 +16,7 @@ from markupsafe import escape
 
 from engine.authoring.campaigns import Campaign
 from engine.authoring.catalogcheck import msgstrs
+from engine.authoring.htmlview import view
 from engine.authoring.i18n import SOURCE_LOCALE, Catalogs, Formatter, format_locale
 from engine.authoring.rendering import FSI, PDI, clean_field, isolate_names
 from engine.errors import Problem
@@ -119,8 +120,12 @@ def scan_output(
         problem("the subject spans several lines")
     if url is not None and url not in message.text:
         problem("the objection link is missing from the text")
-    if url is not None and message.html is not None and f'href="{escape(url)}"' not in message.html:
-        problem("the objection link is missing from the HTML (no <a href> to it)")
+    if message.html is not None:
+        seen = view(message.html)
+        if unclosed := seen.unclosed_comment():
+            problem(unclosed, seen.unclosed_comment_text)
+        if url is not None and url not in seen.links:
+            problem("the objection link is missing from the HTML (no <a href> to it a reader sees)")
     what = date or Date("the effective date", c.policy.effective_date)
     long = _formatter(format_locale(locale, user.country)).date(what.value, "long")
     english = _formatter(SOURCE_LOCALE).date(what.value, "long")

@@ -1,0 +1,111 @@
+"""What a reader of rendered HTML sees of its links and forms. Pure (the standard library's
+html.parser).
+
+`herald validate` asks this, not the markup's text, whether the objection link and the
+objection form are there: a link inside a comment is in the text and nobody sees it. A
+comment that never ends hides everything after it in a browser (HTML's "<!--" runs to the
+end of the document), where html.parser would go on reading the markup as text and tags;
+so the document is cut there first. An element with the `hidden` attribute or a
+`display:none` style hides what it holds.
+"""
+
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+_COMMENT_END = re.compile(r"--!?>")
+_NONE = re.compile(r"display\s*:\s*none", re.IGNORECASE)
+_VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
+
+
+@dataclass
+class Form:
+    method: str
+    submits: int = 0  # submit buttons inside it
+
+
+@dataclass
+class View:
+    links: list[str] = field(default_factory=list)  # hrefs of the <a> a reader sees
+    forms: list[Form] = field(default_factory=list)  # the forms a reader sees
+    unclosed_comment_line: int | None = None  # where a comment that never ends begins
+    unclosed_comment_text: str = ""  # its first line, to find the template it came from
+
+    def unclosed_comment(self) -> str | None:
+        """The problem with a comment that never ends, if there is one."""
+        if self.unclosed_comment_line is None:
+            return None
+        return (
+            f"an HTML comment that never ends hides everything after it from a reader: "
+            f"{self.unclosed_comment_text[:60]!r}"
+        )
+
+
+def view(html: str) -> View:
+    seen = View()
+    cut = _unclosed_comment(html)
+    if cut is not None:
+        seen.unclosed_comment_line = html.count("\n", 0, cut) + 1
+        seen.unclosed_comment_text = html[cut:].split("\n", 1)[0].strip()
+        html = html[:cut]
+    parser = _Reader(seen)
+    parser.feed(html)
+    parser.close()
+    return seen
+
+
+def _unclosed_comment(html: str) -> int | None:
+    """Where a comment begins that no "-->" ends, or None."""
+    at = 0
+    while (start := html.find("<!--", at)) >= 0:
+        if html.startswith("<!-->", start) or html.startswith("<!--->", start):
+            at = start + 4  # an empty comment, closed at once
+            continue
+        end = _COMMENT_END.search(html, start + 4)
+        if end is None:
+            return start
+        at = end.end()
+    return None
+
+
+class _Reader(HTMLParser):
+    def __init__(self, seen: View) -> None:
+        super().__init__(convert_charrefs=True)
+        self.seen = seen
+        self.open: list[tuple[str, bool]] = []  # (tag, hides what it holds)
+        self.form: Form | None = None
+
+    @property
+    def hidden(self) -> bool:
+        return any(hides for _, hides in self.open)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        hides = "hidden" in values or bool(_NONE.search(values.get("style") or ""))
+        visible = not self.hidden and not hides
+        if tag == "a" and visible and values.get("href"):
+            self.seen.links.append(values["href"] or "")
+        if tag == "form":
+            self.form = Form((values.get("method") or "get").lower())
+            if visible:
+                self.seen.forms.append(self.form)
+        submit = (tag == "button" and (values.get("type") or "submit").lower() == "submit") or (
+            tag == "input" and (values.get("type") or "").lower() == "submit"
+        )
+        if submit and visible and self.form is not None:
+            self.form.submits += 1
+        if tag not in _VOID:
+            self.open.append((tag, hides))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in _VOID and self.open and self.open[-1][0] == tag:
+            self.open.pop()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.form = None
+        for i in range(len(self.open) - 1, -1, -1):  # close it and whatever it left open
+            if self.open[i][0] == tag:
+                del self.open[i:]
+                break
