@@ -332,3 +332,20 @@ def test_an_objection_form_without_a_button_to_send_it_is_caught(project):
     project.edit("templates/pages/object.html", '<button type="submit">', '<button type="button">')
     problems = _errors(project)
     assert any("shows no form that posts with a button" in p.message for p in problems)
+
+
+def test_a_misspelt_field_in_a_branch_no_sample_takes_is_caught_with_its_line(project):
+    """No sample user lives in Liechtenstein: rendering alone would pass, then fail at
+    send time for every user the branch holds, and stop the campaign there."""
+    project.edit(
+        EMAIL_TXT,
+        "{{ objection_url }}",
+        '{{ objection_url }}{% if user.country == "LI" %}{{ user.first_nam }}'
+        '{{ policy["dpo_mail"] }}{{ campaign.titel }}{% endif %}',
+    )
+    problems = {p.message.split(":")[0]: p for p in _errors(project)}
+    line = project.line_of(EMAIL_TXT, "first_nam")
+    for field in ("user.first_nam", "policy.dpo_mail", "campaign.titel"):
+        assert f"{field} does not exist" in problems, problems
+        assert problems[f"{field} does not exist"].line == line
+        assert str(problems[f"{field} does not exist"].path).endswith(EMAIL_TXT)

@@ -12,8 +12,17 @@ from pathlib import Path
 import jinja2
 from jinja2 import nodes
 
+from engine.authoring.campaignspec import Policy
+from engine.authoring.rendering import ALL_USER_FIELDS
 from engine.errors import Problem
 
+# The variables of every template whose fields are fixed: rendering.build_context and
+# pages._campaign (policy: the campaign file's policy section, by its YAML names).
+_FIELDS = {
+    "user": ALL_USER_FIELDS,
+    "campaign": frozenset({"id", "title"}),
+    "policy": frozenset(f.alias or name for name, f in Policy.model_fields.items()),
+}
 # What may stand outside the blocks of a child template: these produce no output there.
 _SILENT = (nodes.Extends, nodes.Block, nodes.Macro, nodes.Import, nodes.FromImport, nodes.Assign)
 
@@ -54,7 +63,30 @@ def check_templates(sources: Iterable[TemplateSource]) -> list[Problem]:
     for source in sources:
         if source.tree is not None:  # else reported where rendered or extracted
             out += _dropped_text(source.tree, source.path)
+            out += _unknown_fields(source.tree, source.path)
     return out
+
+
+def _unknown_fields(tree: nodes.Template, path: Path) -> Iterator[Problem]:
+    """`user.first_nam` and the like, wherever they stand. The sample renders reach only
+    the branches their users take; one for users of a country no sample lives in would
+    fail at send time, for each of them (rendering.build_context lists the fields)."""
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            owner, field = node.node, node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            owner, field = node.node, node.arg.value
+        else:
+            continue
+        if not isinstance(owner, nodes.Name) or owner.name not in _FIELDS:
+            continue
+        known = _FIELDS[owner.name]
+        if isinstance(field, str) and field not in known:
+            yield Problem(
+                path,
+                f"{owner.name}.{field} does not exist: {owner.name} has {', '.join(sorted(known))}",
+                int(node.lineno),
+            )
 
 
 def _dropped_text(tree: nodes.Template, path: Path) -> Iterator[Problem]:
