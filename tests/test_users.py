@@ -85,6 +85,32 @@ def test_import_without_required_columns_names_the_header(herald, tmp_path):
     assert f"{path}:1: the header lacks id, country" in result.stderr
 
 
+def test_a_column_that_looks_like_a_field_is_refused_not_kept_as_an_attribute(herald, tmp_path):
+    """`Email` would have been an attribute: every address lost, and the import "OK"."""
+    path = tmp_path / "users.csv"
+    path.write_text("id,Email,name,Time Zone,country\nk1,k1@example.ch,K,,CH\n", "utf-8")
+    result = herald("users", "import", str(path))
+    assert result.exit_code == 1
+    assert f"{path}:1: column 'Email' looks like 'email'; column 'Time Zone' looks like " in (
+        result.stderr
+    )
+    assert _users(herald) == {}
+
+
+def test_a_jsonl_record_with_a_lookalike_key_or_an_object_for_a_name_is_rejected(herald, tmp_path):
+    path = tmp_path / "users.jsonl"
+    path.write_text(
+        '{"id": "a", "E-Mail": "a@example.com", "country": "DE"}\n'
+        '{"id": "b", "name": {"first": "B"}, "country": "DE"}\n'
+        '{"id": 3, "email": "c@example.com", "country": "FR"}\n',
+        "utf-8",
+    )
+    result = herald("users", "import", str(path))
+    assert f"{path}:1: 'E-Mail' looks like 'email'" in result.output
+    assert f'{path}:2: name must be text, not {{"first": "B"}}' in result.output
+    assert set(_users(herald)) == {"3"}
+
+
 def test_jsonl_line_that_is_not_utf8_is_rejected_alone(herald, tmp_path):
     path = tmp_path / "users.jsonl"
     path.write_bytes(

@@ -6,7 +6,7 @@ a bad row never stops the good ones (unless the caller asks for --strict).
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,8 +36,29 @@ def read_rows(path: Path, fmt: str | None = None) -> Iterator[Row | Rejection]:
         yield record if isinstance(record, Rejection) else clean_row(line, record)
 
 
+def lookalikes(names: Iterable[str]) -> list[str]:
+    """Columns (or keys) that would be kept as attributes but look like one of FIELDS
+    (`Email`, `e-mail`, `Time Zone`): the field would be silently empty."""
+    plain = {_plain(f): f for f in FIELDS}
+    return [
+        f"{name!r} looks like {plain[_plain(name)]!r}"
+        for name in names
+        if name not in FIELDS and _plain(name) in plain
+    ]
+
+
+def _plain(name: str) -> str:
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
 def clean_row(line: int, record: dict[str, Any]) -> Row | Rejection:
     """Validate one record: the user it describes, or why it is rejected."""
+    wrong = lookalikes(record)
+    if wrong:
+        return Rejection(line, f"{'; '.join(wrong)}: keys are {', '.join(FIELDS)}", None)
+    for field in FIELDS:
+        if isinstance(record.get(field), dict | list | bool):
+            return Rejection(line, f"{field} must be text, not {json.dumps(record[field])}", None)
     user_id = str(record.get("id") or "").strip()
     if not user_id or clean_field(user_id) != user_id:
         return Rejection(line, "missing or malformed id", user_id or None)
@@ -86,6 +107,13 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | Rejection]]:
     with path.open(encoding="utf-8-sig", newline="") as fp:
         reader = csv.DictReader(fp)
         header = reader.fieldnames or []
+        wrong = lookalikes(header)
+        if wrong:
+            raise ImportFormatError(
+                f"{path}:1: column {'; column '.join(wrong)}: rename it, or its values would "
+                f"be kept as an attribute and the field left empty (columns: "
+                f"{', '.join(FIELDS)})"
+            )
         missing = [f for f in REQUIRED if f not in header]
         if missing:
             raise ImportFormatError(
