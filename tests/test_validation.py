@@ -349,3 +349,17 @@ def test_a_misspelt_field_in_a_branch_no_sample_takes_is_caught_with_its_line(pr
         assert f"{field} does not exist" in problems, problems
         assert problems[f"{field} does not exist"].line == line
         assert str(problems[f"{field} does not exist"].path).endswith(EMAIL_TXT)
+
+
+def test_a_greeting_by_first_name_validates_and_must_be_isolated_too(project):
+    """README lists user.first_name: the scan took the escaped first name of the sample
+    with markup for residue. Isolation is asked of it as of the name."""
+    for part in ("txt", "html"):
+        project.edit(
+            f"templates/layouts/_greeting.{part}", "user.name|bidi", "user.first_name|bidi"
+        )
+    assert _errors(project) == []
+    project.edit("templates/layouts/_greeting.html", "user.first_name|bidi", "user.first_name")
+    problems = _errors(project)
+    assert problems
+    assert all("is not isolated for bidirectional text in the html" in p.message for p in problems)

@@ -18,7 +18,7 @@ from engine.authoring.campaigns import Campaign
 from engine.authoring.catalogcheck import msgstrs
 from engine.authoring.htmlview import view
 from engine.authoring.i18n import SOURCE_LOCALE, Catalogs, Formatter, format_locale
-from engine.authoring.rendering import FSI, PDI, clean_field, isolate_names
+from engine.authoring.rendering import FSI, PDI, isolate_names, personal_values
 from engine.errors import Problem
 from engine.models import RenderedMessage, User
 
@@ -89,26 +89,28 @@ def scan_output(
         path, line = (locate or _nowhere(c))(token or "", locale)
         out.append(Problem(path, text, line, key=key))
 
-    name = clean_field(user.name) or ""
+    values = personal_values(user, url or "")
+    # the name first: the first name is a part of it, and would leave the rest behind
+    names = [v for v in (values["name"], values["first_name"]) if v]
     parts = {"subject": message.subject, "text": message.text}
     if message.html is not None:
         parts["html"] = message.html
     for part, content in parts.items():
-        scrubbed = without_name(content, name)
+        scrubbed = content
+        for name in names:
+            scrubbed = without_name(scrubbed, name)
         residues = {m.group(0) for m in RESIDUE.finditer(scrubbed)}
         tags = {t.lower() for t in TAG.findall(scrubbed)}
         residues |= {f"<{tag}>" for tag in (tags - HTML_TAGS if part == "html" else tags)}
         for residue in sorted(residues):
             token = residue.replace("&lt;", "<").replace("&gt;", ">")
             problem(f"placeholder residue {residue!r} in the {part}", token)
-        isolate = part == "html" or isolate_names({"name": name}, locale)
-        if name and isolate and name in content.replace(FSI, "").replace(PDI, ""):
-            isolated = f"<bdi>{escape(name)}</bdi>" if part == "html" else f"{FSI}{name}{PDI}"
-            if content.count(isolated) != content.count(escape(name) if part == "html" else name):
-                problem(
-                    f"the name of sample user {user.id} is not isolated for bidirectional "
-                    f"text in the {part}"
-                )
+        isolate = part == "html" or isolate_names(values, locale)
+        if names and isolate and not _isolated(content, names, part == "html"):
+            problem(
+                f"the name of sample user {user.id} is not isolated for bidirectional "
+                f"text in the {part}"
+            )
         if not isolate and (FSI in content or PDI in content):
             problem(
                 f"U+2068/U+2069 around the left-to-right name of sample user {user.id} in "
@@ -166,6 +168,18 @@ def locator(catalogs: Catalogs, template_dir: Path, *more_dirs: Path) -> Locator
         return template_dir, None
 
     return locate
+
+
+def _isolated(content: str, names: list[str], html: bool) -> bool:
+    """Whether every occurrence of the user's name (or else first name) is isolated:
+    in <bdi> in HTML, between U+2068 and U+2069 in text."""
+    for name in names:  # the name, then the first name where the name is not
+        shown = str(escape(name)) if html else name
+        isolated = f"<bdi>{shown}</bdi>" if html else f"{FSI}{name}{PDI}"
+        if content.count(isolated) != content.count(shown):
+            return False
+        content = content.replace(isolated, "")
+    return True
 
 
 def without_name(content: str, name: str) -> str:
