@@ -67,6 +67,16 @@ def test_fuzzy_translation_is_caught_with_its_line(project):
     assert problem.line == project.line_of(DE_PO, "#, fuzzy") + 1
 
 
+def test_a_sentence_left_in_english_is_untranslated(project):
+    """The reference campaign's kind of slip: a German catalog with one sentence in
+    English. A label of a word or two may be the same in both languages."""
+    project.edit(DE_PO, 'msgstr "Was sich ändert"', 'msgstr "What is changing"')
+    project.edit(DE_PO, 'msgstr "Jetzt widersprechen"', 'msgstr "Object now"')
+    [problem] = _errors(project)
+    assert problem.message == "untranslated: msgstr is the English source, word for word"
+    assert problem.line == project.line_of(DE_PO, 'msgid "What is changing"')
+
+
 def test_untranslated_message_is_caught(project):
     project.edit(DE_PO, 'msgstr "Jetzt widersprechen"', 'msgstr ""')
     [problem] = _errors(project)

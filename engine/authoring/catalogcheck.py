@@ -19,6 +19,7 @@ from engine.errors import Problem
 _PERCENT = re.compile(r"%\(\w+\)[sdif]|%[sdif]")
 _BRACE = re.compile(r"\{\w*\}")  # Babel's checker does not look at these
 _JINJA = re.compile(r"\{\{|\}\}|\{%|%\}")
+_WORD = re.compile(r"[^\W\d_]{2,}")  # a word of two letters or more, in any script
 # Anything placeholder-like, in any script: "<نام>", "{имя}", "%(nom)s".
 _PLACEHOLDER_LIKE = re.compile(
     r"<[^<>\s][^<>\n]{0,40}>|\{[^{}\n]{0,40}\}|%\([^()\n]{0,40}\)[sdif]?"
@@ -115,6 +116,12 @@ def check_catalog(
         elif not all(strings):
             problem("untranslated: msgstr is empty", entry.lineno, msgid)
             continue
+        elif _unchanged(locale, msgid, strings):
+            problem(
+                "untranslated: msgstr is the English source, word for word",
+                entry.lineno,
+                msgid,
+            )
         for text in strings:
             if placeholders(text) != placeholders(msgid):
                 problem(
@@ -133,6 +140,14 @@ def check_catalog(
                     msgid,
                 )
     return out
+
+
+def _unchanged(locale: str, msgid: str, strings: tuple[str, ...]) -> bool:
+    """A sentence (three words or more) left in English in another language: a name, an
+    address or a short label may be the same in both."""
+    if locale.split("_")[0] == SOURCE_LOCALE or len(_WORD.findall(msgid)) < 3:
+        return False
+    return any(text == msgid for text in strings)
 
 
 def residue(text: str, msgid: str) -> list[str]:
