@@ -373,3 +373,16 @@ def test_a_greeting_by_first_name_validates_and_must_be_isolated_too(project):
     problems = _errors(project)
     assert problems
     assert all("is not isolated for bidirectional text in the html" in p.message for p in problems)
+
+
+def test_a_broken_catalog_does_not_hide_a_template_problem(project):
+    """validate reports every problem in one run: a fuzzy German entry, and an undefined
+    variable every language's render meets (German is left out of the renders, which would
+    only repeat its catalog's problem)."""
+    project.edit(DE_PO, 'msgid "Object now"', '#, fuzzy\nmsgid "Object now"')
+    project.edit(EMAIL_TXT, "{{ objection_url }}", "{{ objection_urll }}")
+    problems = _errors(project)
+    assert any("fuzzy" in p.message for p in problems)
+    [undefined] = [p for p in problems if "objection_urll" in p.message]
+    assert undefined.line == project.line_of(EMAIL_TXT, "objection_urll")
+    assert "[de]" not in undefined.key

@@ -9,7 +9,7 @@ field, a minimum length, any input but the optional reason.
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from engine.authoring.campaigns import PAGES, Campaign, LoadedCampaign
@@ -45,9 +45,11 @@ def confirmation_channels(c: Campaign) -> tuple[Channel, ...]:
     return (Channel.EMAIL, Channel.INAPP) if email else (Channel.INAPP,)
 
 
-def check_objection(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, list[Problem]]:
+def check_objection(
+    loaded: LoadedCampaign, catalogs: Catalogs, skip: Collection[str] = ()
+) -> tuple[int, list[Problem]]:
     """Render the confirmation for every sample user and every page, in every locale of
-    `catalogs`; the problems, each once."""
+    `catalogs` but those in `skip`; the problems, each once."""
     c, templates = loaded.campaign, loaded.project.templates
     renderer = Renderer(templates, catalogs)
     locate = locator(
@@ -61,7 +63,7 @@ def check_objection(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, li
         seen.setdefault(f"{problem.path}:{problem.line}:{problem.message}", problem)
 
     locales = sorted(catalogs.available)
-    for locale in locales:
+    for locale in (locale for locale in locales if locale not in skip):
         choice = LocaleChoice(locale, LocaleSource.USER, False)
         for channel in confirmation_channels(c):
             for user in SAMPLE_USERS:

@@ -5,6 +5,7 @@ renders every (locale x channel) for sample users, and every objection page and
 confirmation, and scans the output. Reads files; otherwise pure.
 """
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,15 +106,29 @@ def validate(path: Path) -> ValidationReport:
                 severity="error" if c.locales.require_complete else "warning",
             )
         )
-    if not report.errors:  # rendering broken catalogs would only repeat their problems
-        count, problems = _check_renders(loaded, notices)
-        report.renders, report.problems = count, report.problems + problems
-        count, problems = check_objection(loaded, objections)
-        report.renders, report.problems = report.renders + count, report.problems + problems
+    # Every locale renders but those whose catalogs have errors, which rendering would only
+    # repeat: one broken catalog does not hide a template's problems.
+    broken = _broken_locales(report.problems, project.locales)
+    count, problems = _check_renders(loaded, notices, broken)
+    report.renders, report.problems = count, report.problems + problems
+    count, problems = check_objection(loaded, objections, broken)
+    report.renders, report.problems = report.renders + count, report.problems + problems
     # The same problem found twice (a glossary entry missing a locale, checked for both
-    # domains) is said once.
-    report.problems = list(dict.fromkeys(report.problems))
+    # domains; a field that does not exist, found in the source and again by a render) is
+    # said once.
+    report.problems = _said_once(report.problems)
     return report
+
+
+def _said_once(problems: list[Problem]) -> list[Problem]:
+    fields = {
+        (Path(p.path).parts[-2:], p.line) for p in problems if " does not exist: " in p.message
+    }
+    return [
+        p
+        for p in dict.fromkeys(problems)
+        if not (p.message.startswith("undefined: ") and (Path(p.path).parts[-2:], p.line) in fields)
+    ]
 
 
 Glossary = tuple[dict[str, dict[str, tuple[str, ...]]], Path]  # terms, and their file
@@ -156,7 +171,19 @@ def _check_pot(pot: Path, sources: dict[str, SourceMessage], command: str) -> li
     return []
 
 
-def _check_renders(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, list[Problem]]:
+def _broken_locales(problems: list[Problem], locales: Path) -> set[str]:
+    """The locales with an error in one of their catalogs (locales/LOCALE/...)."""
+    broken = set()
+    for problem in problems:
+        path = Path(problem.path)
+        if problem.severity == "error" and path.is_relative_to(locales) and path != locales:
+            broken.add(path.relative_to(locales).parts[0])
+    return broken
+
+
+def _check_renders(
+    loaded: LoadedCampaign, catalogs: Catalogs, skip: Collection[str]
+) -> tuple[int, list[Problem]]:
     c = loaded.campaign
     renderer = Renderer(loaded.project.templates, catalogs)
     url = c.objection.url.format(token=SAMPLE_TOKEN)
@@ -164,7 +191,7 @@ def _check_renders(loaded: LoadedCampaign, catalogs: Catalogs) -> tuple[int, lis
     channels = (*c.channels, *([c.fallback] if c.fallback else []))
     seen: dict[str, Problem] = {}
     count = 0
-    for locale in sorted(catalogs.available):
+    for locale in sorted(catalogs.available - set(skip)):
         choice = LocaleChoice(locale, LocaleSource.USER, False)
         for channel in channels:
             for user in SAMPLE_USERS:
