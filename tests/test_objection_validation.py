@@ -81,3 +81,58 @@ def test_a_missing_objection_template_folder_names_the_key(project):
     assert problem.line == project.line_of(
         "campaigns/ai-training-notice.yaml", "template: ai-training-objections"
     )
+
+
+SUMMARY_HTML = "templates/ai-training-objection/summary.html"
+CONFIRMED_HTML = "templates/ai-training-objection/confirmed.html"
+
+
+def test_a_hurdle_written_in_an_included_file_is_named_where_it_is_written(project):
+    """A required field added to the campaign's summary (included by the shared page) is
+    named in summary.html at its line, not in pages/object.html."""
+    summary = project.path(SUMMARY_HTML)
+    summary.write_text(
+        summary.read_text("utf-8") + '<form method="post"><textarea name="why" required '
+        'minlength="20"></textarea></form>\n',
+        "utf-8",
+    )
+    problems = [p for p in _errors(project) if "required field or a minimum length" in p.message]
+    assert problems
+    assert {p.path for p in problems} == {project.path(SUMMARY_HTML)}
+    assert {p.line for p in problems} == {project.line_of(SUMMARY_HTML, 'name="why"')}
+
+
+def test_conditional_wording_on_the_confirmed_page_is_refused_at_its_line(project):
+    confirmed = project.path(CONFIRMED_HTML)
+    confirmed.write_text(
+        confirmed.read_text("utf-8") + "<p>If your objection is accepted, we will tell you.</p>\n",
+        "utf-8",
+    )
+    project.edit(
+        "campaigns/ai-training-notice.yaml", "require_complete: true", "require_complete: false"
+    )
+    [problem] = [p for p in _errors(project) if "conditional wording" in p.message]
+    assert "in the page" in problem.message
+    assert problem.path == project.path(CONFIRMED_HTML)
+    assert problem.line == project.line_of(CONFIRMED_HTML, "If your objection is accepted")
+
+
+def test_a_lone_percent_sign_in_a_translation_is_named_in_the_catalog(project):
+    project.edit(
+        DE_OBJECTION, 'msgstr "Ihr Widerspruchsrecht"', 'msgstr "Ihr 100% Widerspruchsrecht"'
+    )
+    problems = [p for p in _errors(project) if "lone %" in p.message]
+    assert [(p.path, p.line) for p in problems] == [
+        (project.path(DE_OBJECTION), project.line_of(DE_OBJECTION, 'msgid "Your right to object"'))
+    ]
+
+
+def test_a_catalog_that_is_not_utf8_is_named_with_its_line(project):
+    path = project.path(DE_OBJECTION)
+    path.write_bytes(path.read_text("utf-8").encode("latin-1", errors="replace"))
+    problems = [p for p in _errors(project) if "is not UTF-8" in p.message]
+    assert problems
+    assert problems[0].path == path
+    lines = path.read_bytes().split(b"\n")
+    first = next(n for n, line in enumerate(lines, 1) if not line.isascii())
+    assert problems[0].line == first

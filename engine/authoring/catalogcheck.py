@@ -19,6 +19,7 @@ from engine.errors import Problem
 _PERCENT = re.compile(r"%\(\w+\)[sdif]|%[sdif]")
 _BRACE = re.compile(r"\{\w*\}")  # Babel's checker does not look at these
 _JINJA = re.compile(r"\{\{|\}\}|\{%|%\}")
+_LONE_PERCENT = re.compile(r"%")  # once %%, %(name)s and %s are taken out
 _WORD = re.compile(r"[^\W\d_]{2,}")  # a word of two letters or more, in any script
 # Anything placeholder-like, in any script: "<نام>", "{имя}", "%(nom)s".
 _PLACEHOLDER_LIKE = re.compile(
@@ -132,6 +133,13 @@ def check_catalog(
                 )
             if _JINJA.search(text):
                 problem("template syntax in a translation", entry.lineno, msgid)
+            if _LONE_PERCENT.search(_PERCENT.sub("", text.replace("%%", ""))):
+                problem(
+                    "a lone % in the translation: write %% for a percent sign (every message "
+                    "is a format string)",
+                    entry.lineno,
+                    msgid,
+                )
             for token in residue(text, msgid):
                 problem(
                     f"placeholder residue {token!r} in the translation: the source has no "

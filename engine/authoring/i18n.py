@@ -93,7 +93,11 @@ class Catalogs:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
             self.catalog(locale)
-        except (PoFileError, OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        except UnicodeDecodeError as exc:
+            at = exc.object[: exc.start].count(b"\n") + 1
+            byte = exc.object[exc.start]
+            return Problem(path, f"cannot read catalog: byte {byte:#04x} is not UTF-8", at)
+        except (PoFileError, OSError, ValueError) as exc:
             return Problem(path, f"cannot read catalog: {exc}")
         # Babel's parser quietly accepts some broken lines (an unterminated string, say).
         for number, line in enumerate(lines, 1):

@@ -9,7 +9,8 @@ field, a minimum length, any input but the optional reason.
 
 import datetime as dt
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.authoring.campaigns import PAGES, Campaign, LoadedCampaign
@@ -29,7 +30,7 @@ from engine.authoring.outputscan import (
 from engine.authoring.pages import Page, busy_page, confirmed_page, error_page, object_page
 from engine.authoring.rendering import Renderer
 from engine.errors import Problem, TemplateError
-from engine.models import Channel, LocaleChoice, LocaleSource, RenderedMessage
+from engine.models import Channel, LocaleChoice, LocaleSource
 
 _HURDLE = re.compile(r"\s(required|minlength|pattern)\b", re.IGNORECASE)
 _INPUT = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
@@ -83,7 +84,9 @@ def check_objection(
                 for problem in scan_output(c, message, user, None, locate, objected):
                     note(problem)
                 if locale == SOURCE_LOCALE:
-                    for problem in _conditional(c, message):
+                    where = Where(templates / c.objection.template, locate, locale)
+                    parts = (message.subject, message.text)
+                    for problem in _conditional(parts, "confirmation", where, channel.value):
                         note(problem)
         for page in _sample_pages(c, locale, locales, objected.value):
             try:
@@ -94,8 +97,12 @@ def check_objection(
             count += 1
             needs_form = page.template.endswith("/object.html") and not page.context["objected"]
             path = templates / page.template
+            where = Where(templates / page.template, locate, locale)
             for problem in scan_page(path, html, locale, needs_form, locate):
                 note(problem)
+            if locale == SOURCE_LOCALE:
+                for problem in _conditional((html,), "page", where, "page"):
+                    note(problem)
     return count, list(seen.values())
 
 
@@ -115,10 +122,10 @@ def scan_page(
     page must show a form that posts, with a button to send it. `locate` finds where a
     comment that never ends was written (often a file the page includes)."""
     key = f"[{locale}] page"
+    where = Where(path, locate, locale)
     seen = view(html)
     if unclosed := seen.unclosed_comment():
-        where, line = locate(seen.unclosed_comment_text, locale) if locate else (path, None)
-        yield Problem(where if line else path, unclosed, line, key=key)
+        yield where.problem(seen.unclosed_comment_text, unclosed, key)
     if needs_form and not any(f.method == "post" and f.submits for f in seen.forms):
         yield Problem(
             path,
@@ -133,31 +140,45 @@ def scan_page(
     if f'lang="{locale.replace("_", "-")}"' not in html:
         yield Problem(path, f'the page does not declare lang="{locale}"', key=key)
     form = html[html.find("<form") : html.find("</form>")] if "<form" in html else ""
-    if _HURDLE.search(form):
-        yield Problem(
-            path,
+    if hurdle := _HURDLE.search(form):
+        tag = form[form.rfind("<", 0, hurdle.start()) : form.find(">", hurdle.end()) + 1]
+        yield where.problem(
+            tag,
             "the objection form has a required field or a minimum length: "
-            "an objection needs no reason and no answer",
-            key=key,
+            f"an objection needs no reason and no answer: {tag}",
+            key,
         )
     for field in _INPUT.findall(form):
         if not _HIDDEN.search(field):
-            yield Problem(
-                path,
-                f"the objection form asks for more than an optional reason: {field}",
-                key=key,
+            yield where.problem(
+                field, f"the objection form asks for more than an optional reason: {field}", key
             )
 
 
-def _conditional(c: Campaign, message: RenderedMessage) -> Iterator[Problem]:
-    for part in (message.subject, message.text):
-        match = _CONDITIONAL.search(part)
-        if match:
-            yield Problem(
-                Path("templates") / c.objection.template,
-                f"conditional wording {match.group(0)!r} in the confirmation: "
+@dataclass(frozen=True)
+class Where:
+    """Where a problem in a rendered page or message was written: the catalog entry or
+    template line holding its text (`locate`), else `path` (the template rendered)."""
+
+    path: Path
+    locate: Locator | None
+    locale: str
+
+    def problem(self, token: str, message: str, key: str) -> Problem:
+        path, line = self.locate(token, self.locale) if self.locate else (self.path, None)
+        return Problem(path if line else self.path, message, line, key=key)
+
+
+def _conditional(parts: Iterable[str], what: str, where: Where, key: str) -> Iterator[Problem]:
+    """Wording that makes the objection sound uncertain ("if your objection is accepted"),
+    in the English text: the phrases are English."""
+    for part in parts:
+        if match := _CONDITIONAL.search(part):
+            yield where.problem(
+                match.group(0),
+                f"conditional wording {match.group(0)!r} in the {what}: "
                 "state plainly what will happen",
-                key=f"[{SOURCE_LOCALE}] {message.channel.value}",
+                f"[{SOURCE_LOCALE}] {key}",
             )
 
 
