@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 from sqlalchemy import text
@@ -43,7 +44,12 @@ def test_killed_send_resumes_with_every_delivery_final_and_none_lost(herald):
             r[0]
             for r in conn.execute(text("SELECT message_id FROM delivery WHERE channel = 'email'"))
         }
+        # an in-app delivery is its row, written with its outcome: never a duplicate
+        inapp_interrupted = conn.execute(
+            text("SELECT count(*) FROM delivery WHERE channel = 'inapp' AND interrupted > 0")
+        ).scalar_one()
     assert set(statuses) == {"sent", "delivered"}, statuses
+    assert inapp_interrupted == 0
     received = mailbox.message_ids()
     assert set(received) == email_ids  # every email arrived, under its own Message-ID
     duplicates = len(received) - len(set(received))
@@ -72,3 +78,48 @@ def test_sigint_stops_cleanly_and_leaves_nothing_claimed(herald):
         )
     assert "sending" not in statuses
     assert statuses["sent"] == len(mailbox.messages)  # every accepted mail is recorded
+
+
+# SQLite's own words when the disk is full (SQLITE_FULL), raised by the event log once
+# 100 emails are recorded: the recording of the next batch fails as on a full disk.
+_FULL = """
+CREATE TRIGGER disk_full BEFORE INSERT ON event
+WHEN NEW.kind = 'sent' AND (SELECT count(*) FROM event WHERE kind = 'sent') >= 100
+BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END
+"""
+
+
+def test_emails_the_server_took_but_a_full_disk_kept_from_the_log_are_flagged_on_resend(
+    herald,
+):
+    """The server accepted them; writing their outcome failed. The run stops and hands
+    them back as interrupted (not as never tried), so their resend is counted as a possible
+    duplicate in the report and in the signed log, and verify agrees."""
+    assert herald("users", "generate", "--count", "600").exit_code == 0
+    assert herald("plan", "ai-training-notice").exit_code == 0
+    with herald.database().begin() as conn:
+        conn.execute(text(_FULL))
+    mailbox = Mailbox()
+    for server in serve(mailbox):
+        first = _send(herald, server, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _, errors = first.communicate(timeout=120)
+        assert first.returncode != 0
+        assert "database or disk is full" in errors
+        with herald.database().begin() as conn:
+            conn.execute(text("DROP TRIGGER disk_full"))  # space freed
+        again = _send(herald, server, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _, errors = again.communicate(timeout=120)
+        assert again.returncode == 0, errors
+    received = Counter(mailbox.message_ids())
+    twice = {m for m, n in received.items() if n > 1}
+    assert twice, "no email was taken by the server and then lost by the log"
+    with herald.database().connect() as conn:
+        rows = conn.execute(
+            text("SELECT message_id, status, interrupted FROM delivery WHERE channel = 'email'")
+        ).all()
+    assert {r[1] for r in rows} == {"sent"}
+    assert {r[0] for r in rows if r[2]} >= twice  # each resend is known for what it is
+    report = json.loads(herald("report", "ai-training-notice", "--format", "json").stdout)
+    assert report["possible_duplicates"] >= len(twice)
+    verify = herald("evidence", "verify", "--db")
+    assert verify.exit_code == 0, verify.output

@@ -28,7 +28,7 @@ from engine.delivery.outcomes import Outcomes, Sent
 from engine.delivery.packing import Packer, Renderers
 from engine.delivery.ratelimit import RateLimiter
 from engine.delivery.tokens import Keys
-from engine.errors import DeliveryError
+from engine.errors import DeliveryError, TransportConfigError
 from engine.models import Channel, RenderedMessage, RunSummary, SendOptions
 from engine.statuses import CONFIRMATION, DeliveryStatus
 from engine.store import campaigns as campaign_store
@@ -69,7 +69,12 @@ class Dispatcher:
             ch: RateLimiter(c.schedule.rate_per_second, self._slots(ch), clock) for ch in Channel
         }
         self._inflight = 0  # claimed by this worker and not yet recorded
-        self._at_transport: set[int] = set()  # handed to a transport, no answer yet
+        # Emails the server may hold whose outcome is not committed yet: at the transport,
+        # or answered and waiting to be recorded. Should the run end before they are (a
+        # stop, a full disk), they are handed back as interrupted, never as unattempted:
+        # a later send of one is a possible duplicate. (An in-app delivery is its row,
+        # written with its outcome: it cannot be duplicated.)
+        self._unrecorded: set[int] = set()
         self._db: ThreadPoolExecutor  # database calls, one thread; made by each run()
 
     def _slots(self, channel: Channel) -> Callable[[int, float], Awaitable[float]]:
@@ -94,8 +99,10 @@ class Dispatcher:
         campaign is paused, or `stop`.
 
         Raises TransportConfigError or TemplateError, which stop the run. Claimed work
-        that was not attempted is released first, so nothing is lost; if the run is
-        cancelled, what was at a transport is marked interrupted (a possible duplicate).
+        that was not attempted is released first, so nothing is lost; an email the server
+        may hold whose outcome was not recorded (at a transport when the run was
+        cancelled, or answered but not written: a full disk) is marked interrupted, so a
+        later send of it is a possible duplicate.
         """
         stop = stop or asyncio.Event()
         if self.campaign.delivery.require_verified_tls and Channel.EMAIL in self.transports:
@@ -127,21 +134,26 @@ class Dispatcher:
         except ExceptionGroup as group:  # a sender or the recorder failed: stop the run
             raise group.exceptions[0] from None
         finally:
-            await self._flush(results, summary)
-            # Claimed but never attempted (a stop, or an error elsewhere): hand them back.
-            # Rows already recorded are not 'sending' any more and are left alone.
-            await self._in_db(
-                deliveries.release,
-                self.engine,
-                self.campaign.id,
-                self.owner,
-                self.clock(),
-                sorted(self._at_transport),
-            )
-            self._at_transport.clear()
-            self._inflight = 0
-            self._db.shutdown(wait=True)
-            gc.unfreeze()
+            try:
+                try:
+                    await self._flush(results, summary)
+                finally:
+                    # Claimed and not recorded (a stop, or an error elsewhere, even the
+                    # flush's): hand them back. Rows already recorded are not 'sending'
+                    # any more and are left alone.
+                    await self._in_db(
+                        deliveries.release,
+                        self.engine,
+                        self.campaign.id,
+                        self.owner,
+                        self.clock(),
+                        sorted(self._unrecorded),
+                    )
+            finally:
+                self._unrecorded.clear()
+                self._inflight = 0
+                self._db.shutdown(wait=True)
+                gc.unfreeze()
         summary.stopped = stop.is_set()
         return summary
 
@@ -284,14 +296,21 @@ class Dispatcher:
                 done.append(self.outcomes.reschedule(row, allowed))
             else:
                 sending.append((row, message, outgoing))
-        ids = {row["id"] for row, _, _ in sending}
-        self._at_transport |= ids
+        emails = {row["id"] for row, _, _ in sending} if channel is Channel.EMAIL else set()
+        self._unrecorded |= emails
         try:
             receipts = await self.transports[channel].send_many([o for _, _, o in sending])
         except DeliveryError as exc:
+            if not exc.maybe_delivered:  # refused, or never reached the server
+                self._unrecorded -= emails
             return done + [self.outcomes.failure(row, exc, message) for row, message, _ in sending]
-        finally:
-            self._at_transport -= ids
+        except TransportConfigError:  # our setup, refused before any message: not tried
+            self._unrecorded -= emails
+            raise
+        except asyncio.CancelledError:  # the run stopped: only a message that went is in doubt
+            transport = self.transports[channel]
+            self._unrecorded -= {i for i in emails if not transport.in_doubt(i)}
+            raise
         # One instant for what one send_many handed over: sent_at, and the same in the
         # events' `at` (iso() is ~5 µs, once per batch instead of once per delivery).
         now = self.clock()
@@ -336,6 +355,7 @@ class Dispatcher:
             if future.cancelled() or future.exception() is not None:
                 return
             self._inflight -= len(batch)
+            self._unrecorded.difference_update(r.delivery_id for r in batch)
             for result in batch:
                 if result.event is not None:  # a rescheduled delivery was not an outcome
                     summary.add(result.status)

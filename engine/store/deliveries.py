@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, case, func, select, text, update
 
+from engine.models import Channel
 from engine.statuses import CONFIRMATION, NOTICE, UNREACHED, DeliveryStatus
 from engine.store import one_of, writing
 from engine.store.planned import insert_planned as insert_planned  # re-exported
@@ -139,9 +140,9 @@ def samples(engine: Engine, campaign_id: str) -> list[tuple[dict[str, Any], dict
 def reclaim(engine: Engine, campaign_id: str, now: float, dead_owners: Sequence[str] = ()) -> int:
     """Put back deliveries whose lease expired, or whose owner is known dead.
 
-    They may have reached the server before their worker died, so `interrupted` is
+    An email may have reached the server before its worker died, so `interrupted` is
     counted: a later send of the same delivery (same Message-ID) is a possible duplicate.
-    """
+    An in-app delivery cannot be: its notification row is written with its outcome."""
     stuck = (_delivery.c.lease_until < now) | _delivery.c.lease_owner.in_(list(dead_owners))
     with writing(engine) as conn:
         result = conn.execute(
@@ -156,7 +157,8 @@ def reclaim(engine: Engine, campaign_id: str, now: float, dead_owners: Sequence[
                 lease_owner=None,
                 lease_until=None,
                 next_attempt_at=now,
-                interrupted=_delivery.c.interrupted + 1,
+                interrupted=_delivery.c.interrupted
+                + case((_delivery.c.channel == Channel.EMAIL.value, 1), else_=0),
             )
         )
         return result.rowcount

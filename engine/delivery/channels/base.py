@@ -66,6 +66,11 @@ class Transport(ABC):
         """Hand over `messages` in one go; raises as `send` does, for all of them."""
         return [await self.send(message) for message in messages]
 
+    def in_doubt(self, delivery_id: int) -> bool:
+        """Whether a send of `delivery_id` that was cancelled may have reached the receiver:
+        its whole message went, and no answer came. A local store writes at once: never."""
+        return False
+
     def check_verified_tls(self) -> None:  # noqa: B027 - a no-op for local transports
         """Raise TransportConfigError unless every message this transport hands over a
         network goes over TLS with a verified certificate. Transports that store the

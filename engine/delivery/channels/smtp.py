@@ -211,6 +211,7 @@ class SmtpTransport(Transport):
         self._slots: asyncio.LifoQueue[_Connection | None] = asyncio.LifoQueue()
         for _ in range(concurrency):
             self._slots.put_nowait(None)  # a slot without a connection yet
+        self._in_doubt: set[int] = set()  # sends cancelled between the message and its answer
 
     def check_verified_tls(self) -> None:
         s = self._settings
@@ -234,10 +235,17 @@ class SmtpTransport(Transport):
         except DeliveryError:
             keep = connection is not None and connection.session.is_open
             raise
+        except asyncio.CancelledError:
+            if connection is not None and connection.session.in_doubt:
+                self._in_doubt.add(message.delivery_id)
+            raise
         finally:
             if not keep and connection is not None:
                 connection.session.close()
             self._slots.put_nowait(connection if keep else None)
+
+    def in_doubt(self, delivery_id: int) -> bool:
+        return delivery_id in self._in_doubt
 
     async def _connect(self) -> _Connection:
         """Connect, upgrade, then log in: in that order, checked at each step, rather

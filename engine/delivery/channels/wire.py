@@ -60,6 +60,7 @@ class Session(asyncio.Protocol):
         # Bytes still in our buffer when it ended. A reset clears the buffer before we
         # hear of it (then 0: the message may have left); an EOF or a timeout does not.
         self._unsent = 0
+        self.in_doubt = False  # a whole message went and its answer has not come
 
     @classmethod
     def take_over(
@@ -118,6 +119,7 @@ class Session(asyncio.Protocol):
             await self._reset()
             raise refused
         self._write(_stuffed(data) + b".\r\n")
+        self.in_doubt = True  # until the answer comes: if this is cancelled, it stays so
         try:
             code, text = await self._reply(self._data_timeout_s)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
@@ -128,6 +130,7 @@ class Session(asyncio.Protocol):
             raise TemporaryDeliveryError(
                 f"connection lost after the message: {exc}", maybe_delivered=True
             ) from exc
+        self.in_doubt = False
         if code not in _TAKEN:
             await self._reset()
             raise aiosmtplib.SMTPDataError(code, text)
