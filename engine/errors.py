@@ -98,3 +98,9 @@ class TemporaryDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     temporary = False
+
+
+class UnreachableError(TemporaryDeliveryError):
+    """Our first hop (the SMTP relay) could not be reached or would not talk: nothing was
+    said about the recipient, so the attempt does not count against them (it would fail
+    them all after an outage of a few hours); retried like any temporary error."""

@@ -283,18 +283,44 @@ def test_starttls_required_but_unsupported_stops_the_run(herald, smtp_server, op
     assert "failed" not in {r["status"] for r in _deliveries(herald).values()}
 
 
-def test_unreachable_server_defers_instead_of_failing(herald):
+def _dead_port() -> int:
     import socket
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    result = _launch(herald, f"smtp://127.0.0.1:{port}?tls=none&timeout=2", "--max-wait", "0")
-    assert result.exit_code == 0, result.output
+        return int(probe.getsockname()[1])
+
+
+def test_an_outage_of_our_relay_fails_no_one_however_long_it_lasts(herald):
+    """Before, each attempt on a relay that was down counted against the recipient, and
+    after max_attempts (here 2) everyone had failed for good. Now the run
+    stops when the relay cannot be reached, saying so, and no one fails, however many
+    runs the outage lasts; once the relay answers, everyone is sent on their first try."""
+    import time
+
+    herald.set_campaign("max_attempts: 8", "max_attempts: 2")  # retries ~0.05 s apart
+    port = _dead_port()
+    down = f"smtp://127.0.0.1:{port}?tls=none&timeout=2"
+    runs = [_launch(herald, down, "--max-wait", "0", "--concurrency", "1")]
+    for _ in range(3):
+        time.sleep(0.1)  # past the retry delay
+        runs.append(
+            herald("send", "ai-training-notice", "--max-wait", "0", "--concurrency", "1", smtp=down)
+        )
+    for run in runs:
+        assert run.exit_code == 1, run.output
+        assert f"the SMTP relay cannot be reached: cannot connect to 127.0.0.1:{port}" in run.stderr
+        assert "No one was marked failed" in run.stderr
     emails = [r for k, r in _deliveries(herald).items() if k[1] == "email"]
-    assert {r["status"] for r in emails} == {"deferred"}
-    assert "cannot connect" in emails[0]["last_error"]
-    assert "remaining: 5 deferred" in result.stdout
+    assert {r["status"] for r in emails} <= {"pending", "deferred"}
+    assert {r["attempts"] for r in emails} == {0}
+    mailbox = Mailbox()
+    for server in serve(mailbox):
+        again = herald("send", "ai-training-notice", "--max-wait", "5", smtp=server.url)
+        assert again.exit_code == 0, again.output
+    assert len(mailbox.messages) == 5
+    emails = [r for k, r in _deliveries(herald).items() if k[1] == "email"]
+    assert {(r["status"], r["attempts"]) for r in emails} == {("sent", 1)}
 
 
 def test_two_workers_share_the_queue_without_sending_twice(herald, smtp_server):

@@ -28,7 +28,7 @@ from engine.delivery.outcomes import Outcomes, Sent
 from engine.delivery.packing import Packer, Renderers
 from engine.delivery.ratelimit import RateLimiter
 from engine.delivery.tokens import Keys
-from engine.errors import DeliveryError, TransportConfigError
+from engine.errors import DeliveryError, TransportConfigError, UnreachableError
 from engine.models import Channel, RenderedMessage, RunSummary, SendOptions
 from engine.statuses import CONFIRMATION, DeliveryStatus
 from engine.store import campaigns as campaign_store
@@ -75,6 +75,10 @@ class Dispatcher:
         # a later send of one is a possible duplicate. (An in-app delivery is its row,
         # written with its outcome: it cannot be duplicated.)
         self._unrecorded: set[int] = set()
+        # Sends in a row that could not reach our relay, and the last reason: past two per
+        # connection, with none delivered between, the relay is down and the run stops
+        # (the daemon tries again a minute later) instead of spinning on retries.
+        self._unreachable: tuple[int, str] = (0, "")
         self._db: ThreadPoolExecutor  # database calls, one thread; made by each run()
 
     def _slots(self, channel: Channel) -> Callable[[int, float], Awaitable[float]]:
@@ -277,6 +281,13 @@ class Dispatcher:
                 return
             row, _ = item
             results.extend(await self._deliver_many(self._channels[row["channel"]], [item]))
+            count, reason = self._unreachable
+            if count >= 2 * self.options.concurrency:
+                raise TransportConfigError(
+                    f"the SMTP relay cannot be reached: {reason}. No one was marked failed "
+                    "and nothing counts against anyone: what is due waits, and goes when "
+                    "herald send runs again (the daemon tries again every minute)"
+                )
 
     async def _deliver_many(
         self,
@@ -303,6 +314,8 @@ class Dispatcher:
         except DeliveryError as exc:
             if not exc.maybe_delivered:  # refused, or never reached the server
                 self._unrecorded -= emails
+            if isinstance(exc, UnreachableError):
+                self._unreachable = (self._unreachable[0] + len(sending), exc.reason)
             return done + [self.outcomes.failure(row, exc, message) for row, message, _ in sending]
         except TransportConfigError:  # our setup, refused before any message: not tried
             self._unrecorded -= emails
@@ -311,6 +324,7 @@ class Dispatcher:
             transport = self.transports[channel]
             self._unrecorded -= {i for i in emails if not transport.in_doubt(i)}
             raise
+        self._unreachable = (0, "")
         # One instant for what one send_many handed over: sent_at, and the same in the
         # events' `at` (iso() is ~5 µs, once per batch instead of once per delivery).
         now = self.clock()

@@ -15,7 +15,7 @@ from engine.delivery.channels.base import Outgoing, Receipt
 from engine.delivery.packing import content_sha256
 from engine.delivery.tokens import Keys
 from engine.delivery.windows import SendTimes
-from engine.errors import DeliveryError
+from engine.errors import DeliveryError, UnreachableError
 from engine.evidence.redaction import redact_addresses, strip_addresses
 from engine.models import Channel, RenderedMessage
 from engine.statuses import CONFIRMATION, DeliveryStatus, RetryPolicy
@@ -87,20 +87,25 @@ class Outcomes:
     def failure(
         self, row: dict[str, Any], error: DeliveryError, message: RenderedMessage | None
     ) -> Result:
-        """A failed attempt: deferred to a retry within the send window, or failed."""
+        """A failed attempt: deferred to a retry within the send window, or failed. One
+        that never reached a server about the recipient (our relay unreachable) is not
+        counted against them: retried as if it had not been made, and its event says so."""
         now = self.clock()
+        attempts = row["attempts"]
+        if isinstance(error, UnreachableError):
+            attempts = max(0, attempts - 1)  # the claim counted it
         retry_at = (
-            self.retry.next_attempt(row["attempts"], now, self.rng) if error.temporary else None
+            self.retry.next_attempt(max(1, attempts), now, self.rng) if error.temporary else None
         )
         if retry_at is not None:
             retry_at = self.allowed(row, retry_at)
         status = DeliveryStatus.DEFERRED if retry_at is not None else DeliveryStatus.FAILED
         reason = error.reason
         if error.temporary and retry_at is None:
-            reason = f"gave up after {row['attempts']} attempts: {reason}"
+            reason = f"gave up after {attempts} attempts: {reason}"
         values = {
             "status": status.value,
-            "attempts": row["attempts"],
+            "attempts": attempts,
             "next_attempt_at": retry_at or row["next_attempt_at"],
             "last_error": strip_addresses(reason),
             "content_sha256": content_sha256(message) if message else None,
@@ -110,6 +115,8 @@ class Outcomes:
             data["retry_at"] = iso(retry_at)
         if error.maybe_delivered:
             data["possibly_delivered"] = True
+        if isinstance(error, UnreachableError):
+            data["relay_unreachable"] = True  # not counted: `attempt` comes again
         event = self._event(row, status.value, data)
         return Result(
             row["id"], row["user_id"], status, values, event, maybe_delivered=error.maybe_delivered

@@ -33,6 +33,7 @@ from engine.errors import (
     PermanentDeliveryError,
     TemporaryDeliveryError,
     TransportConfigError,
+    UnreachableError,
 )
 from engine.models import Channel
 
@@ -419,7 +420,7 @@ def _translated(settings: SmtpSettings, exc: Exception) -> EngineError:
         worst = max(exc.recipients, key=lambda r: r.code)
         return by_code(worst.code, worst.message)
     if isinstance(exc, aiosmtplib.SMTPConnectError):  # incl. timeouts and 421 greetings
-        return TemporaryDeliveryError(f"cannot connect: {exc}")
+        return UnreachableError(f"cannot connect to {settings.host}:{settings.port}: {exc}")
     if isinstance(exc, aiosmtplib.SMTPResponseException):  # incl. SMTPDataError
         return by_code(exc.code, exc.message)
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPTimeoutError | OSError):
