@@ -67,6 +67,57 @@ def test_pause_and_resume_sign(launched):
     assert checkpoints(launched)[-1].size == before + 2
 
 
+def test_a_checkpoint_a_crash_cut_short_is_no_checkpoint_and_the_next_signing_removes_it(
+    launched, tmp_path
+):
+    """A crash as a line is written leaves it without its end. It was never a checkpoint:
+    verify and export read past it, and the next writer cuts it off before it appends,
+    where before it stayed mid-file and broke the evidence for good."""
+    path = launched.project.root / "var" / "checkpoints" / f"{CAMPAIGN}.jsonl"
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole.splitlines()[-1][:57])  # a copy of the last, cut short
+    assert launched("evidence", "verify", "--db").exit_code == 0
+    pack = tmp_path / "pack"
+    assert launched("evidence", "export", CAMPAIGN, "--out", str(pack)).exit_code == 0
+    assert (pack / "checkpoints.jsonl").read_bytes() == whole
+    verified = subprocess.run(
+        [sys.executable, str(pack / "verify.py"), str(pack)], capture_output=True, text=True
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert launched("pause", CAMPAIGN).exit_code == 0  # writes an event, signs it
+    after = path.read_bytes()
+    assert after.startswith(whole)
+    assert after.count(b"\n") == whole.count(b"\n") + 1
+    assert all(json.loads(line) for line in after.splitlines())
+    assert launched("evidence", "verify", "--db").exit_code == 0
+
+
+_FULL_DISK = """
+import os, resource, signal, sys
+from engine.evidence.checkpoints import append_line
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+size = os.path.getsize(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, size + 100))
+try:
+    append_line(__import__("pathlib").Path(sys.argv[1]), b"x" * 5000)
+except OSError as exc:
+    print(exc.errno)
+"""
+
+
+def test_a_checkpoint_the_disk_has_no_room_for_leaves_no_half_line(launched):
+    """The kernel refuses the write part-way (a file size limit, as a full disk does):
+    the part written is cut back off, so the file stays whole."""
+    path = launched.project.root / "var" / "checkpoints" / f"{CAMPAIGN}.jsonl"
+    whole = path.read_bytes()
+    child = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(path)], capture_output=True, text=True
+    )
+    assert child.stdout.strip() == str(__import__("errno").EFBIG), child.stderr
+    assert path.read_bytes() == whole
+    assert launched("evidence", "verify", "--db").exit_code == 0
+
+
 def test_a_different_key_is_refused(launched):
     key = launched.project.root / "var" / "signing.pem"
     key.unlink()

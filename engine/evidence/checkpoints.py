@@ -232,6 +232,8 @@ def _records(path: Path, fields: _Fields) -> Iterator[tuple[int, bytes, dict[str
             try:
                 record = json.loads(raw)
             except ValueError as exc:
+                if not line.endswith(b"\n"):  # the last line, cut by a crash as it was
+                    return  # written: never a checkpoint (the next append removes it)
                 raise ValueError(f"{path}:{number}: not a JSON line ({exc})") from None
             if not isinstance(record, dict) or set(record) != set(fields):
                 raise ValueError(f"{path}:{number}: expected the keys {', '.join(fields)}")
@@ -252,18 +254,55 @@ def last_checkpoint(path: Path) -> Checkpoint | None:
 
 
 def append_line(path: Path, line: bytes) -> None:
-    """Append one line durably; a line torn by a crash stays its own (reported) line."""
+    """Append one line durably, whole or not at all: a write that fails (a full disk)
+    is cut back off, and a last line a crash cut short as it was written (the file does
+    not end with a newline, and what follows the last one is no JSON line) is removed
+    first. Either would otherwise stay in the middle of the file and make it unreadable
+    for good. A last line whole but for its newline gets it."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "ab") as fp:
-        if fp.tell() and not _ends_with_newline(path):
-            fp.write(b"\n")
-        fp.write(line + b"\n")
-        fp.flush()
-        os.fsync(fp.fileno())
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        start, torn = _tail(fd)
+        if torn and _is_json(torn):
+            start, line = start + len(torn), b"\n" + line
+        os.ftruncate(fd, start)
+        try:
+            data = line + b"\n"
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with path.open("rb") as fp:
-        fp.seek(-1, os.SEEK_END)
-        return fp.read(1) == b"\n"
+def whole_lines(path: Path) -> bytes:
+    """The file as its readers take it: without a last line a crash cut short."""
+    data = path.read_bytes()
+    start = data.rfind(b"\n") + 1
+    torn = data[start:]
+    if not torn:
+        return data
+    return data + b"\n" if _is_json(torn) else data[:start]
+
+
+def _tail(fd: int) -> tuple[int, bytes]:
+    """Where the file's last newline ends it, and what follows (a line without its end)."""
+    size = os.fstat(fd).st_size
+    at = size
+    while at > 0:
+        chunk = os.pread(fd, min(at, 1 << 16), max(0, at - (1 << 16)))
+        at -= len(chunk)
+        if (cut := chunk.rfind(b"\n")) >= 0:
+            start = at + cut + 1
+            return start, os.pread(fd, size - start, start)
+    return 0, os.pread(fd, size, 0)
+
+
+def _is_json(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw), dict)
+    except ValueError:
+        return False

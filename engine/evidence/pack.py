@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import importlib.resources
 import json
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from engine.authoring.specs import restore, spec_folder
 from engine.canonical import FORMAT, canonical
 from engine.config import Settings
 from engine.errors import EngineError, Problem
-from engine.evidence.checkpoints import KEYS_FILE, Signer, b64, checkpoint_file
+from engine.evidence.checkpoints import KEYS_FILE, Signer, b64, checkpoint_file, whole_lines
 from engine.evidence.report import campaign_report
 from engine.evidence.reportpage import render_report_html
 from engine.evidence.signing import signer_for
@@ -112,9 +111,10 @@ def _write(
     with (out / "events.jsonl").open("wb") as fp:
         for event in iter_events(engine, campaign):
             fp.write(event["body"].encode("utf-8") + b"\n")
-    shutil.copyfile(checkpoint_file(settings.checkpoints, campaign), out / "checkpoints.jsonl")
+    signed = whole_lines(checkpoint_file(settings.checkpoints, campaign))
+    (out / "checkpoints.jsonl").write_bytes(signed)
     if (settings.checkpoints / KEYS_FILE).exists():
-        shutil.copyfile(settings.checkpoints / KEYS_FILE, out / KEYS_FILE)
+        (out / KEYS_FILE).write_bytes(whole_lines(settings.checkpoints / KEYS_FILE))
     (out / "public-key.pem").write_text(signer.public_key_pem)
     with (out / "recipients.jsonl").open("wb") as fp:
         for line in _recipients(engine, campaign, address_hash):

@@ -112,7 +112,14 @@ def _sign_all(settings: Settings, engine: Engine, signer: Signer, folder: Path, 
         if last is not None and tree.size == last.size:
             continue
         line = make_checkpoint(signer, campaign, tree, at, last)
-        append_line(path, line)
+        try:
+            append_line(path, line)
+        except OSError as exc:  # a full disk, a file made read-only: nothing half written
+            raise EvidenceError(
+                f"cannot write the signed checkpoint to {path}: {exc.strerror or exc}. "
+                "The log is intact and nothing was signed; the next command that writes "
+                "signs what is unsigned"
+            ) from exc
         if settings.witness:
             queue_for_witness(folder, path.name, line)
         signed += 1
