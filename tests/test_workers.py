@@ -5,7 +5,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
+from pathlib import Path
 
 from sqlalchemy import text
 
@@ -99,11 +101,11 @@ def test_a_killed_worker_is_named_and_the_command_sends_what_it_held(herald):
     """SIGKILL one of two workers mid-run: the command takes back its claims (a killed
     worker is a zombie until joined: dead all the same), sends them, and exits 1 naming
     the worker; what it may have sent before dying is flagged, never silently resent."""
-    assert herald("users", "generate", "--count", "300").exit_code == 0
+    assert herald("users", "generate", "--count", "1000").exit_code == 0
     assert herald("plan", "ai-training-notice").exit_code == 0
     emails = _count(herald, "SELECT count(*) FROM delivery WHERE channel = 'email'")
     env = {**os.environ, **herald.env, "PYTHONPATH": str(ROOT)}
-    for server in serve(Mailbox(delay_s=0.05)):  # ~40 emails a second over 2 + 2 sessions
+    for server in serve(Mailbox(delay_s=0.05)):  # ~40 emails a second over 2 + 2 sessions, at first
         env["HERALD_SMTP_URL"] = server.url
         command = subprocess.Popen(
             [sys.executable, "-c", "from engine.cli import main; main()"]
@@ -115,18 +117,9 @@ def test_a_killed_worker_is_named_and_the_command_sends_what_it_held(herald):
             text=True,
         )
         try:
-            server.wait_for(20, timeout=60)
-            owners = {
-                owner
-                for (owner,) in herald.database()
-                .connect()
-                .execute(text("SELECT DISTINCT lease_owner FROM delivery WHERE status = 'sending'"))
-            }
-            worker = [
-                int(o.rpartition(":")[2]) for o in owners if not o.endswith(f":{command.pid}")
-            ]
-            assert len(worker) == 1, owners
-            os.kill(worker[0], signal.SIGKILL)
+            worker = _busy_worker(herald, command.pid)
+            os.kill(worker, signal.SIGKILL)
+            server.mailbox.delay_s = 0  # the rest at full speed
             out, errors = command.communicate(timeout=120)
         finally:
             if command.poll() is None:
@@ -150,3 +143,83 @@ def test_a_killed_worker_is_named_and_the_command_sends_what_it_held(herald):
     assert set(received) == {r[2] for r in rows}  # everyone got theirs
     twice = {m for m, n in Counter(received).items() if n > 1}
     assert twice <= {r[2] for r in rows if r[3]}  # a resend only of what was in flight
+
+
+def test_workers_stop_with_a_killed_command_and_sign_what_they_wrote(herald):
+    """SIGKILL the command of `send --workers 2`: its worker used to send the whole
+    campaign on, unseen and unsigned. Now it stops as on SIGTERM, signs, and the next
+    send finishes the campaign."""
+    assert herald("users", "generate", "--count", "1000").exit_code == 0
+    assert herald("plan", "ai-training-notice").exit_code == 0
+    env = {**os.environ, **herald.env, "PYTHONPATH": str(ROOT)}
+    for server in serve(Mailbox(delay_s=0.05)):
+        env["HERALD_SMTP_URL"] = server.url
+        command = subprocess.Popen(
+            [sys.executable, "-c", "from engine.cli import main; main()"]
+            + ["send", "ai-training-notice", "--workers", "2", "--concurrency", "2"],
+            cwd=herald.project.root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            worker = _busy_worker(herald, command.pid)
+            command.kill()
+            command.wait(10)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and _alive(worker):
+                time.sleep(0.05)
+            assert not _alive(worker), "the worker sends on without its command"
+            arrived = len(server.mailbox.messages)
+            time.sleep(0.5)
+            assert len(server.mailbox.messages) == arrived
+            unsigned = herald("evidence", "verify", "--db", "--max-unsigned-age", "0")
+            assert unsigned.exit_code == 0, unsigned.output
+            server.mailbox.delay_s = 0
+            again = herald("send", "ai-training-notice", "--max-wait", "5", smtp=server.url)
+            assert again.exit_code == 0, again.output
+        finally:
+            if command.poll() is None:
+                command.kill()
+                command.wait()
+    with herald.database().connect() as conn:
+        statuses = {s for (s,) in conn.execute(text("SELECT DISTINCT status FROM delivery"))}
+    assert statuses == {"sent", "delivered"}
+
+
+def _busy_worker(herald, command: int) -> int:
+    """The command's worker, once it holds claimed deliveries (bounded wait)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for worker in _children(command):
+            with herald.database().connect() as conn:
+                held = conn.execute(
+                    text(
+                        "SELECT count(*) FROM delivery "
+                        "WHERE status = 'sending' AND lease_owner LIKE :o"
+                    ),
+                    {"o": f"%:{worker}"},
+                ).scalar_one()
+            if held:
+                return worker
+        time.sleep(0.02)
+    raise AssertionError("the worker never held a claim")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (Linux: /proc/PID/task/*/children)."""
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, reaped by no one yet, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fp:
+            stat = fp.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"Z"

@@ -5,8 +5,11 @@ this; the command line only parses arguments and prints what it is told.
 """
 
 import asyncio
+import ctypes
 import multiprocessing
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,13 +26,14 @@ from engine.delivery.dispatch import Dispatcher, RunSummary, SendOptions
 from engine.delivery.packing import Renderers
 from engine.delivery.tokens import Keys
 from engine.errors import EngineError
-from engine.evidence.signing import keep_signed
+from engine.evidence.signing import keep_signed, sign_heads
 from engine.statuses import FINAL
 from engine.store import campaigns as campaign_store
 from engine.store import deliveries, open_database
 from engine.store.campaigns import stored_hashes, stored_spec
 
 Process = multiprocessing.process.BaseProcess
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class LaunchError(EngineError):
@@ -88,9 +92,12 @@ async def send(
     sign: bool = True,
     watch_every_s: float = 0.5,
     renderers: Renderers | None = None,
+    second_signal_exits: bool = True,
 ) -> RunSummary:
     """Deliver what is due in this process until done, idle for `options.max_wait_s`, or
-    stopped by SIGINT/SIGTERM (the first stops claiming, a second exits at once).
+    stopped by SIGINT/SIGTERM (the first stops claiming, a second exits at once, unless
+    not `second_signal_exits`: a worker's parent may send one as it dies and its command
+    another, and the worker must finish what is in flight all the same).
 
     `watch(final, total)` is called with progress across every worker every `watch_every_s`
     (each call counts the campaign's deliveries: ~0.1 s at a million).
@@ -98,7 +105,7 @@ async def send(
     `renderers`: the campaign's, warmed before forking (Workers.renderers).
     """
     stop = asyncio.Event()
-    _on_signals(stop, on_stopping)
+    _on_signals(stop, on_stopping, second_signal_exits)
     transports = build_transports(settings, options.concurrency)
     keys = Keys(settings.secret)
     dispatcher = Dispatcher(engine, loaded, keys, transports, options, renderers=renderers)
@@ -122,12 +129,16 @@ async def send(
             await transport.close()
 
 
-def _on_signals(stop: asyncio.Event, on_stopping: Callable[[], None] | None) -> None:
+def _on_signals(
+    stop: asyncio.Event, on_stopping: Callable[[], None] | None, second_exits: bool
+) -> None:
     loop = asyncio.get_running_loop()
 
     def handle() -> None:
         if stop.is_set():
-            raise SystemExit(130)
+            if second_exits:
+                raise SystemExit(130)
+            return
         if on_stopping:
             on_stopping()
         stop.set()
@@ -242,7 +253,10 @@ class Workers:
             elif kind == "failed":
                 ended.problems.append(f"worker {number}: {value}")
             else:
-                ended.problems.append(f"worker {number} {_how_it_ended(process.exitcode)}")
+                ended.problems.append(
+                    f"worker {number} {_how_it_ended(process.exitcode)}: what it did is not "
+                    "in the figures above (herald report counts everything)"
+                )
         return ended
 
 
@@ -260,15 +274,42 @@ def _worker_main(
     loaded: LoadedCampaign | None = None,
     renderers: Renderers | None = None,
 ) -> None:
-    """One extra worker: its run's outcome goes up `pipe`; a failure too, then exit 1."""
+    """One extra worker: its run's outcome goes up `pipe`; a failure too, then exit 1.
+
+    It stops as on SIGTERM (finishing what is in flight) when the command dies, rather than
+    sending on unseen; then it signs what it wrote, which the command would have signed."""
+    parent = os.getppid()
+    _stop_with_parent(parent)
     try:
         settings = Settings.from_env()
         engine = open_database(settings.db_url)
         loaded = loaded or load_campaign(Path(path))
         summary = asyncio.run(
-            send(engine, loaded, settings, options, sign=False, renderers=renderers)
+            send(
+                engine,
+                loaded,
+                settings,
+                options,
+                sign=False,
+                renderers=renderers,
+                second_signal_exits=False,
+            )
         )
+        if os.getppid() != parent:  # orphaned: no command is left to sign
+            sign_heads(settings, engine)
     except EngineError as exc:  # our setup or a refusing server: the command says it
-        pipe.send(("failed", str(exc)))
+        if os.getppid() == parent:
+            pipe.send(("failed", str(exc)))
         raise SystemExit(1) from None
-    pipe.send(("done", summary))
+    if os.getppid() == parent:
+        pipe.send(("done", summary))
+
+
+def _stop_with_parent(parent: int) -> None:
+    """SIGTERM this process when its parent dies (Linux's PR_SET_PDEATHSIG; elsewhere the
+    worker runs on to its end). Checked again after: the parent may be gone already. The
+    signal comes once for each of the parent's threads that dies holding this child."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
