@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from tests.smtp import Mailbox, serve
@@ -95,6 +96,8 @@ def test_emails_the_server_took_but_a_full_disk_kept_from_the_log_are_flagged_on
     """The server accepted them; writing their outcome failed. The run stops and hands
     them back as interrupted (not as never tried), so their resend is counted as a possible
     duplicate in the report and in the signed log, and verify agrees."""
+    if not herald.env["HERALD_DB"].startswith("sqlite"):
+        pytest.skip("the full disk is a SQLite trigger here; the recording path is shared")
     assert herald("users", "generate", "--count", "600").exit_code == 0
     assert herald("plan", "ai-training-notice").exit_code == 0
     with herald.database().begin() as conn:
@@ -123,3 +126,27 @@ def test_emails_the_server_took_but_a_full_disk_kept_from_the_log_are_flagged_on
     assert report["possible_duplicates"] >= len(twice)
     verify = herald("evidence", "verify", "--db")
     assert verify.exit_code == 0, verify.output
+
+
+def test_a_database_that_cannot_grow_is_one_line_naming_it_not_a_traceback(herald):
+    """A real refusal by the kernel: the database file may not grow past a limit (as on a
+    full disk; SQLite says "disk I/O error"). The operator reads what and where."""
+    if not herald.env["HERALD_DB"].startswith("sqlite"):
+        pytest.skip("a limit on the size of the database's file: SQLite's")
+    import resource
+
+    assert herald("users", "generate", "--count", "300").exit_code == 0
+    assert herald("plan", "ai-training-notice").exit_code == 0
+    database = herald.env["HERALD_DB"].removeprefix("sqlite:///")
+    limit = max(os.path.getsize(p) for p in (database, database + "-wal") if os.path.exists(p))
+
+    def no_room() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails (EFBIG) instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit + 200_000, limit + 200_000))
+
+    for server in serve(Mailbox()):
+        full = _send(herald, server, preexec_fn=no_room, stderr=subprocess.PIPE)
+        _, errors = full.communicate(timeout=120)
+    assert full.returncode == 1
+    assert "herald: the database: " in errors
+    assert "Traceback" not in errors

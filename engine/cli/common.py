@@ -7,6 +7,7 @@ them, never at module level (tests/test_cli_startup.py holds this).
 
 import contextlib
 import csv
+import errno
 import gc
 import json
 import os
@@ -126,10 +127,38 @@ _whole_process = False  # set by run_as_process(): the command is this process's
 
 
 def run_as_process() -> None:
-    """Run the command line as the `herald` process: see importing()."""
+    """Run the command line as the `herald` process: see importing(). A full disk, a
+    locked or unwritable database, a file it may not write: one line saying what and
+    where, and exit 1, not a traceback (HERALD_DEBUG=1 shows it)."""
     global _whole_process
     _whole_process = True
-    app()
+    try:
+        app()
+    except Exception as exc:
+        problem = _surroundings(exc)
+        if problem is None or os.environ.get("HERALD_DEBUG") == "1":
+            raise
+        err.print(
+            f"herald: {problem}. What was not recorded is done again when the command runs "
+            "again (HERALD_DEBUG=1 for the traceback)",
+            markup=False,
+        )
+        raise SystemExit(1) from None
+
+
+_SURROUNDINGS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _surroundings(exc: BaseException) -> str | None:
+    """What is wrong around Herald (disk, permissions, the database server), if `exc` says
+    so; None for anything else, which stays a traceback: a bug of ours."""
+    if isinstance(exc, OSError) and exc.errno in _SURROUNDINGS:
+        return f"{exc.filename or 'a file'}: {exc.strerror}"
+    if type(exc).__module__.startswith("sqlalchemy") and type(exc).__name__ == "OperationalError":
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        return f"the database: {reason}"
+    cause = exc.__cause__ or exc.__context__
+    return _surroundings(cause) if cause is not None and cause is not exc else None
 
 
 @contextlib.contextmanager
