@@ -113,3 +113,21 @@ def test_preview_with_a_broken_catalog_exits_1_naming_it(in_project):
     assert result.exit_code == 1
     assert "locales/de/LC_MESSAGES/messages.po" in result.stderr
     assert "cannot read catalog" in result.stderr
+
+
+def test_a_database_that_cannot_be_opened_is_named_without_its_password(
+    in_project, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("HERALD_DB", f"sqlite:///{tmp_path}")  # a folder, not a file
+    result = runner.invoke(app, ["users", "generate", "--count", "3"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"cannot open the database sqlite:///{tmp_path}: unable to open database file"
+    )
+    monkeypatch.setenv("HERALD_DB", "postgresql+psycopg://herald:s3cret@127.0.0.1:1/x")
+    result = runner.invoke(app, ["users", "generate", "--count", "3"])
+    assert result.exit_code == 1
+    assert "cannot open the database postgresql+psycopg://herald:***@127.0.0.1:1/x: " in (
+        result.stderr
+    )
+    assert "s3cret" not in result.stderr

@@ -215,4 +215,8 @@ def open_store(create: bool = True) -> "tuple[Settings, Engine]":
     except ConfigError as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
-        fail(f"cannot open the database: {exc.__class__.__name__}: {exc}")
+        from sqlalchemy.engine import make_url
+
+        where = make_url(database_url()).render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        fail(f"cannot open the database {where}: {reason}")
