@@ -72,6 +72,27 @@ def test_a_pack_verifies_offline_by_herald_and_by_its_own_verifier(run, tmp_path
         assert name in names, name
 
 
+def test_export_signs_what_a_killed_writer_left_unsigned(run, tmp_path):
+    """A writer killed before its checkpoint leaves events no checkpoint covers (here a
+    pause written by the store alone, as such a writer would have). Export signs them
+    first, so the pack covers every event it holds, and its verify.py says nothing is
+    unsigned; before, it said OK while thousands were."""
+    import time
+
+    from engine.store import campaigns as campaign_store
+
+    campaign_store.set_paused(run.database(), CAMPAIGN, True, time.time(), "test")
+    verify = run("evidence", "verify", "--db")
+    assert "; 1 unsigned since " in verify.output
+    pack = export(run, tmp_path / "pack")
+    ours, text, theirs, their_text = offline(run, pack, tmp_path)
+    assert theirs == 0, their_text
+    assert "after the last signed checkpoint" not in their_text
+    events = len((pack / "events.jsonl").read_bytes().splitlines())
+    last = json.loads((pack / "checkpoints.jsonl").read_bytes().splitlines()[-1])
+    assert last["size"] == events
+
+
 def test_a_zipped_pack_verifies_too(run, tmp_path):
     pack = export(run, tmp_path / "pack.zip")
     ours, text, theirs, their_text = offline(run, pack, tmp_path)

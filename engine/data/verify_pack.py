@@ -226,7 +226,7 @@ def check(folder, pinned_b64):
         stated = stated_figure(report, name)
         if stated != value:
             raise Broken(f"report.json/{name}: {stated!r}, the events give {value!r}")
-    return campaign, tree.size, derived
+    return campaign, tree.size, max(checkpoints), derived
 
 
 def figures(subjects, deliveries, counts, started):
@@ -292,11 +292,12 @@ def main():
     else:
         print("WARNING: no --public-key: trusting the key in the pack", file=sys.stderr)
     try:
-        campaign, events, derived = check(args.pack, pinned)
+        campaign, events, signed, derived = check(args.pack, pinned)
     except (Broken, OSError, ValueError, KeyError) as exc:
         print(f"BROKEN {args.pack}: {exc}", file=sys.stderr)
         return 1
-    print(f"OK {campaign}: {events} events; every figure below re-derived from them")
+    unsigned = f", {events - signed} after the last signed checkpoint" if events > signed else ""
+    print(f"OK {campaign}: {events} events{unsigned}; every figure below re-derived from them")
     for name, value in sorted(derived.items()):
         print(f"  {name}: {value}")
     return 0
