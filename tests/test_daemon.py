@@ -214,3 +214,14 @@ def test_two_daemons_on_one_database_never_send_a_delivery_twice(herald):
     assert set(received) == set(email_ids)
     sent_by = [sum(e.get("sent", 0) for e in d.logged("sent")) for d in (first, second)]
     assert all(sent_by), f"one daemon did all the work: {sent_by}"
+
+
+def test_a_daemon_killed_is_not_alive_in_status_though_its_heartbeat_is_fresh(herald, tmp_path):
+    shutil.move(herald.project.campaign, tmp_path / f"{CAMPAIGN}.yaml")  # nothing to do
+    for server in serve(Mailbox()):
+        with DaemonProcess(herald, server.url) as daemon:
+            daemon.wait_log("started")
+            until(lambda: _status_json(herald)["daemons"], 10, lambda: "no heartbeat")
+            assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+            [gone] = _status_json(herald)["daemons"]  # within its heartbeat's 15 s
+            assert gone["alive"] is False

@@ -72,6 +72,7 @@ def status_command(
     from engine.evidence.status import HEARTBEAT_SECONDS, campaign_status, daemon_status
     from engine.store import campaigns as campaign_store
     from engine.store import daemons
+    from engine.store.deliveries import is_dead_local
     from engine.store.reporting import status_figures
 
     settings, engine = open_store(create=False)
@@ -90,7 +91,8 @@ def status_command(
     status = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
         "daemons": [
-            daemon_status(d, now) for d in daemons.recent(engine, now - 3 * HEARTBEAT_SECONDS)
+            daemon_status(d, now, gone=is_dead_local(d["id"]))
+            for d in daemons.recent(engine, now - 3 * HEARTBEAT_SECONDS)
         ],
         "campaigns": campaigns,
     }

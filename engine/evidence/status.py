@@ -158,8 +158,11 @@ def campaign_status(
     }
 
 
-def daemon_status(row: dict[str, Any], now: float) -> dict[str, Any]:
-    alive = row["stopped_at"] is None and now - row["heartbeat_at"] < 3 * HEARTBEAT_SECONDS
+def daemon_status(row: dict[str, Any], now: float, gone: bool = False) -> dict[str, Any]:
+    """`gone`: its process is known to have ended (on this host), heartbeat or not."""
+    alive = (
+        not gone and row["stopped_at"] is None and now - row["heartbeat_at"] < 3 * HEARTBEAT_SECONDS
+    )
     return {
         "id": row["id"],
         "host": row["host"],
