@@ -62,6 +62,20 @@ def test_crlf_in_name_never_reaches_subject_or_breaks_lines(shipped):
     assert "Guten Tag Eve Bcc: victim@example.com," in email.text
 
 
+@pytest.mark.parametrize("control", ["\u202e", "\u202b", "\u2067", "\u2069", "\u202c"])
+def test_a_bidi_override_in_a_name_cannot_reorder_the_sentence(shipped, control):
+    """U+202E (right-to-left override) and its kin in a name would turn the rest of the
+    line around in a reader's client ("Trojan Source"): they are taken out of the name."""
+    campaign, renderer = shipped
+    user = _user(name=f"Eve{control}live", locale="en")
+    for channel in Channel:
+        message = renderer.render(campaign, user, channel, objection_url=URL)
+        for part in (message.subject, message.text, message.html or ""):
+            assert control not in part
+    email = renderer.render(campaign, user, Channel.EMAIL, objection_url=URL)
+    assert "Dear Evelive," in email.text
+
+
 def test_rtl_name_is_isolated_inside_ltr_text(shipped):
     campaign, renderer = shipped
     name = "مريم الحسيني"

@@ -26,6 +26,10 @@ from engine.models import Channel, LocaleChoice, RenderedMessage, User
 
 FSI, PDI = "\u2068", "\u2069"  # Unicode first-strong isolate / pop directional isolate
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
+# Explicit bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069):
+# in a name, they would reorder the sentence around it ("Trojan Source"); the name is
+# isolated by the template where it needs to be, never by what the user typed.
+_BIDI_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _USER_REF = re.compile(r"\buser\b(?:\.(\w+)|\[\s*['\"](\w+)['\"]\s*\])?")
 ALL_USER_FIELDS = frozenset({"id", "email", "name", "first_name", "country", "locale", "timezone"})
@@ -35,7 +39,7 @@ def clean_field(value: str | None, limit: int = 200) -> str | None:
     """A user-supplied one-line value, safe anywhere: no control characters or line breaks."""
     if value is None:
         return None
-    value = unicodedata.normalize("NFC", _CONTROL.sub(" ", value))
+    value = unicodedata.normalize("NFC", _BIDI_CONTROL.sub("", _CONTROL.sub(" ", value)))
     value = " ".join(value.split())[:limit]
     return value or None
 
