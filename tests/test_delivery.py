@@ -100,7 +100,7 @@ def test_rerun_does_not_resend(herald, smtp_server):
     assert herald("plan", "ai-training-notice").exit_code == 0
     again = herald("send", "ai-training-notice", smtp=smtp_server.url)
     assert again.exit_code == 0
-    assert "nothing due" in again.stdout
+    assert "ai-training-notice: nothing was due\n" in again.stdout
     assert len(smtp_server.mailbox.messages) == 5
 
 

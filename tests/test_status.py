@@ -141,3 +141,15 @@ def test_projection_is_bounded_when_the_window_rarely_opens(days):
         next_allowed=times.next_allowed,
     )
     assert status["outlook"] == "at risk"
+
+
+def test_a_campaign_planned_ahead_of_its_start_is_scheduled_until_then():
+    backlog = [Backlog("email", None, "DE", 5, utc("2024-06-10T09:00:00+00:00"))]
+    row = {**_row("2024-06-20T00:00:00+00:00"), "start_at": utc("2024-06-10T09:00:00+00:00")}
+
+    def state(now: str) -> str:
+        status = campaign_status(row, {"pending": 5}, 5, 0.0, backlog[0].due, utc(now), backlog)
+        return str(status["state"])
+
+    assert state("2024-06-05T10:00:00+00:00") == "scheduled"
+    assert state("2024-06-10T09:00:01+00:00") == "sending"

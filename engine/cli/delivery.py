@@ -292,8 +292,11 @@ def _print_outcome(
     from engine.store import campaigns as campaign_store
     from engine.store import deliveries
 
-    done = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items())) or "nothing due"
-    out.print(f"{loaded.campaign.id}: {done} in {seconds:.1f}s", markup=False)
+    done = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
+    if done:
+        out.print(f"{loaded.campaign.id}: {done} in {seconds:.1f}s", markup=False)
+    else:
+        out.print(f"{loaded.campaign.id}: nothing was due", markup=False)
     counts = deliveries.progress(engine, loaded.campaign.id)
     open_ = {k: v for k, v in counts.items() if k not in FINAL}
     row = campaign_store.get(engine, loaded.campaign.id)

@@ -17,14 +17,17 @@ HEARTBEAT_SECONDS = 5.0  # how often a daemon writes its heartbeat
 _OPEN = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
 
 
-def display_state(row: dict[str, Any], remaining: int) -> str:
-    """scheduled, planning, sending, paused, done or refused."""
+def display_state(row: dict[str, Any], remaining: int, now: float) -> str:
+    """scheduled, planning, sending, paused, done or refused. A campaign planned ahead of
+    its start is scheduled until then."""
     if row["state"] == "refused":
         return "refused"
     if row["paused"]:
         return "paused"
     if row["state"] in ("scheduled", "planning"):
         return str(row["state"])
+    if remaining and row.get("start_at") and now < row["start_at"]:
+        return "scheduled"
     return "sending" if remaining else "done"
 
 
@@ -119,7 +122,7 @@ def campaign_status(
     deadline = row["deadline_at"]
     horizon = max(now, deadline or now) + HORIZON_SECONDS
     projected = projection(now, backlog, rate or 0.0, next_allowed, horizon)
-    state = display_state(row, remaining + confirmations_pending)
+    state = display_state(row, remaining + confirmations_pending, now)
     bounced = counts.get(DeliveryStatus.BOUNCED.value, 0)
     went_out = bounced + counts.get(DeliveryStatus.SENT.value, 0)  # only email is 'sent'
     if state in ("refused", "done") or not remaining:
