@@ -386,3 +386,14 @@ def test_a_broken_catalog_does_not_hide_a_template_problem(project):
     [undefined] = [p for p in problems if "objection_urll" in p.message]
     assert undefined.line == project.line_of(EMAIL_TXT, "objection_urll")
     assert "[de]" not in undefined.key
+
+
+def test_a_language_left_with_its_objection_catalog_alone_is_said(project):
+    """Deleting it/messages.po drops Italian from the campaign; the leftover objection.po
+    says so, instead of validate answering OK with one language fewer."""
+    project.path("locales/it/LC_MESSAGES/messages.po").unlink()
+    report = validate(project.campaign)
+    assert report.errors == []
+    assert "it" not in report.locales
+    [warning] = [w for w in report.warnings if "without messages.po" in w.message]
+    assert warning.path == project.path("locales/it/LC_MESSAGES/objection.po")

@@ -97,6 +97,16 @@ def validate(path: Path) -> ValidationReport:
         loaded, objections, sources, "babel-objection.cfg", glossary
     )
     report.problems += check_templates(sources)
+    for locale in sorted(objections.available - notices.available):
+        report.problems.append(
+            Problem(
+                objections.po_path(locale),
+                f"an objection catalog without messages.po: {locale} is not one of the "
+                "campaign's languages (a campaign speaks each language with a messages.po "
+                "under locales/), so no notice goes out in it",
+                severity="warning",
+            )
+        )
     for locale in sorted(notices.available - objections.available):
         report.problems.append(
             Problem(
