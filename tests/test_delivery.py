@@ -158,6 +158,27 @@ def test_a_sender_refused_for_now_stops_the_run_and_fails_no_one(herald):
     assert {r["attempts"] for r in rows.values()} == {1}
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        "554 5.7.1 <{rcpt}>: Relay access denied",  # Postfix
+        "550 5.7.1 <{rcpt}>... Relaying denied. Proper authentication required.",  # Sendmail
+        "550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain",  # Exchange
+    ],
+)
+def test_a_relay_that_will_not_relay_for_us_stops_the_run_and_fails_no_one(herald, refusal):
+    """Every recipient refused with "relaying denied" is our login or our relay's setup,
+    not the recipients': before, all were failed for good and the fallback planned."""
+    mailbox = Mailbox(rcpt_reply=refusal.format(rcpt="anna@example.com"))
+    for server in serve(mailbox):
+        result = _launch(herald, server.url)
+        assert result.exit_code == 1
+        assert f"127.0.0.1:{server.port} refuses to relay for us: {refusal[:3]}" in result.stderr
+        assert "No one was marked failed" in result.stderr
+    emails = [r for k, r in _deliveries(herald).items() if k[1] == "email"]
+    assert {(r["status"], r["attempts"]) for r in emails} == {("pending", 0)}
+
+
 def test_550_fails_and_the_inapp_fallback_is_delivered(herald):
     herald.set_campaign("channels: [email, inapp]", "channels: [email]")
     herald.set_campaign("fallback: null", "fallback: inapp")

@@ -14,6 +14,7 @@ TransportConfigError, which stops the run and marks no one failed.
 import asyncio
 import contextlib
 import ipaddress
+import re
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +39,13 @@ from engine.errors import (
 from engine.models import Channel
 
 TlsMode = Literal["starttls", "implicit", "none"]
+# A relay's refusal to pass mail on for us, as Postfix ("Relay access denied"), Sendmail
+# ("Relaying denied"), Exim ("relay not permitted") and Exchange ("Unable to relay") say it.
+_RELAY_DENIED = re.compile(
+    r"\brelay(ing)?\b[^\n]{0,40}\b(denied|not permitted|not allowed|prohibited)\b"
+    r"|\bunable to relay\b",
+    re.IGNORECASE,
+)
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _MODES: dict[str, TlsMode] = {"starttls": "starttls", "implicit": "implicit", "none": "none"}
 _OPTIONS = ("tls", "starttls", "timeout", "data_timeout", "verify", "cafile", "allow_plaintext")
@@ -416,6 +424,14 @@ def _translated(settings: SmtpSettings, exc: Exception) -> EngineError:
         exc, aiosmtplib.SMTPAuthenticationError | aiosmtplib.SMTPNotSupported
     ):  # about us, not the recipient
         return TransportConfigError(f"the SMTP server rejected our setup: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused) and _RELAY_DENIED.search(exc.message):
+        # The relay will not pass mail on for us (no or wrong login, a sender it does not
+        # serve): the same for every recipient, and ours to fix, not theirs to fail.
+        return TransportConfigError(
+            f"the SMTP server {settings.host}:{settings.port} refuses to relay for us: "
+            f"{exc.code} {exc.message}; check the user and password in HERALD_SMTP_URL, or "
+            "what the relay accepts from us. No one was marked failed"
+        )
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         worst = max(exc.recipients, key=lambda r: r.code)
         return by_code(worst.code, worst.message)
