@@ -118,12 +118,14 @@ def test_preview_with_a_broken_catalog_exits_1_naming_it(in_project):
 def test_a_database_that_cannot_be_opened_is_named_without_its_password(
     in_project, monkeypatch, tmp_path
 ):
+    tmp_path.chmod(0o755)
     monkeypatch.setenv("HERALD_DB", f"sqlite:///{tmp_path}")  # a folder, not a file
     result = runner.invoke(app, ["users", "generate", "--count", "3"])
     assert result.exit_code == 1
     assert result.stderr.strip() == (
         f"cannot open the database sqlite:///{tmp_path}: unable to open database file"
     )
+    assert tmp_path.stat().st_mode & 0o777 == 0o755  # the folder is not made private
     monkeypatch.setenv("HERALD_DB", "postgresql+psycopg://herald:s3cret@127.0.0.1:1/x")
     result = runner.invoke(app, ["users", "generate", "--count", "3"])
     assert result.exit_code == 1

@@ -104,18 +104,8 @@ def test_a_killed_worker_is_named_and_the_command_sends_what_it_held(herald):
     assert herald("users", "generate", "--count", "1000").exit_code == 0
     assert herald("plan", "ai-training-notice").exit_code == 0
     emails = _count(herald, "SELECT count(*) FROM delivery WHERE channel = 'email'")
-    env = {**os.environ, **herald.env, "PYTHONPATH": str(ROOT)}
     for server in serve(Mailbox(delay_s=0.05)):  # ~40 emails a second over 2 + 2 sessions, at first
-        env["HERALD_SMTP_URL"] = server.url
-        command = subprocess.Popen(
-            [sys.executable, "-c", "from engine.cli import main; main()"]
-            + ["send", "ai-training-notice", "--workers", "2", "--concurrency", "2"],
-            cwd=herald.project.root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        command = _send_with_a_worker(herald, server, subprocess.PIPE)
         try:
             worker = _busy_worker(herald, command.pid)
             os.kill(worker, signal.SIGKILL)
@@ -151,17 +141,8 @@ def test_workers_stop_with_a_killed_command_and_sign_what_they_wrote(herald):
     send finishes the campaign."""
     assert herald("users", "generate", "--count", "1000").exit_code == 0
     assert herald("plan", "ai-training-notice").exit_code == 0
-    env = {**os.environ, **herald.env, "PYTHONPATH": str(ROOT)}
     for server in serve(Mailbox(delay_s=0.05)):
-        env["HERALD_SMTP_URL"] = server.url
-        command = subprocess.Popen(
-            [sys.executable, "-c", "from engine.cli import main; main()"]
-            + ["send", "ai-training-notice", "--workers", "2", "--concurrency", "2"],
-            cwd=herald.project.root,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        command = _send_with_a_worker(herald, server, subprocess.DEVNULL)
         try:
             worker = _busy_worker(herald, command.pid)
             command.kill()
@@ -185,6 +166,20 @@ def test_workers_stop_with_a_killed_command_and_sign_what_they_wrote(herald):
     with herald.database().connect() as conn:
         statuses = {s for (s,) in conn.execute(text("SELECT DISTINCT status FROM delivery"))}
     assert statuses == {"sent", "delivered"}
+
+
+def _send_with_a_worker(herald, server, output: int) -> subprocess.Popen[str]:
+    """`herald send --workers 2 --concurrency 2` as a real process, against `server`."""
+    env = {**os.environ, **herald.env, "PYTHONPATH": str(ROOT), "HERALD_SMTP_URL": server.url}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from engine.cli import main; main()"]
+        + ["send", "ai-training-notice", "--workers", "2", "--concurrency", "2"],
+        cwd=herald.project.root,
+        env=env,
+        stdout=output,
+        stderr=output,
+        text=True,
+    )
 
 
 def _busy_worker(herald, command: int) -> int:

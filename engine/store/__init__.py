@@ -87,7 +87,9 @@ def _private_sqlite_files(path: Path) -> None:
         except FileExistsError:  # another process created it first
             pass
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if file.exists() and file.stat().st_mode & 0o077:
+        # only a file: HERALD_DB naming a folder by mistake (sqlite:////tmp) must not
+        # take it from everyone else; opening it then fails, saying so
+        if file.is_file() and file.stat().st_mode & 0o077:
             file.chmod(0o600)
 
 
