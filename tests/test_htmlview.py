@@ -9,11 +9,13 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from engine.authoring.htmlview import view
+from engine.authoring.htmlview import view, visible_links
 from tests.test_browser import CHROMIUM, FLAGS
 
 DOCUMENTS = {
     "plain": '<p><a href="https://x/1">one</a></p>',
+    "attributes around href": "<a class=b href='https://x/1?a=1&amp;b=2' title=\"x\">1</a>",
+    "unquoted href, no link": '<a href=https://x/1>one</a><abbr href="https://x/2">2</abbr>',
     "closed comment": '<!-- <a href="https://x/1">one</a> --><a href="https://x/2">two</a>',
     "unclosed comment": '<a href="https://x/1">one</a><!-- TODO <a href="https://x/2">two</a>',
     "unclosed comment, link later": '<!-- TODO <a href="https://x/1">one</a><p><a href="/2">2</a>',
@@ -61,6 +63,7 @@ def test_what_view_sees_is_what_chromium_shows(browser: Browser, name: str) -> N
         page.close()
     seen = view(html)
     assert seen.links == links
+    assert visible_links(html) == links  # the search that stands in for the parse
     assert sum(1 for f in seen.forms if f.method == "post" and f.submits) == forms
 
 
