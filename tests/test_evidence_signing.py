@@ -336,3 +336,19 @@ def test_reading_the_log_to_sign_it_holds_a_batch_not_pages_of_the_whole_log(dat
         count,
     ]
     engine.dispose()
+
+
+def test_verify_with_no_key_and_no_checkpoint_says_what_that_can_mean(launched):
+    """A writer killed before its first checkpoint leaves events, no key and no checkpoint;
+    so would someone who removed them. verify fails, naming both cases."""
+    import shutil
+
+    var = launched.project.root / "var"
+    (var / "signing.pem").unlink()
+    shutil.rmtree(var / "checkpoints")
+    result = launched("evidence", "verify", "--db")
+    assert result.exit_code == 1
+    assert f"nothing is signed: no key at {var / 'signing.pem'} and no checkpoint in " in (
+        result.stderr
+    )
+    assert "or the key and checkpoints were removed" in result.stderr

@@ -70,6 +70,14 @@ def evidence_verify(
             anchor, pinned = public_key_from_pem(public_key.read_bytes()), True
         elif settings.signing_key.exists():
             anchor, pinned = signer_for(settings).public_key, False
+        elif not any(settings.checkpoints.glob("*.jsonl")):
+            fail(
+                f"nothing is signed: no key at {settings.signing_key} and no checkpoint in "
+                f"{settings.checkpoints}. Either nothing was signed here yet (a writer signs "
+                "as it ends; a killed one does not: any command that writes signs what is "
+                "unsigned), or the key and checkpoints were removed; give --public-key to "
+                "check against the key you kept"
+            )
         else:
             fail(f"no key to trust: {settings.signing_key} is missing; give --public-key")
     except (ConfigError, OSError) as exc:
