@@ -80,3 +80,42 @@ def test_a_checkpoint_folder_that_cannot_be_made_is_named(herald, tmp_path):
     assert herald("send", CAMPAIGN).exit_code == 0
     verified = herald("evidence", "verify", "--db")
     assert verified.exit_code == 0, verified.output
+
+
+def test_a_daemon_rescheduling_a_campaign_another_launches_meanwhile_leaves_it_launched(
+    herald,
+):
+    """Two daemons on one PostgreSQL: one launches while the other, which found the same
+    file, records it as scheduled. The second's write waited for the launch and then set
+    the campaign back to "scheduled"; a later plan took it for finished, and status said
+    "done" with every delivery pending. Each write now checks "not started" itself."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    from engine.authoring.campaigns import load_campaign
+    from engine.store import campaigns as campaign_store
+    from engine.store import writing
+
+    engine = herald.database()
+    record = load_campaign(herald.project.campaign).campaign.record
+    assert campaign_store.schedule(engine, record, "spec", time.time())
+    answers: list[bool] = []
+    with writing(engine) as launching:  # a launch in progress, not yet committed
+        launching.execute(
+            text("UPDATE campaign SET state = 'planning', planned_at = 1 WHERE id = :c"),
+            {"c": CAMPAIGN},
+        )
+        other = threading.Thread(
+            target=lambda: answers.append(
+                campaign_store.schedule(engine, record, "spec", time.time())
+            )
+        )
+        other.start()
+        other.join(0.5)  # it waits for the launch's lock (SQLite: the write lock)
+    other.join(30)
+    assert answers == [False]  # started meanwhile: nothing changed
+    row = campaign_store.get(engine, CAMPAIGN)
+    assert row is not None
+    assert (row["state"], row["planned_at"]) == ("planning", 1)

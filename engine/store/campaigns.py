@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from engine.models import CampaignRecord, SpecFile
-from engine.store import executemany, writing
+from engine.store import executemany, upsert_into, writing
 from engine.store.events import append_events, iso
 from engine.store.tables import CampaignRow
 from engine.store.tables import SpecFile as SpecFileRow
@@ -44,17 +44,31 @@ def _schedule_values(c: CampaignRecord) -> dict[str, Any]:
 def schedule(engine: Engine, c: CampaignRecord, spec_hash: str, now: float) -> bool:
     """Record a campaign found on disk, or its new version while it has not started.
 
-    Returns False (and changes nothing) when it has started already."""
+    Returns False (and changes nothing) when it has started already. (Whether the insert
+    inserted is asked with RETURNING: psycopg's rowcount for it is -1.) Each write says
+    "not started" in its own condition: on PostgreSQL another daemon may launch the
+    campaign between a read and a write here (SQLite's write lock rules that out), and
+    a check made only by the read set a launched campaign back to "scheduled"; a later
+    plan then took it for planned, and `herald status` said "done" with nothing sent."""
+    values = {**_schedule_values(c), "spec_hash": spec_hash, "state": "scheduled"}
     with writing(engine) as conn:
-        row = conn.execute(select(_campaign.c.planned_at).where(_campaign.c.id == c.id)).first()
-        values = {**_schedule_values(c), "spec_hash": spec_hash, "state": "scheduled"}
-        if row is None:
-            conn.execute(_campaign.insert().values(id=c.id, created_at=now, **values))
+        inserted = (
+            conn.execute(
+                upsert_into(conn, _campaign)
+                .values(id=c.id, created_at=now, **values)
+                .on_conflict_do_nothing(index_elements=[_campaign.c.id])
+                .returning(_campaign.c.id)
+            ).first()
+            is not None
+        )
+        if inserted:
             return True
-        if row.planned_at is not None:
-            return False
-        conn.execute(update(_campaign).where(_campaign.c.id == c.id).values(problem=None, **values))
-        return True
+        changed = conn.execute(
+            update(_campaign)
+            .where(_campaign.c.id == c.id, _campaign.c.planned_at.is_(None))
+            .values(problem=None, **values)
+        ).rowcount
+        return bool(changed)
 
 
 def launch(
@@ -67,23 +81,36 @@ def launch(
 ) -> Launch:
     """Fix the campaign's spec as it begins planning: store its files and log `started`
     (with `started` as its data), once."""
+    values = {
+        **_schedule_values(c),
+        "spec_hash": spec_hash,
+        "state": "planning",
+        "planned_at": now,
+        "problem": None,
+    }
     with writing(engine) as conn:
-        row = conn.execute(
-            select(_campaign.c.planned_at, _campaign.c.spec_hash).where(_campaign.c.id == c.id)
-        ).first()
-        if row is not None and row.planned_at is not None:
+        # Launched by these statements or by someone else, never by both (see schedule())
+        launched = (
+            conn.execute(
+                upsert_into(conn, _campaign)
+                .values(id=c.id, created_at=now, **values)
+                .on_conflict_do_nothing(index_elements=[_campaign.c.id])
+                .returning(_campaign.c.id)
+            ).first()
+            is not None
+        )
+        if not launched:
+            launched = (
+                conn.execute(
+                    update(_campaign)
+                    .where(_campaign.c.id == c.id, _campaign.c.planned_at.is_(None))
+                    .values(**values)
+                ).rowcount
+                > 0
+            )
+        if not launched:
+            row = conn.execute(select(_campaign.c.spec_hash).where(_campaign.c.id == c.id)).one()
             return Launch(started=True, same_spec=row.spec_hash == spec_hash)
-        values = {
-            **_schedule_values(c),
-            "spec_hash": spec_hash,
-            "state": "planning",
-            "planned_at": now,
-            "problem": None,
-        }
-        if row is None:
-            conn.execute(_campaign.insert().values(id=c.id, created_at=now, **values))
-        else:
-            conn.execute(update(_campaign).where(_campaign.c.id == c.id).values(**values))
         conn.execute(_file.delete().where(_file.c.campaign_id == c.id))
         executemany(
             conn,
@@ -105,12 +132,10 @@ def set_state(engine: Engine, campaign_id: str, state: str) -> None:
 def refuse(engine: Engine, campaign_id: str, problem: str, now: float) -> None:
     """Note why a campaign file was refused. A started campaign keeps its state and runs on."""
     with writing(engine) as conn:
-        row = conn.execute(
-            select(_campaign.c.planned_at).where(_campaign.c.id == campaign_id)
-        ).first()
-        if row is None:
+        inserted = (
             conn.execute(
-                _campaign.insert().values(
+                upsert_into(conn, _campaign)
+                .values(
                     id=campaign_id,
                     title=campaign_id,
                     spec_hash="",
@@ -118,12 +143,19 @@ def refuse(engine: Engine, campaign_id: str, problem: str, now: float) -> None:
                     created_at=now,
                     problem=problem,
                 )
-            )
+                .on_conflict_do_nothing(index_elements=[_campaign.c.id])
+                .returning(_campaign.c.id)
+            ).first()
+            is not None
+        )
+        if inserted:
             return
-        values: dict[str, Any] = {"problem": problem}
-        if row.planned_at is None:
-            values["state"] = "refused"
-        conn.execute(update(_campaign).where(_campaign.c.id == campaign_id).values(**values))
+        conn.execute(update(_campaign).where(_campaign.c.id == campaign_id).values(problem=problem))
+        conn.execute(  # a campaign launched meanwhile keeps its state (see schedule())
+            update(_campaign)
+            .where(_campaign.c.id == campaign_id, _campaign.c.planned_at.is_(None))
+            .values(state="refused")
+        )
 
 
 def set_paused(engine: Engine, campaign_id: str, paused: bool, now: float, by: str) -> bool:
