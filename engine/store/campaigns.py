@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from engine.models import CampaignRecord, SpecFile
 from engine.store import executemany, upsert_into, writing
@@ -44,23 +44,14 @@ def _schedule_values(c: CampaignRecord) -> dict[str, Any]:
 def schedule(engine: Engine, c: CampaignRecord, spec_hash: str, now: float) -> bool:
     """Record a campaign found on disk, or its new version while it has not started.
 
-    Returns False (and changes nothing) when it has started already. (Whether the insert
-    inserted is asked with RETURNING: psycopg's rowcount for it is -1.) Each write says
+    Returns False (and changes nothing) when it has started already. Each write says
     "not started" in its own condition: on PostgreSQL another daemon may launch the
     campaign between a read and a write here (SQLite's write lock rules that out), and
     a check made only by the read set a launched campaign back to "scheduled"; a later
     plan then took it for planned, and `herald status` said "done" with nothing sent."""
     values = {**_schedule_values(c), "spec_hash": spec_hash, "state": "scheduled"}
     with writing(engine) as conn:
-        inserted = (
-            conn.execute(
-                upsert_into(conn, _campaign)
-                .values(id=c.id, created_at=now, **values)
-                .on_conflict_do_nothing(index_elements=[_campaign.c.id])
-                .returning(_campaign.c.id)
-            ).first()
-            is not None
-        )
+        inserted = _insert_new(conn, id=c.id, created_at=now, **values)
         if inserted:
             return True
         changed = conn.execute(
@@ -69,6 +60,18 @@ def schedule(engine: Engine, c: CampaignRecord, spec_hash: str, now: float) -> b
             .values(problem=None, **values)
         ).rowcount
         return bool(changed)
+
+
+def _insert_new(conn: Connection, **values: Any) -> bool:
+    """Insert the campaign's row unless it exists (ON CONFLICT DO NOTHING); whether it did.
+    Asked with RETURNING: psycopg's rowcount for it is -1."""
+    inserted = conn.execute(
+        upsert_into(conn, _campaign)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[_campaign.c.id])
+        .returning(_campaign.c.id)
+    ).first()
+    return inserted is not None
 
 
 def launch(
@@ -90,15 +93,7 @@ def launch(
     }
     with writing(engine) as conn:
         # Launched by these statements or by someone else, never by both (see schedule())
-        launched = (
-            conn.execute(
-                upsert_into(conn, _campaign)
-                .values(id=c.id, created_at=now, **values)
-                .on_conflict_do_nothing(index_elements=[_campaign.c.id])
-                .returning(_campaign.c.id)
-            ).first()
-            is not None
-        )
+        launched = _insert_new(conn, id=c.id, created_at=now, **values)
         if not launched:
             launched = (
                 conn.execute(
@@ -132,21 +127,14 @@ def set_state(engine: Engine, campaign_id: str, state: str) -> None:
 def refuse(engine: Engine, campaign_id: str, problem: str, now: float) -> None:
     """Note why a campaign file was refused. A started campaign keeps its state and runs on."""
     with writing(engine) as conn:
-        inserted = (
-            conn.execute(
-                upsert_into(conn, _campaign)
-                .values(
-                    id=campaign_id,
-                    title=campaign_id,
-                    spec_hash="",
-                    state="refused",
-                    created_at=now,
-                    problem=problem,
-                )
-                .on_conflict_do_nothing(index_elements=[_campaign.c.id])
-                .returning(_campaign.c.id)
-            ).first()
-            is not None
+        inserted = _insert_new(
+            conn,
+            id=campaign_id,
+            title=campaign_id,
+            spec_hash="",
+            state="refused",
+            created_at=now,
+            problem=problem,
         )
         if inserted:
             return
