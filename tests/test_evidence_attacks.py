@@ -287,3 +287,31 @@ def test_independent_verifier_agrees_on_attacks(run, attack):
         env = {k: v for k, v in run.env.items() if k != "HERALD_WITNESS"}
         assert Herald(run.project, env)("pause", str(run.project.campaign)).exit_code == 0
     assert _both(run) == (False, False)
+
+
+def test_a_log_with_a_hole_in_its_unsigned_tail_is_still_exported_and_fails(run, tmp_path):
+    """Export signs what is unsigned first; events that do not extend the signed
+    checkpoints (here one of two unsigned events removed) are signed by no one. The pack
+    is made all the same, for the auditor, and both its verifiers name the hole."""
+    import subprocess
+    import sys
+    import time
+
+    from engine.store import campaigns as campaign_store
+
+    for paused in (True, False):  # two events no checkpoint covers yet
+        campaign_store.set_paused(run.database(), "ai-training-notice", paused, time.time(), "t")
+    with db(run) as conn:
+        (last,) = conn.execute("SELECT max(seq) FROM event").fetchone()
+        conn.execute("DELETE FROM event WHERE seq = ?", [last - 1])
+    pack = tmp_path / "pack"
+    result = run("evidence", "export", "ai-training-notice", "--out", str(pack))
+    assert result.exit_code == 0, result.output
+    hole = f"campaign ai-training-notice: event seq {last - 1} is missing; nothing signed"
+    assert f"warning: nothing more was signed: {hole}" in result.stderr
+    theirs = subprocess.run(
+        [sys.executable, str(pack / "verify.py"), str(pack)], capture_output=True, text=True
+    )
+    assert theirs.returncode == 1, theirs.stdout
+    assert "BROKEN" in theirs.stderr
+    assert run("evidence", "verify", str(pack)).exit_code == 1

@@ -97,10 +97,10 @@ def check_objection(
             count += 1
             needs_form = page.template.endswith("/object.html") and not page.context["objected"]
             path = templates / page.template
-            where = Where(templates / page.template, locate, locale)
             for problem in scan_page(path, html, locale, needs_form, locate):
                 note(problem)
             if locale == SOURCE_LOCALE:
+                where = Where(path, locate, locale)
                 for problem in _conditional((html,), "page", where, "page"):
                     note(problem)
     return count, list(seen.values())

@@ -152,13 +152,18 @@ _SURROUNDINGS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
 def _surroundings(exc: BaseException) -> str | None:
     """What is wrong around Herald (disk, permissions, the database server), if `exc` says
     so; None for anything else, which stays a traceback: a bug of ours."""
-    if isinstance(exc, OSError) and exc.errno in _SURROUNDINGS:
-        return f"{exc.filename or 'a file'}: {exc.strerror}"
-    if type(exc).__module__.startswith("sqlalchemy") and type(exc).__name__ == "OperationalError":
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        return f"the database: {reason}"
-    cause = exc.__cause__ or exc.__context__
-    return _surroundings(cause) if cause is not None and cause is not exc else None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # it, then what caused it
+        if isinstance(current, OSError) and current.errno in _SURROUNDINGS:
+            return f"{current.filename or 'a file'}: {current.strerror}"
+        kind = type(current)
+        if kind.__module__.startswith("sqlalchemy") and kind.__name__ == "OperationalError":
+            reason = str(getattr(current, "orig", current)).strip().splitlines()[0]
+            return f"the database: {reason}"
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 from engine.cli.common import app, err, fail, open_out, open_settings, open_store, out
-from engine.errors import ConfigError, EngineError
+from engine.errors import ConfigError, EngineError, EvidenceError
 
 evidence_app = typer.Typer(help="Check and anchor the tamper-evident record.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")
@@ -252,8 +252,13 @@ def evidence_export(
     settings, engine = open_store(create=False)
     try:
         # What is unsigned (a send killed before its checkpoint, one still running) is
-        # signed first, as any writer would, so the pack's events are all covered
-        sign_heads(settings, engine)
+        # signed first, as any writer would, so the pack's events are all covered. Events
+        # that do not extend the signed checkpoints are signed by no one: the pack is
+        # made all the same, and its verifiers name what is wrong.
+        try:
+            sign_heads(settings, engine)
+        except EvidenceError as exc:
+            err.print(f"warning: nothing more was signed: {exc}", markup=False)
         manifest = export_pack(
             engine,
             settings,

@@ -314,8 +314,10 @@ class Dispatcher:
         except DeliveryError as exc:
             if not exc.maybe_delivered:  # refused, or never reached the server
                 self._unrecorded -= emails
-            if isinstance(exc, UnreachableError):
-                self._unreachable = (self._unreachable[0] + len(sending), exc.reason)
+            # a relay that answers, even with a refusal, is reachable: the streak ends
+            reached = not isinstance(exc, UnreachableError)
+            streak = self._unreachable[0] + len(sending)
+            self._unreachable = (0, "") if reached else (streak, exc.reason)
             return done + [self.outcomes.failure(row, exc, message) for row, message, _ in sending]
         except TransportConfigError:  # our setup, refused before any message: not tried
             self._unrecorded -= emails

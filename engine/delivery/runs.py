@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -167,15 +168,13 @@ class WorkersEnded:
     """What the extra workers did, once every one has ended: their outcomes summed, and
     how each that did not finish its run ended."""
 
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
     stopped: bool = False
     problems: list[str] = field(default_factory=list)
 
     def add_to(self, summary: RunSummary) -> RunSummary:
         """`summary` (this process's run) with the workers' outcomes added."""
-        counts = dict(summary.counts)
-        for status, n in self.counts.items():
-            counts[status] = counts.get(status, 0) + n
+        counts = dict(self.counts + Counter(summary.counts))
         return RunSummary(counts, summary.stopped or self.stopped)
 
 
@@ -247,8 +246,7 @@ class Workers:
             process.join()
             if kind == "done":
                 summary: RunSummary = value
-                for status, n in summary.counts.items():
-                    ended.counts[status] = ended.counts.get(status, 0) + n
+                ended.counts.update(summary.counts)
                 ended.stopped |= summary.stopped
             elif kind == "failed":
                 ended.problems.append(f"worker {number}: {value}")
