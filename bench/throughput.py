@@ -12,6 +12,9 @@ same sink and in the same run:
 - an email-only copy of the campaign, planned and sent alone: the email figures below
   (DESIGN section 12 states its baseline, 1.8-1.9x the pipe's CPU, for Herald email-only);
 - an in-app-only copy of the campaign, planned and sent alone: `inapp_per_s`.
+Each copy is planned after `herald validate` has passed on it, as in the README's flow (and
+as the daemon does, which validates a file once): plan takes that validation for its own
+(engine/authoring/validated.py). validate_s is that one command, for the three copies.
 
 Figures (DESIGN section 12), compare them within one run only:
 - msgs_per_s: the email-only copy's emails over its plan + send wall time, interpreter
@@ -68,7 +71,7 @@ KEYS = (
     "users sink workers plan_s send_s msgs_per_s send_msgs_per_s pipe_msgs_per_s ratio "
     "cpu_us_per_msg pipe_cpu_us_per_msg cpu_ratio campaign_users_per_s campaign_cpu_us_per_user "
     "peer peer_msgs_per_s peer_cpu_us_per_msg "
-    "peer_peak_rss_mb peer_ratio herald_startup_s plan_deliveries_per_s inapp_per_s "
+    "peer_peak_rss_mb peer_ratio herald_startup_s validate_s plan_deliveries_per_s inapp_per_s "
     "inapp_wall_per_s plan_cpu_deliveries_per_s inapp_cpu_per_s bytes_per_email db_mb "
     "peak_rss_mb postgresql"
 ).split()
@@ -143,6 +146,7 @@ def herald_phase(args: argparse.Namespace, herald: Herald, sink: Sink, overhead:
     starts = [herald.run("--help") for _ in range(3)]
     startup, startup_cpu = min(s[0] for s in starts), min(cpu(s[1]) for s in starts)
     herald.run(f"users generate --count {args.users} --seed {args.seed}")
+    validate_s, _, _ = herald.run("validate")  # every campaign file: the three copies
     per_worker = max(1, args.concurrency // args.workers)  # the pipe's connection count in all
 
     def plan_and_send(campaign: str, channel: str) -> tuple[int, float, Any, float, Any]:
@@ -171,6 +175,7 @@ def herald_phase(args: argparse.Namespace, herald: Herald, sink: Sink, overhead:
     log("peak RSS MB: " + ", ".join(f"{name} {ru.ru_maxrss / 1024:.0f}" for name, ru in rss))
     return {
         "herald_startup_s": startup,
+        "validate_s": validate_s,
         "plan_s": email_plan_s,
         "send_s": email_send_s,
         "msgs_per_s": sent / (email_plan_s + email_send_s),

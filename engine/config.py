@@ -51,7 +51,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] = os.environ, create: bool = True) -> "Settings":
         """The settings; `create=False` (commands that only read the record) never makes a
         key file: without HERALD_SECRET or an existing key file, `secret` is then empty."""
-        var = Path(environ.get("HERALD_VAR") or "var")
+        var = var_path(environ)
         db_url = database_url(environ)
         smtp_url = environ.get("HERALD_SMTP_URL") or None
         if env_secret := environ.get("HERALD_SECRET"):
@@ -92,11 +92,15 @@ class Settings:
         return self.checkpoint_dir or self.var / "checkpoints"
 
 
+def var_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """HERALD_VAR, else ./var."""
+    return Path(environ.get("HERALD_VAR") or "var")
+
+
 def database_url(environ: Mapping[str, str] = os.environ) -> str:
     """HERALD_DB, else the SQLite file under HERALD_VAR; read alone by commands that must
     find an existing database before anything (such as the key file) is created."""
-    var = Path(environ.get("HERALD_VAR") or "var")
-    return environ.get("HERALD_DB") or f"sqlite:///{var / 'herald.db'}"
+    return environ.get("HERALD_DB") or f"sqlite:///{var_path(environ) / 'herald.db'}"
 
 
 def require_private(path: Path) -> None:

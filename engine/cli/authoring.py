@@ -22,8 +22,10 @@ def validate_command(
 ) -> None:
     """Check campaigns, templates and translations before launch."""
     with importing():
+        from engine.authoring import validated
         from engine.authoring.campaigns import resolve_campaign_path
         from engine.authoring.validation import validate
+        from engine.config import var_path
 
     paths = [resolve_campaign_path(c) for c in campaigns] or sorted(
         Path("campaigns").glob("*.yaml")
@@ -43,6 +45,8 @@ def validate_command(
                 markup=False,
             )
         else:
+            assert report.loaded is not None  # no errors: the campaign loaded
+            validated.remember(var_path(), report.loaded, [str(w) for w in report.warnings])
             out.print(
                 f"OK {path}: {len(report.locales)} locales, {report.renders} renders "
                 f"checked, {len(report.warnings)} warning(s)",

@@ -25,7 +25,7 @@ from engine.cli.common import (
     out,
 )
 from engine.cli.tables import print_plan, print_report
-from engine.errors import ConfigError, EngineError
+from engine.errors import CampaignError, ConfigError, EngineError
 
 # The store, the authoring layer and the dispatcher are imported inside each command, so
 # that `herald --help` and the other commands start without them (see cli/common.py).
@@ -43,19 +43,37 @@ app.add_typer(users_app, name="users")
 
 
 def _launchable(campaign: str) -> "LoadedCampaign":
-    """The campaign, if `herald validate` passes on it; else every reason, exit 1."""
+    """The campaign, if `herald validate` passes on it, or passed on exactly these files
+    with this Herald (authoring/validated.py); else every reason, exit 1."""
     with importing():
-        from engine.authoring.campaigns import resolve_campaign_path
-        from engine.authoring.validation import validate
+        from engine.authoring import validated
+        from engine.authoring.campaigns import load_campaign, resolve_campaign_path
+        from engine.config import var_path
 
-    path = resolve_campaign_path(campaign)
-    report = validate(path)
-    for warning in report.warnings:
-        err.print(str(warning), markup=False)
-    if report.errors:
-        fail([*map(str, report.errors), f"{path}: refused: fix the errors above"])
-    assert report.loaded is not None  # no errors: the campaign loaded
-    return report.loaded
+    path, var = resolve_campaign_path(campaign), var_path()
+    try:
+        loaded = load_campaign(path)
+        warnings = validated.recall(var, loaded)
+    except CampaignError:  # validate says why, with every other problem
+        warnings = None
+    if warnings is None:
+        with importing():
+            from engine.authoring.validation import validate
+
+        report = validate(path)
+        warnings = [str(w) for w in report.warnings]
+        if report.errors:
+            fail([*warnings, *map(str, report.errors), f"{path}: refused: fix the errors above"])
+        assert report.loaded is not None  # no errors: the campaign loaded
+        loaded = report.loaded
+        validated.remember(var, loaded, warnings)
+    else:
+        err.print(
+            f"{path}: validated before, on these very files: not rendered again", markup=False
+        )
+    for warning in warnings:
+        err.print(warning, markup=False)
+    return loaded
 
 
 @users_app.command("import")
