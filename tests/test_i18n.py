@@ -1,8 +1,11 @@
 import datetime as dt
+import re
+import shutil
+import subprocess
 
 import pytest
 
-from engine.authoring.i18n import Catalogs, Formatter, format_locale
+from engine.authoring.i18n import Catalogs, Formatter, duplicate_definitions, format_locale
 from engine.models import LocaleSource
 from tests.conftest import ROOT
 
@@ -87,3 +90,35 @@ def test_italian_elides_the_article_before_a_date(sentence, expected):
 def test_english_readers_date_locale_follows_their_country(country, expected):
     assert format_locale("en", country) == expected
     assert format_locale("de_AT", country) == "de_AT"  # a stated region wins
+
+
+_HEADER = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+_DUPLICATES = {
+    "none": 'msgid "a"\nmsgstr "x"\n\nmsgid "b"\nmsgstr "y"\n',
+    "same msgid": 'msgid "a"\nmsgstr "x"\n\nmsgid "b"\nmsgstr "y"\n\nmsgid "a"\nmsgstr "z"\n',
+    "split over lines": 'msgid "ab"\nmsgstr "x"\n\nmsgid ""\n"a"\n"b"\nmsgstr "z"\n',
+    "escapes": 'msgid "say \\"hi\\""\nmsgstr "x"\n\nmsgid ""\n"say \\"hi"\n"\\""\nmsgstr "y"\n',
+    "obsolete first": '#~ msgid "a"\n#~ msgstr "x"\n\nmsgid "a"\nmsgstr "y"\n',
+    "obsolete previous": 'msgid "a"\nmsgstr "x"\n\n#| msgid "a"\nmsgid "b"\nmsgstr "y"\n',
+    "other context": 'msgid "a"\nmsgstr "x"\n\nmsgctxt "menu"\nmsgid "a"\nmsgstr "y"\n',
+    "same context": 'msgctxt "m"\nmsgid "a"\nmsgstr "x"\n\nmsgctxt "m"\nmsgid "a"\nmsgstr "y"\n',
+    "obsolete": 'msgid "a"\nmsgstr "x"\n\n#~ msgid "a"\n#~ msgstr "y"\n',
+    "plural": 'msgid "a"\nmsgid_plural "as"\nmsgstr[0] "x"\nmsgstr[1] "y"\n\n'
+    'msgid "a"\nmsgstr "z"\n',
+    "three times": 'msgid "a"\nmsgstr "x"\n\nmsgid "a"\nmsgstr "y"\n\nmsgid "a"\nmsgstr "z"\n',
+}
+
+
+@pytest.mark.skipif(shutil.which("msgfmt") is None, reason="GNU gettext's msgfmt is not here")
+@pytest.mark.parametrize("name", list(_DUPLICATES))
+def test_duplicate_definitions_are_those_gnu_msgfmt_refuses(name, tmp_path):
+    """GNU gettext is the reference for what a .po file defines twice."""
+    path = tmp_path / "messages.po"
+    path.write_text(_HEADER + _DUPLICATES[name], encoding="utf-8")
+    checked = subprocess.run(
+        ["msgfmt", "--output-file=/dev/null", str(path)], capture_output=True, text=True
+    )
+    theirs = [int(n) for n in re.findall(r":(\d+): duplicate message definition", checked.stderr)]
+    ours = [line for line, _, _ in duplicate_definitions(path.read_text(encoding="utf-8"))]
+    assert ours == theirs
+    assert (checked.returncode != 0) == bool(ours)

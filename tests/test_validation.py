@@ -77,6 +77,18 @@ def test_a_sentence_left_in_english_is_untranslated(project):
     assert problem.line == project.line_of(DE_PO, 'msgid "What is changing"')
 
 
+def test_a_message_defined_twice_is_an_error_naming_both_lines(project):
+    """A reviewer's correction appended as a second entry: Babel would use the first
+    (the wrong wording) and drop the correction without a word."""
+    text = (project.root / DE_PO).read_text(encoding="utf-8")
+    project.edit(DE_PO, text, text + '\nmsgid "Object now"\nmsgstr "Widerspruch einlegen"\n')
+    [problem] = _errors(project)
+    first = project.line_of(DE_PO, 'msgid "Object now"')
+    assert problem.message.startswith(f"the message is defined twice, first at line {first}:")
+    assert problem.line == len(text.splitlines()) + 2
+    assert problem.key == "msgid 'Object now'"
+
+
 def test_untranslated_message_is_caught(project):
     project.edit(DE_PO, 'msgstr "Jetzt widersprechen"', 'msgstr ""')
     [problem] = _errors(project)

@@ -11,7 +11,7 @@ from babel.messages.extract import extract
 from jinja2 import nodes
 from jinja2.ext import extract_from_ast
 
-from engine.authoring.i18n import SOURCE_LOCALE, Catalogs
+from engine.authoring.i18n import SOURCE_LOCALE, Catalogs, duplicate_definitions
 from engine.authoring.templatecheck import TemplateSource
 from engine.authoring.yamlsource import load_located
 from engine.errors import Problem
@@ -95,6 +95,18 @@ def check_catalog(
 
     def problem(message: str, line: int | None, msgid: str) -> None:
         out.append(Problem(path, message, line, None, f"msgid {_short(msgid)!r}", severity))
+
+    for line, first, msgid in duplicate_definitions(path.read_text(encoding="utf-8")):
+        out.append(
+            Problem(
+                path,
+                f"the message is defined twice, first at line {first}: Babel uses one "
+                "and drops the other without a word, msgfmt refuses the file; keep one",
+                line,
+                None,
+                f"msgid {_short(msgid)!r}",
+            )
+        )
 
     for msgid, source in sources.items():
         entry = catalog.get(msgid)

@@ -13,13 +13,14 @@ import io
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
 from babel.lists import format_list
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
-from babel.messages.pofile import PoFileError, read_po
+from babel.messages.pofile import PoFileError, read_po, unescape
 from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 
@@ -33,6 +34,46 @@ _ALIASES = {"no": "nb"}  # Norwegian: "no" is the macrolanguage, Bokmål is what
 _PO_LINE = re.compile(
     r'^\s*(?:#.*|(?:(?:msgctxt|msgid|msgid_plural|msgstr(?:\[\d+\])?)\s+)?"(?:[^"\\]|\\.)*"\s*)$'
 )
+
+
+# A .po line's keyword (none on a continuation line) and its "quoted string", in an
+# active entry or an obsolete one (#~), which msgfmt counts as a definition too.
+_PO_TOKEN = re.compile(
+    r'^\s*(?:#~\s*)?(msgctxt|msgid_plural|msgid|msgstr(?:\[\d+\])?)?\s*(".*")\s*$'
+)
+
+
+def duplicate_definitions(text: str) -> list[tuple[int, int, str]]:
+    """(line, line of the first, msgid) of each message a .po text defines twice (the
+    same msgctxt and msgid), as GNU msgfmt finds them, obsolete entries included: it
+    refuses such a file ("duplicate message definition"), and Babel keeps one of the two
+    without a word, so a translator's correction written as a second entry may never be
+    used. Strings are read as Babel reads them (it does not decode \\x or octal escapes)."""
+    tokens: list[list[Any]] = []  # [keyword, line, string pieces]
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _PO_TOKEN.match(line)
+        if match is None:  # a comment, a blank line
+            continue
+        keyword, quoted = match.groups()
+        if keyword:
+            tokens.append([keyword, number, [unescape(quoted)]])
+        elif tokens:
+            tokens[-1][2].append(unescape(quoted))
+    seen: dict[tuple[str | None, str], int] = {}
+    duplicates = []
+    for i, (keyword, number, pieces) in enumerate(tokens):
+        if keyword != "msgid":
+            continue
+        before = tokens[i - 1] if i else None
+        context = "".join(before[2]) if before and before[0] == "msgctxt" else None
+        key = (context, "".join(pieces))
+        if key == (None, ""):  # the header
+            continue
+        if key in seen:
+            duplicates.append((number, seen[key], key[1]))
+        else:
+            seen[key] = number
+    return duplicates
 
 
 def normalize_locale(value: str) -> str | None:
