@@ -48,6 +48,14 @@ def test_nested_typo_and_wrong_type_are_reported_together(project):
     assert "'fast'" in rate.message
 
 
+def test_a_single_value_where_a_list_belongs_says_list(project):
+    """pydantic's own words were "expected a valid tuple": a term of Python, not of YAML."""
+    project.edit(YAML, "channels: [email, inapp]", "channels: email")
+    [problem] = _errors(project)
+    assert problem.key == "channels"
+    assert problem.message == "expected a list, e.g. [email] (got 'email')"
+
+
 def test_deadline_not_before_effective_date_is_an_error(project):
     project.edit(YAML, "deadline: 2024-05-27T00:00:00Z", "deadline: 2024-06-27T00:00:00Z")
     [problem] = _errors(project)

@@ -185,6 +185,9 @@ def _explain(error: Any, located: LocatedYaml) -> Problem:
     message = message.replace("Input should be", "expected").replace("Input should", "expected")
     if kind == "timezone_aware":
         message = "expected a date-time with a time zone, e.g. 2024-05-22T07:00:00Z"
+    if kind in ("tuple_type", "list_type"):  # pydantic says "a valid tuple"
+        example = got if isinstance(got, str | int) and not isinstance(got, bool) else "a, b"
+        message = f"expected a list, e.g. [{example}]"
     return located.problem(loc, f"{message}{shown}")
 
 
