@@ -31,6 +31,33 @@ def test_missing_template_file_is_caught(project):
     assert problem.line == project.line_of("campaigns/ai-training-notice.yaml", "template:")
 
 
+def test_a_template_may_name_only_files_of_the_campaigns_spec(project):
+    """A shared snippet kept beside the campaign's folders renders in validate like any
+    other, but is neither bound at launch nor stored with the campaign: edited later, it
+    would change what the rest of the audience is sent, unseen by the evidence."""
+    snippet = project.path("templates/shared/footer.txt")
+    snippet.parent.mkdir()
+    snippet.write_text("Example Social, 1 Privacy Street\n", encoding="utf-8")
+    heading = "{% trans %}What is changing{% endtrans %}"
+    project.edit(EMAIL_TXT, heading, '{% include "shared/footer.txt" %}\n' + heading)
+    [problem] = _errors(project)
+    assert problem.path == project.path(EMAIL_TXT)
+    assert problem.line == project.line_of(EMAIL_TXT, "shared/footer.txt")
+    assert problem.message.startswith("'shared/footer.txt' is outside the campaign's template")
+    assert "ai-training-notice/, ai-training-objection/, layouts/, pages/" in problem.message
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ['{% include user.locale ~ "/footer.txt" %}', "{% from campaign.id import footer %}"],
+)
+def test_a_template_name_computed_from_data_is_refused(project, reference):
+    heading = "{% trans %}What is changing{% endtrans %}"
+    project.edit(EMAIL_TXT, heading, f"{reference}\n{heading}")
+    problems = [p for p in _errors(project) if "computed at render time" in p.message]
+    assert [p.line for p in problems] == [project.line_of(EMAIL_TXT, reference)]
+
+
 def test_template_syntax_error_names_file_and_line(project):
     project.edit(
         EMAIL_TXT,

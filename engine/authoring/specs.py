@@ -11,20 +11,22 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from engine.authoring.campaigns import PAGES, LoadedCampaign, Project, load_campaign
+from engine.authoring.campaigns import PAGES, Campaign, LoadedCampaign, Project, load_campaign
 from engine.models import SpecFile
 
 
+def template_folders(campaign: Campaign) -> tuple[str, ...]:
+    """The folders of templates/ a campaign's spec holds: the notice's and the objection's,
+    the shared layouts and pages. Its templates may name files in these only (validate)."""
+    return (campaign.template, campaign.objection.template, "layouts", PAGES)
+
+
 def spec_files(loaded: LoadedCampaign) -> list[SpecFile]:
-    """The YAML, the notice's and the objection's template folders, the shared layouts and
-    pages, and every catalog and glossary."""
+    """The YAML, the template folders (template_folders), and every catalog and glossary."""
     project = loaded.project
     paths = [loaded.path]
     for folder in (
-        project.templates / loaded.campaign.template,
-        project.templates / loaded.campaign.objection.template,
-        project.templates / "layouts",
-        project.templates / PAGES,
+        *(project.templates / name for name in template_folders(loaded.campaign)),
         project.locales,
     ):
         if folder.is_dir():

@@ -5,7 +5,7 @@ block is dropped without a word. An author who adds a paragraph after the last
 `{% endblock %}` would never see it in any email, so it is an error here.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +65,76 @@ def check_templates(sources: Iterable[TemplateSource]) -> list[Problem]:
             out += _dropped_text(source.tree, source.path)
             out += _unknown_fields(source.tree, source.path)
     return out
+
+
+def check_references(
+    sources: Iterable[TemplateSource], folders: Collection[str], known: Mapping[str, str]
+) -> list[Problem]:
+    """Every template a template names (extends, include, import) must be a file of the
+    campaign's spec: under one of `folders` of templates/ (specs.template_folders). One
+    elsewhere renders here alike, but it is neither bound to the campaign at launch nor
+    stored with it: edited afterwards, it would change what the rest of the audience gets
+    with nothing in the evidence to show it, and a campaign restored from its stored
+    files would lack it. A name may join strings and the variables Herald sets to fixed
+    values (`known`: objection_template, for the shared pages); one computed from anything
+    else cannot be checked, so it is refused too."""
+    allowed = ", ".join(f"{name}/" for name in folders)
+    out: list[Problem] = []
+    for source in sources:
+        if source.tree is None:
+            continue
+        for node in source.tree.find_all(_REFERENCES):
+            names = _template_names(node.template, known)  # type: ignore[attr-defined]
+            if names is None:
+                out.append(
+                    Problem(
+                        source.path,
+                        "a template name computed at render time: name the file itself, so "
+                        f"that it can be checked to be one of the campaign's ({allowed})",
+                        node.lineno,
+                    )
+                )
+                continue
+            for name in names:
+                parts = [part for part in name.split("/") if part not in ("", ".")]
+                if parts and parts[0] not in folders:
+                    out.append(
+                        Problem(
+                            source.path,
+                            f"{name!r} is outside the campaign's template folders ({allowed}): "
+                            "a launched campaign keeps only those, so the file would not be "
+                            "part of what it is bound to; move it into one of them",
+                            node.lineno,
+                        )
+                    )
+    return out
+
+
+_REFERENCES = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+
+
+def _template_names(expression: nodes.Expr, known: Mapping[str, str]) -> list[str] | None:
+    """The names a reference's expression holds: one, or a list to try in turn (include
+    ["a", "b"]); None when one depends on anything but strings and `known` variables."""
+    if isinstance(expression, nodes.List | nodes.Tuple):
+        items = [_template_name(item, known) for item in expression.items]
+        return None if None in items else items  # type: ignore[return-value]
+    if isinstance(expression, nodes.Const) and isinstance(expression.value, list | tuple):
+        values = list(expression.value)
+        return values if all(isinstance(v, str) for v in values) else None
+    name = _template_name(expression, known)
+    return None if name is None else [name]
+
+
+def _template_name(expression: nodes.Expr, known: Mapping[str, str]) -> str | None:
+    if isinstance(expression, nodes.Const):
+        return expression.value if isinstance(expression.value, str) else None
+    if isinstance(expression, nodes.Name):
+        return known.get(expression.name)
+    if isinstance(expression, nodes.Concat):  # a ~ b
+        parts = [_template_name(part, known) for part in expression.nodes]
+        return None if None in parts else "".join(parts)  # type: ignore[arg-type]
+    return None
 
 
 def _unknown_fields(tree: nodes.Template, path: Path) -> Iterator[Problem]:

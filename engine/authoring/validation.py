@@ -27,7 +27,13 @@ from engine.authoring.outputscan import (
     scan_output,
 )
 from engine.authoring.rendering import Renderer
-from engine.authoring.templatecheck import TemplateSource, check_templates, parse_templates
+from engine.authoring.specs import template_folders
+from engine.authoring.templatecheck import (
+    TemplateSource,
+    check_references,
+    check_templates,
+    parse_templates,
+)
 from engine.errors import CampaignError, Problem, TemplateError
 from engine.models import Channel, LocaleChoice, LocaleSource
 
@@ -89,14 +95,18 @@ def validate(path: Path) -> ValidationReport:
         glossary_path = project.locales / c.locales.glossary
         terms, problems = load_glossary(glossary_path)
         glossary, report.problems = (terms, glossary_path), report.problems + problems
+    # what the templates may name: the spec's folders, and the pages' one variable name
+    folders, known = template_folders(c), {"objection_template": c.objection.template}
     sources = parse_templates([project.templates / c.template, project.templates / "layouts"])
     report.problems += _check_translations(loaded, notices, sources, "babel.cfg", glossary)
     report.problems += check_templates(sources)
+    report.problems += check_references(sources, folders, known)
     sources = parse_templates([project.templates / c.objection.template, project.templates / PAGES])
     report.problems += _check_translations(
         loaded, objections, sources, "babel-objection.cfg", glossary
     )
     report.problems += check_templates(sources)
+    report.problems += check_references(sources, folders, known)
     for locale in sorted(objections.available - notices.available):
         report.problems.append(
             Problem(
