@@ -48,6 +48,19 @@ def test_nested_typo_and_wrong_type_are_reported_together(project):
     assert "'fast'" in rate.message
 
 
+@pytest.mark.parametrize("outside", ["../glossary.yaml", "/etc/hostname"])
+def test_a_glossary_outside_locales_is_refused(project, outside):
+    """The campaign is bound to the files under locales/; a glossary elsewhere would be
+    checked at validation and then free to change unseen."""
+    (project.root / "glossary.yaml").write_bytes(
+        (project.root / "locales/glossary.yaml").read_bytes()
+    )
+    project.edit(YAML, "glossary: glossary.yaml", f"glossary: {outside}")
+    [problem] = _errors(project)
+    assert problem.key == "locales.glossary"
+    assert problem.message == f"must be a file under {project.root / 'locales'}/"
+
+
 def test_a_single_value_where_a_list_belongs_says_list(project):
     """pydantic's own words were "expected a valid tuple": a term of Python, not of YAML."""
     project.edit(YAML, "channels: [email, inapp]", "channels: email")

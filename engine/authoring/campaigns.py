@@ -315,11 +315,13 @@ def _cross_checks(
             if not (objection_dir / name).is_file():
                 problem(("objection", "template"), f"{objection_dir / name} is missing")
     locales: Locales | None = parts.get("locales")
-    if locales and locales.glossary and not (project.locales / locales.glossary).is_file():
-        problem(
-            ("locales", "glossary"),
-            f"glossary file {project.locales / locales.glossary} does not exist",
-        )
+    glossary = project.locales / locales.glossary if locales and locales.glossary else None
+    if glossary and not glossary.resolve().is_relative_to(project.locales.resolve()):
+        # the campaign is bound to locales/ (specs.spec_files): a glossary elsewhere could
+        # change after validation with nothing to show it
+        problem(("locales", "glossary"), f"must be a file under {project.locales}/")
+    elif glossary and not glossary.is_file():
+        problem(("locales", "glossary"), f"glossary file {glossary} does not exist")
     return out
 
 
