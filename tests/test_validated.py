@@ -4,6 +4,8 @@ validates again on any difference (authoring/validated.py)."""
 import json
 import stat
 
+import pytest
+
 REUSED = "validated before, on these very files"
 RECORD = "var/validated/ai-training-notice.json"
 
@@ -72,3 +74,37 @@ def test_a_record_of_another_herald_or_a_damaged_one_is_not_trusted(herald):
         assert planned.exit_code == 0, planned.stderr
         assert REUSED not in planned.stderr, damaged
         assert json.loads(record.read_text()) == made  # validated again, recorded anew
+
+
+def test_a_file_changed_while_validate_ran_is_not_recorded_as_validated(herald):
+    """validate takes the files' hash before it renders: an edit during its ~0.6 s of
+    rendering (the bad file in place when the record would be written) is not recorded."""
+    from engine.authoring import validated
+    from engine.authoring.campaigns import load_campaign
+
+    path = herald.project.campaign
+    before = validated.spec_now(path)
+    assert before is not None
+    herald.project.edit(
+        "templates/layouts/_greeting.txt", "{%", "Dear {{ user.name ~ '' }},\n{%"
+    )  # what a validation that had begun would not have seen
+    var = herald.project.root / "var"
+    validated.remember(var, load_campaign(path), [], before)
+    assert not (herald.project.root / RECORD).exists()
+
+
+def test_plan_launches_nothing_when_the_files_changed_since_they_were_validated(herald):
+    from engine.authoring.campaigns import load_campaign
+    from engine.delivery.planning import plan_campaign
+    from engine.delivery.tokens import Keys
+    from engine.errors import CampaignError
+    from engine.store import campaigns as campaign_store
+
+    assert herald("users", "generate", "--count", "40").exit_code == 0
+    engine = herald.database()
+    loaded = load_campaign(herald.project.campaign)
+    with pytest.raises(CampaignError, match="changed while it was being validated"):
+        plan_campaign(engine, loaded, Keys(b"k" * 32), validated="0" * 64)
+    row = campaign_store.get(engine, "ai-training-notice")
+    assert row is None or row["planned_at"] is None
+    engine.dispose()

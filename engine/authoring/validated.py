@@ -25,8 +25,9 @@ import sys
 from pathlib import Path
 
 import engine
-from engine.authoring.campaigns import LoadedCampaign
+from engine.authoring.campaigns import LoadedCampaign, load_campaign
 from engine.authoring.specs import spec_hash
+from engine.errors import CampaignError
 
 FOLDER = "validated"
 # What else decides a validation's outcome: how YAML is read and checked, and how
@@ -53,12 +54,25 @@ def record_path(var: Path, campaign_id: str) -> Path:
     return var / FOLDER / f"{campaign_id}.json"
 
 
-def remember(var: Path, loaded: LoadedCampaign, warnings: list[str]) -> None:
-    """Record that `loaded`, as its files are now, passed with these warnings. Best
-    effort: a var/ that cannot be written costs the next plan a validation, nothing else."""
+def spec_now(path: Path) -> str | None:
+    """The spec hash of the campaign file at `path` and its files as they are now; None
+    when it does not load (validate says why). Taken before a validation begins."""
+    try:
+        return spec_hash(load_campaign(path))
+    except (CampaignError, OSError):
+        return None
+
+
+def remember(var: Path, loaded: LoadedCampaign, warnings: list[str], validated: str) -> None:
+    """Record that `loaded` passed with these warnings, if its files still hash to
+    `validated`, their hash from before the validation began: a file changed while it
+    ran may have been checked as it was or as it is. Best effort: a var/ that cannot be
+    written costs the next plan a validation, nothing else."""
+    if spec_hash(loaded) != validated:
+        return
     record = {
         "campaign": loaded.campaign.id,
-        "spec_hash": spec_hash(loaded),
+        "spec_hash": validated,
         "herald": herald_fingerprint(),
         "warnings": warnings,
     }
@@ -72,16 +86,17 @@ def remember(var: Path, loaded: LoadedCampaign, warnings: list[str]) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def recall(var: Path, loaded: LoadedCampaign) -> list[str] | None:
-    """The warnings of a validation that passed on exactly these files with this Herald;
-    None when there is none (no record, another spec or Herald, an unreadable record)."""
+def recall(var: Path, loaded: LoadedCampaign, digest: str) -> list[str] | None:
+    """The warnings of a validation that passed on exactly these files (`digest`, their
+    spec hash) with this Herald; None when there is none (no record, another spec or
+    Herald, an unreadable record)."""
     try:
         record = json.loads(record_path(var, loaded.campaign.id).read_text(encoding="utf-8"))
         warnings = record["warnings"]
         same = (
             record["campaign"] == loaded.campaign.id
             and record["herald"] == herald_fingerprint()
-            and record["spec_hash"] == spec_hash(loaded)
+            and record["spec_hash"] == digest
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -34,6 +34,7 @@ def validate_command(
         fail("no campaign files given and none in ./campaigns/")
     failed = 0
     for path in paths:
+        before = validated.spec_now(path)  # what the checks see, at the latest
         report = validate(path)
         for problem in report.problems:
             err.print(str(problem), markup=False)
@@ -46,7 +47,9 @@ def validate_command(
             )
         else:
             assert report.loaded is not None  # no errors: the campaign loaded
-            validated.remember(var_path(), report.loaded, [str(w) for w in report.warnings])
+            if before is not None:
+                warnings = [str(w) for w in report.warnings]
+                validated.remember(var_path(), report.loaded, warnings, before)
             out.print(
                 f"OK {path}: {len(report.locales)} locales, {report.renders} renders "
                 f"checked, {len(report.warnings)} warning(s)",

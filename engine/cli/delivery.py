@@ -42,38 +42,42 @@ users_app = typer.Typer(help="Import or generate the audience.", no_args_is_help
 app.add_typer(users_app, name="users")
 
 
-def _launchable(campaign: str) -> "LoadedCampaign":
-    """The campaign, if `herald validate` passes on it, or passed on exactly these files
-    with this Herald (authoring/validated.py); else every reason, exit 1."""
+def _launchable(campaign: str) -> "tuple[LoadedCampaign, str]":
+    """The campaign and the spec hash of the files it was validated at, if `herald
+    validate` passes on it, or passed on exactly these files with this Herald
+    (authoring/validated.py); else every reason, exit 1."""
     with importing():
         from engine.authoring import validated
         from engine.authoring.campaigns import load_campaign, resolve_campaign_path
+        from engine.authoring.specs import spec_hash
         from engine.config import var_path
 
     path, var = resolve_campaign_path(campaign), var_path()
     try:
         loaded = load_campaign(path)
-        warnings = validated.recall(var, loaded)
-    except CampaignError:  # validate says why, with every other problem
+        digest = spec_hash(loaded)  # before validating: what the checks saw, at the latest
+        warnings = validated.recall(var, loaded, digest)
+    except (CampaignError, OSError):  # validate says why, with every other problem
         warnings = None
     if warnings is None:
         with importing():
             from engine.authoring.validation import validate
 
+        digest = validated.spec_now(path) or ""
         report = validate(path)
         warnings = [str(w) for w in report.warnings]
         if report.errors:
             fail([*warnings, *map(str, report.errors), f"{path}: refused: fix the errors above"])
         assert report.loaded is not None  # no errors: the campaign loaded
         loaded = report.loaded
-        validated.remember(var, loaded, warnings)
+        validated.remember(var, loaded, warnings, digest)
     else:
         err.print(
             f"{path}: validated before, on these very files: not rendered again", markup=False
         )
     for warning in warnings:
         err.print(warning, markup=False)
-    return loaded
+    return loaded, digest
 
 
 @users_app.command("import")
@@ -137,9 +141,12 @@ def plan_command(campaign: Annotated[str, typer.Argument(help="Campaign file or 
         from engine.delivery.tokens import Keys
         from engine.store.reporting import targeted_users
 
-    loaded = _launchable(campaign)
+    loaded, digest = _launchable(campaign)
     settings, engine = open_store()
-    result = plan_campaign(engine, loaded, Keys(settings.secret))
+    try:
+        result = plan_campaign(engine, loaded, Keys(settings.secret), validated=digest)
+    except CampaignError as exc:
+        fail([str(p) for p in exc.problems])
     if result.spec_changed:
         from engine.delivery import runs  # the dispatcher and transports: ~0.15 s to import
 
@@ -395,7 +402,7 @@ def demo_command(
     from engine.store.reporting import targeted_users
     from engine.store.users import insert_users
 
-    loaded = _without_window(_launchable("ai-training-notice"))
+    loaded = _without_window(_launchable("ai-training-notice")[0])
     settings, engine = open_store()
 
     def step(text: str) -> None:

@@ -194,11 +194,12 @@ class Daemon:
         """Plan at schedule.start: the files are fixed as they were validated."""
         if spec_hash(loaded) != digest:  # edited since the scan; the next scan reschedules
             return
-        task = self._plan(loaded)
+        task = self._plan(loaded, digest)
         await asyncio.wait([task])
 
-    def _plan(self, loaded: LoadedCampaign) -> asyncio.Task[Any]:
-        """Plan in a thread (the loop keeps sending other campaigns); one at a time each."""
+    def _plan(self, loaded: LoadedCampaign, validated: str | None = None) -> asyncio.Task[Any]:
+        """Plan in a thread (the loop keeps sending other campaigns); one at a time each.
+        `validated`: the spec hash the scan validated (plan_campaign)."""
         c = loaded.campaign
         if c.id in self.memory.planning:
             return self.memory.planning[c.id]
@@ -207,7 +208,7 @@ class Daemon:
         def plan() -> tuple[tuple[int, float], PlanResult]:
             version = users_version(self.engine)  # read first: later changes plan again
             return version, plan_campaign(
-                self.engine, loaded, self.keys, None, self.halt_planning.is_set
+                self.engine, loaded, self.keys, None, self.halt_planning.is_set, validated
             )
 
         task = asyncio.create_task(asyncio.to_thread(plan))

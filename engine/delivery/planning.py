@@ -20,6 +20,7 @@ from engine.authoring.specs import spec_files, spec_hash
 from engine.delivery.binding import JOINED_LATE, OBJECTED, audience_data, started_data
 from engine.delivery.tokens import Keys
 from engine.delivery.windows import SendTimes
+from engine.errors import CampaignError, Problem
 from engine.models import Channel, LocaleChoice
 from engine.statuses import DeliveryStatus
 from engine.store import campaigns as campaign_store
@@ -55,8 +56,11 @@ def plan_campaign(
     keys: Keys,
     now: float | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    validated: str | None = None,
 ) -> PlanResult:
     """Launch the campaign (its spec is fixed from here) and plan every targeted user.
+    `validated`: the spec hash the campaign was validated at; files that no longer hash
+    to it are not launched (CampaignError), since what was checked is not what would go.
 
     Each delivery's first attempt is the campaign's start, moved to the next opening of
     the send window in the user's time zone, so the claim never computes time zones."""
@@ -65,6 +69,16 @@ def plan_campaign(
     result = PlanResult()
     files = spec_files(loaded)
     digest = spec_hash(files)
+    if validated is not None and digest != validated:
+        raise CampaignError(
+            [
+                Problem(
+                    loaded.path,
+                    "the campaign's files changed while it was being validated; nothing was "
+                    "launched: run it again",
+                )
+            ]
+        )
     launch = campaign_store.launch(
         engine, c.record, digest, files, now, started_data(c, files, digest)
     )
