@@ -108,3 +108,32 @@ def test_plan_launches_nothing_when_the_files_changed_since_they_were_validated(
     row = campaign_store.get(engine, "ai-training-notice")
     assert row is None or row["planned_at"] is None
     engine.dispose()
+
+
+def test_a_symbolic_link_in_the_campaigns_folders_is_refused(herald, tmp_path):
+    """Jinja and the catalogs read through a link, the spec walk did not follow one: a
+    linked language was rendered and sent, but neither bound at launch nor stored."""
+    locales = herald.project.root / "locales"
+    (locales / "de").rename(tmp_path / "de")
+    (locales / "de").symlink_to(tmp_path / "de")
+    assert herald("users", "generate", "--count", "40").exit_code == 0
+
+    checked = herald("validate", "ai-training-notice")
+    assert checked.exit_code == 1
+    assert f"{locales / 'de'}: a symbolic link" in checked.stderr
+    planned = herald("plan", "ai-training-notice")
+    assert planned.exit_code == 1
+    assert "a symbolic link" in planned.stderr
+
+
+def test_a_template_kept_as_a_mo_file_is_bound_like_any_other(project):
+    """Only compiled catalogs under locales/ are left out of the spec."""
+    from engine.authoring.campaigns import load_campaign
+    from engine.authoring.specs import spec_files
+
+    greeting = project.root / "templates/layouts/_greeting.txt"
+    greeting.with_suffix(".mo").write_bytes(greeting.read_bytes())
+    (project.root / "locales/de/LC_MESSAGES/messages.mo").write_bytes(b"compiled")
+    paths = {f.path for f in spec_files(load_campaign(project.campaign))}
+    assert "templates/layouts/_greeting.mo" in paths
+    assert "locales/de/LC_MESSAGES/messages.mo" not in paths

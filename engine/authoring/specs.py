@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from engine.authoring.campaigns import PAGES, Campaign, LoadedCampaign, Project, load_campaign
+from engine.errors import CampaignError, Problem
 from engine.models import SpecFile
 
 
@@ -22,16 +23,49 @@ def template_folders(campaign: Campaign) -> tuple[str, ...]:
 
 
 def spec_files(loaded: LoadedCampaign) -> list[SpecFile]:
-    """The YAML, the template folders (template_folders), and every catalog and glossary."""
+    """The YAML, the template folders (template_folders), and every catalog and glossary.
+    Raises CampaignError on a symbolic link among them (link_problems)."""
+    paths, links = _spec_paths(loaded)
+    if links:
+        raise CampaignError(link_problems(loaded))
+    return [SpecFile(_relative(path, loaded.project), path.read_bytes()) for path in paths]
+
+
+def link_problems(loaded: LoadedCampaign) -> list[Problem]:
+    """A symbolic link in the spec's folders, or one of them a link, is refused: Jinja and
+    the catalogs read through it, but the spec walk does not follow one into a folder,
+    so what it holds was rendered and sent without being bound to the campaign or stored
+    with it (and a linked template folder stored its files under the wrong names)."""
+    return [
+        Problem(
+            link,
+            "a symbolic link: a campaign's files must be the files themselves, "
+            "in its own folders (copy what it points to)",
+        )  # fmt: skip
+        for link in _spec_paths(loaded)[1]
+    ]
+
+
+def _spec_paths(loaded: LoadedCampaign) -> tuple[list[Path], list[Path]]:
+    """(files, symbolic links) of the spec; compiled catalogs (.mo) under locales/ are not
+    read by Herald and left out, a .mo elsewhere is a file like any other."""
     project = loaded.project
-    paths = [loaded.path]
-    for folder in (
-        *(project.templates / name for name in template_folders(loaded.campaign)),
-        project.locales,
-    ):
-        if folder.is_dir():
-            paths += sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".mo")
-    return [SpecFile(_relative(path, project), path.read_bytes()) for path in paths]
+    files, links = [loaded.path], []
+    folders = [project.templates / name for name in template_folders(loaded.campaign)]
+    for folder in [*folders, project.locales]:
+        if folder.is_symlink():
+            links.append(folder)
+            continue
+        found = []
+        for root, dirs, names in os.walk(folder):  # does not follow links into folders
+            for name in [*dirs, *names]:
+                if (Path(root) / name).is_symlink():
+                    links.append(Path(root) / name)
+            found += [Path(root) / n for n in names if not (Path(root) / n).is_symlink()]
+        if folder == project.locales:
+            found = [p for p in found if p.suffix != ".mo"]
+        files += sorted(found)
+    return files, sorted(links)
 
 
 def spec_hash(files: Iterable[SpecFile] | LoadedCampaign) -> str:

@@ -27,7 +27,7 @@ from engine.authoring.outputscan import (
     scan_output,
 )
 from engine.authoring.rendering import Renderer
-from engine.authoring.specs import template_folders
+from engine.authoring.specs import link_problems, template_folders
 from engine.authoring.templatecheck import (
     TemplateSource,
     check_references,
@@ -69,6 +69,7 @@ def validate(path: Path) -> ValidationReport:
     c, project = loaded.campaign, loaded.project
     report.campaign, report.loaded = c, loaded
     report.problems += loaded.warnings
+    report.problems += link_problems(loaded)
     if Channel.EMAIL in c.channels and c.sender.return_path is None:
         report.problems.append(
             Problem(
