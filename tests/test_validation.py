@@ -43,8 +43,23 @@ def test_a_template_may_name_only_files_of_the_campaigns_spec(project):
     [problem] = _errors(project)
     assert problem.path == project.path(EMAIL_TXT)
     assert problem.line == project.line_of(EMAIL_TXT, "shared/footer.txt")
-    assert problem.message.startswith("'shared/footer.txt' is outside the campaign's template")
-    assert "ai-training-notice/, ai-training-objection/, layouts/, pages/" in problem.message
+    assert problem.message.startswith(
+        "'shared/footer.txt' is outside the folders this template may use "
+        "(ai-training-notice/, layouts/)"
+    )
+
+
+def test_a_notice_may_not_use_a_partial_of_the_objection_side(project):
+    """A notice renders with messages.po only: a sentence from the objection's folder,
+    translated in objection.po, went out in English in every language."""
+    partial = project.path("templates/ai-training-objection/_note.txt")
+    partial.write_text("{% trans %}You do not need to do anything else.{% endtrans %}\n")
+    heading = "{% trans %}What is changing{% endtrans %}"
+    project.edit(EMAIL_TXT, heading, '{% include "ai-training-objection/_note.txt" %}\n' + heading)
+    problems = [p for p in _errors(project) if "outside the folders" in p.message]
+    assert [(p.path, p.line) for p in problems] == [
+        (project.path(EMAIL_TXT), project.line_of(EMAIL_TXT, "_note.txt"))
+    ]
 
 
 @pytest.mark.parametrize(

@@ -101,9 +101,10 @@ def check_references(
                     out.append(
                         Problem(
                             source.path,
-                            f"{name!r} is outside the campaign's template folders ({allowed}): "
-                            "a launched campaign keeps only those, so the file would not be "
-                            "part of what it is bound to; move it into one of them",
+                            f"{name!r} is outside the folders this template may use "
+                            f"({allowed}): a file elsewhere is not bound to the campaign at "
+                            "launch, or (the other side's) is not translated by this side's "
+                            "catalog; move it into one of them",
                             node.lineno,
                         )
                     )

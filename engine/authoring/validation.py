@@ -27,7 +27,7 @@ from engine.authoring.outputscan import (
     scan_output,
 )
 from engine.authoring.rendering import Renderer
-from engine.authoring.specs import link_problems, template_folders
+from engine.authoring.specs import link_problems
 from engine.authoring.templatecheck import (
     TemplateSource,
     check_references,
@@ -96,18 +96,22 @@ def validate(path: Path) -> ValidationReport:
         glossary_path = project.locales / c.locales.glossary
         terms, problems = load_glossary(glossary_path)
         glossary, report.problems = (terms, glossary_path), report.problems + problems
-    # what the templates may name: the spec's folders, and the pages' one variable name
-    folders, known = template_folders(c), {"objection_template": c.objection.template}
+    # What the templates may name: the spec's folders on their own side (a notice
+    # renders with messages.po only, so a partial of the objection's would go out in
+    # English), and the one variable the pages use for a folder name.
+    notice_side = (c.template, "layouts")
+    objection_side = (c.objection.template, PAGES, "layouts")
+    known = {"objection_template": c.objection.template}
     sources = parse_templates([project.templates / c.template, project.templates / "layouts"])
     report.problems += _check_translations(loaded, notices, sources, "babel.cfg", glossary)
     report.problems += check_templates(sources)
-    report.problems += check_references(sources, folders, known)
+    report.problems += check_references(sources, notice_side, known)
     sources = parse_templates([project.templates / c.objection.template, project.templates / PAGES])
     report.problems += _check_translations(
         loaded, objections, sources, "babel-objection.cfg", glossary
     )
     report.problems += check_templates(sources)
-    report.problems += check_references(sources, folders, known)
+    report.problems += check_references(sources, objection_side, known)
     for locale in sorted(objections.available - notices.available):
         report.problems.append(
             Problem(
