@@ -131,6 +131,33 @@ def test_a_message_defined_twice_is_an_error_naming_both_lines(project):
     assert problem.key == "msgid 'Object now'"
 
 
+def test_a_catalog_that_declares_another_charset_is_an_error(project):
+    """Babel decodes a catalog by its header: Polish, written in UTF-8 and declared
+    ISO-8859-1, came out as "Zmieniamy sposÃ³b" in every Polish notice."""
+    po = "locales/pl/LC_MESSAGES/messages.po"
+    project.edit(po, "charset=utf-8", "charset=ISO-8859-1")
+    [problem] = _errors(project)
+    assert problem.path == project.path(po)
+    assert problem.line == project.line_of(po, "charset=ISO-8859-1")
+    assert problem.message.startswith("the header declares charset=iso-8859-1: catalogs are UTF-8")
+
+
+@pytest.mark.parametrize(
+    ("msgstr", "expected"),
+    [
+        ('" "', "untranslated: msgstr is empty (or only spaces)"),
+        ('"Object using your personal link: "', "untranslated: msgstr is the English source"),
+    ],
+)
+def test_a_translation_of_spaces_or_english_with_a_space_is_untranslated(project, msgstr, expected):
+    project.edit(
+        DE_PO, 'msgstr "Widersprechen Sie über Ihren persönlichen Link:"', f"msgstr {msgstr}"
+    )
+    [problem] = _errors(project)
+    assert problem.message.startswith(expected)
+    assert problem.line == project.line_of(DE_PO, 'msgid "Object using your personal link:"')
+
+
 def test_untranslated_message_is_caught(project):
     project.edit(DE_PO, 'msgstr "Jetzt widersprechen"', 'msgstr ""')
     [problem] = _errors(project)

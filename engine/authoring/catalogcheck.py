@@ -126,8 +126,8 @@ def check_catalog(
                 entry.lineno,
                 msgid,
             )
-        elif not all(strings):
-            problem("untranslated: msgstr is empty", entry.lineno, msgid)
+        elif not all(text.strip() for text in strings):
+            problem("untranslated: msgstr is empty (or only spaces)", entry.lineno, msgid)
             continue
         elif _unchanged(locale, msgid, strings):
             problem(
@@ -167,7 +167,7 @@ def _unchanged(locale: str, msgid: str, strings: tuple[str, ...]) -> bool:
     address or a short label may be the same in both."""
     if locale.split("_")[0] == SOURCE_LOCALE or len(_WORD.findall(msgid)) < 3:
         return False
-    return any(text == msgid for text in strings)
+    return any(" ".join(text.split()) == " ".join(msgid.split()) for text in strings)
 
 
 def residue(text: str, msgid: str) -> list[str]:

@@ -43,6 +43,11 @@ _PO_TOKEN = re.compile(
 )
 
 
+def _header_line(lines: list[str]) -> int | None:
+    """The line of a catalog's Content-Type header, if it has one."""
+    return next((n for n, line in enumerate(lines, 1) if "Content-Type:" in line), None)
+
+
 def duplicate_definitions(text: str) -> list[tuple[int, int, str]]:
     """(line, line of the first, msgid) of each message a .po text defines twice (the
     same msgctxt and msgid), as GNU msgfmt finds them, obsolete entries included: it
@@ -140,6 +145,16 @@ class Catalogs:
             return Problem(path, f"cannot read catalog: byte {byte:#04x} is not UTF-8", at)
         except (PoFileError, OSError, ValueError) as exc:
             return Problem(path, f"cannot read catalog: {exc}")
+        charset = self.catalog(locale).charset
+        if charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
+            # Babel (as msgfmt) decodes the file by this header: UTF-8 text read as
+            # another charset garbles every non-ASCII letter of the language
+            return Problem(
+                path,
+                f"the header declares charset={charset}: catalogs are UTF-8 "
+                '("Content-Type: text/plain; charset=UTF-8")',
+                _header_line(lines),
+            )
         # Babel's parser quietly accepts some broken lines (an unterminated string, say).
         for number, line in enumerate(lines, 1):
             if line.strip() and not _PO_LINE.match(line):
