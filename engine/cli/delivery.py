@@ -182,6 +182,11 @@ def send_command(
         runs.check_planned(engine, loaded)
     except runs.LaunchError as exc:
         fail(exc.lines)
+    if from_file:  # the same files: send the copy stored at launch, as the daemon does
+        # Templates and catalogs are read as each language is first rendered: from the
+        # project's folders, an edit made during the send reached the languages not yet
+        # rendered, with the evidence still naming the files the campaign launched with.
+        loaded = _campaign(engine, settings, campaign, stored_first=True, reading=False)
     try:
         how, risks = describe_email(settings)
     except ConfigError as exc:
