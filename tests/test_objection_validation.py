@@ -1,6 +1,8 @@
 """`validate` guards the objection path: a form that asks for more than nothing, a page or
 confirmation missing a language, the wrong legal term, conditional wording."""
 
+import pytest
+
 from engine.authoring.validation import validate
 
 OBJECT_HTML = "templates/pages/object.html"
@@ -34,6 +36,59 @@ def test_a_question_on_the_form_is_refused(project):
     [problem] = {p.message for p in _errors(project)}
     assert "asks for more than an optional reason" in problem
     assert 'type="email"' in problem
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('<button type="submit">', '<button type="submit" disabled>'),
+        ('<button type="submit">', '<fieldset disabled><button type="submit">'),
+        ('<button type="submit">', '<button type="submit" style="visibility:hidden">'),
+        ('<button type="submit">', '<button type="submit" style="opacity:0">'),
+    ],
+    ids=["disabled", "disabled fieldset", "visibility hidden", "transparent"],
+)
+def test_a_button_that_cannot_be_seen_or_pressed_is_refused(project, old, new):
+    project.edit(OBJECT_HTML, old, new)
+    problems = {p.message for p in _errors(project)}
+    assert any("shows no form that posts with a button to send it" in p for p in problems)
+
+
+def test_a_form_that_posts_elsewhere_is_refused(project):
+    project.edit(
+        OBJECT_HTML, '<form method="post">', '<form method="post" action="https://x/login">'
+    )
+    problems = {p.message for p in _errors(project)}
+    assert "the objection form posts to 'https://x/login': it must post to the objection page" in (
+        "".join(problems)
+    )
+
+
+def test_a_required_field_outside_the_form_that_joins_it_is_refused(project):
+    """The browser does not submit until a field joined by its form attribute is filled."""
+    project.edit(OBJECT_HTML, '<form method="post">', '<form method="post" id="f">')
+    project.edit(
+        OBJECT_HTML,
+        '<section class="objection"',
+        '<p><label>Why? <input name="why" form="f" required></label></p>\n'
+        '<section class="objection"',
+    )
+    problems = [p for p in _errors(project) if "joins the objection form" in p.message]
+    assert problems
+    assert str(problems[0].path).endswith(OBJECT_HTML)
+
+
+def test_a_stylesheet_rule_that_hides_is_refused_on_the_pages_and_in_the_notice(project):
+    css = project.path("templates/pages/herald.css")
+    css.write_text(css.read_text() + "\nform, button { display: none !important; }\n")
+    project.edit("templates/layouts/email.html", "</style>", ".gone{visibility:hidden}\n</style>")
+    problems = _errors(project)
+    stylesheet = [p for p in problems if p.path == css]
+    assert [p.line for p in stylesheet] == [len(css.read_text().splitlines())]
+    assert stylesheet[0].message.startswith("a rule hides what it selects (display: none")
+    notice = [p for p in problems if "<style> rule hides" in p.message]
+    assert notice
+    assert "visibility:hidden" in notice[0].message
 
 
 def test_every_language_of_the_notice_needs_the_objection_catalog(project):

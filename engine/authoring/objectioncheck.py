@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.authoring.campaigns import PAGES, Campaign, LoadedCampaign
-from engine.authoring.htmlview import view
+from engine.authoring.htmlview import hiding_rule, hiding_stylesheet, view
 from engine.authoring.i18n import SOURCE_LOCALE, Catalogs
 from engine.authoring.outputscan import (
     HTML_TAGS,
@@ -33,7 +33,11 @@ from engine.errors import Problem, TemplateError
 from engine.models import Channel, LocaleChoice, LocaleSource
 
 _HURDLE = re.compile(r"\s(required|minlength|pattern)\b", re.IGNORECASE)
-_INPUT = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
+_INPUT = re.compile(r"<(?:input|select)\b[^>]*>", re.IGNORECASE)
+_TEXTAREA = re.compile(r"<textarea\b[^>]*>", re.IGNORECASE)
+# a field anywhere on the page that joins a form by its form attribute
+_JOINS = re.compile(r"<(?:input|select|textarea|button)\b[^>]*\sform\s*=[^>]*>", re.IGNORECASE)
+STYLESHEET = "herald.css"  # under templates/pages/: the pages' one stylesheet
 _HIDDEN = re.compile(r"""type\s*=\s*["']?hidden\b""", re.IGNORECASE)
 _CONDITIONAL = re.compile(r"\bif (your|the) objection\b|\bmay continue\b", re.IGNORECASE)
 SAMPLE_CONTACT = "dpo@example.com"
@@ -103,6 +107,18 @@ def check_objection(
                 where = Where(path, locate, locale)
                 for problem in _conditional((html,), "page", where, "page"):
                     note(problem)
+    stylesheet = templates / PAGES / STYLESHEET
+    if stylesheet.is_file() and (rule := hiding_rule(stylesheet.read_text(encoding="utf-8"))):
+        text = stylesheet.read_text(encoding="utf-8")
+        line = text.count("\n", 0, text.find(rule)) + 1
+        note(
+            Problem(
+                stylesheet,
+                f"a rule hides what it selects ({rule}): which elements, only a browser can "
+                "say, so the objection form could be among them",
+                line,
+            )
+        )
     return count, list(seen.values())
 
 
@@ -129,13 +145,32 @@ def scan_page(
     if (
         seen is not None
         and needs_form
-        and not any(f.method == "post" and f.submits for f in seen.forms)
+        and not any(f.method == "post" and f.submits and not f.action for f in seen.forms)
     ):
         yield Problem(
             path,
             "the objection page shows no form that posts with a button to send it: "
             "a user cannot object",
             key=key,
+        )
+    for shown in seen.forms if seen is not None else ():
+        if shown.action:
+            yield where.problem(
+                shown.action,
+                f"the objection form posts to {shown.action!r}: it must post to the "
+                "objection page itself (no action), where the objection is recorded",
+                key,
+            )
+    if rule := hiding_stylesheet(html):
+        yield where.problem(
+            rule,
+            f"a <style> rule hides what it selects ({rule}): which elements, only a browser "
+            "can say, so the objection form could be among them",
+            key,
+        )
+    for field in _JOINS.findall(html):
+        yield where.problem(
+            field, f"a field joins the objection form from outside it: {field}", key
         )
     residues = {m.group(0) for m in RESIDUE.finditer(html)}
     residues |= {f"<{tag}>" for tag in {t.lower() for t in TAG.findall(html)} - PAGE_TAGS}
@@ -152,7 +187,7 @@ def scan_page(
             f"an objection needs no reason and no answer: {tag}",
             key,
         )
-    for field in _INPUT.findall(form):
+    for field in _INPUT.findall(form) + _TEXTAREA.findall(form)[1:]:
         if not _HIDDEN.search(field):
             yield where.problem(
                 field, f"the objection form asks for more than an optional reason: {field}", key
