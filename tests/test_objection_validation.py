@@ -91,6 +91,32 @@ def test_a_stylesheet_rule_that_hides_is_refused_on_the_pages_and_in_the_notice(
     assert "visibility:hidden" in notice[0].message
 
 
+def test_style_loaded_from_elsewhere_is_refused_on_the_pages_and_in_the_notice(project):
+    """A stylesheet fetched at reading time is not bound to the campaign: changed after
+    launch, it could hide the link or the form."""
+    css = project.path("templates/pages/herald.css")
+    css.write_text("@import url(https://cdn.example.com/x.css);\n" + css.read_text())
+    project.edit(
+        "templates/pages/base.html",
+        '<link rel="stylesheet" href="/static/herald.css">',
+        '<link rel="stylesheet" href="/static/herald.css">\n'
+        '<link href="https://cdn.example.com/page.css" rel="stylesheet">',
+    )
+    project.edit(
+        "templates/layouts/email.html",
+        "<style>",
+        '<link rel="stylesheet" href="https://cdn.example.com/notice.css">\n<style>',
+    )
+    messages = [p.message for p in _errors(project)]
+    assert any(
+        m.startswith("it loads style from elsewhere (@import url(https://cdn") for m in messages
+    )
+    assert any("page loads a stylesheet from elsewhere (https://cdn.example.com/page.css)" in m
+               for m in messages)  # fmt: skip
+    assert any("email loads a stylesheet from elsewhere (https://cdn.example.com/notice.css)" in m
+               for m in messages)  # fmt: skip
+
+
 def test_every_language_of_the_notice_needs_the_objection_catalog(project):
     project.path("locales/fi/LC_MESSAGES/objection.po").unlink()
     [problem] = _errors(project)

@@ -82,6 +82,24 @@ def hiding_stylesheet(html: str) -> str | None:
     return None
 
 
+_LINKED_CSS = re.compile(
+    r"<link\b[^>]*\brel\s*=\s*[\"']?stylesheet\b[^>]*>|@import\b[^;]*", re.IGNORECASE
+)
+_HREF_OF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
+
+
+def linked_stylesheets(html: str) -> list[str]:
+    """What the document loads as style from elsewhere: each stylesheet <link>'s href,
+    and each @import as written."""
+    out = []
+    for found in _LINKED_CSS.finditer(html) if "stylesheet" in html or "@import" in html else ():
+        href = _HREF_OF.search(found.group(0)) if found.group(0).startswith("<") else None
+        out.append(
+            unescape(next(v for v in href.groups() if v is not None)) if href else found.group(0)
+        )
+    return out
+
+
 def view(html: str) -> View:
     seen = View()
     cut = _unclosed_comment(html)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.authoring.campaigns import PAGES, Campaign, LoadedCampaign
-from engine.authoring.htmlview import hiding_rule, hiding_stylesheet, view
+from engine.authoring.htmlview import hiding_rule, hiding_stylesheet, linked_stylesheets, view
 from engine.authoring.i18n import SOURCE_LOCALE, Catalogs
 from engine.authoring.outputscan import (
     HTML_TAGS,
@@ -107,19 +107,32 @@ def check_objection(
                 where = Where(path, locate, locale)
                 for problem in _conditional((html,), "page", where, "page"):
                     note(problem)
-    stylesheet = templates / PAGES / STYLESHEET
-    if stylesheet.is_file() and (rule := hiding_rule(stylesheet.read_text(encoding="utf-8"))):
-        text = stylesheet.read_text(encoding="utf-8")
-        line = text.count("\n", 0, text.find(rule)) + 1
-        note(
-            Problem(
-                stylesheet,
-                f"a rule hides what it selects ({rule}): which elements, only a browser can "
-                "say, so the objection form could be among them",
-                line,
-            )
-        )
+    for problem in _stylesheet_problems(templates / PAGES / STYLESHEET):
+        note(problem)
     return count, list(seen.values())
+
+
+def _stylesheet_problems(stylesheet: Path) -> Iterator[Problem]:
+    """The pages' stylesheet may not hide anything, nor load style from elsewhere."""
+    text = stylesheet.read_text(encoding="utf-8") if stylesheet.is_file() else ""
+
+    def line_of(found: str) -> int:
+        return text.count("\n", 0, text.find(found)) + 1
+
+    if rule := hiding_rule(text):
+        yield Problem(
+            stylesheet,
+            f"a rule hides what it selects ({rule}): which elements, only a browser can "
+            "say, so the objection form could be among them",
+            line_of(rule),
+        )
+    for imported in linked_stylesheets(text):
+        yield Problem(
+            stylesheet,
+            f"it loads style from elsewhere ({imported}), which could hide the objection "
+            "form after launch",
+            line_of(imported),
+        )
 
 
 def _sample_pages(c: Campaign, locale: str, locales: list[str], at: dt.date) -> Iterator[Page]:
@@ -159,6 +172,14 @@ def scan_page(
                 shown.action,
                 f"the objection form posts to {shown.action!r}: it must post to the "
                 "objection page itself (no action), where the objection is recorded",
+                key,
+            )
+    for sheet in linked_stylesheets(html):
+        if sheet != f"/static/{STYLESHEET}":  # pages/herald.css, validated with the pages
+            yield where.problem(
+                sheet,
+                f"the page loads a stylesheet from elsewhere ({sheet}): it could hide the "
+                f"objection form after launch; keep the style in pages/{STYLESHEET}",
                 key,
             )
     if rule := hiding_stylesheet(html):

@@ -16,7 +16,7 @@ from markupsafe import escape
 
 from engine.authoring.campaigns import Campaign
 from engine.authoring.catalogcheck import msgstrs
-from engine.authoring.htmlview import hiding_stylesheet, view, visible_links
+from engine.authoring.htmlview import hiding_stylesheet, linked_stylesheets, view, visible_links
 from engine.authoring.i18n import SOURCE_LOCALE, Catalogs, Formatter, format_locale
 from engine.authoring.rendering import FSI, PDI, isolate_names, personal_values
 from engine.errors import Problem
@@ -129,6 +129,12 @@ def scan_output(
         links = seen.links if seen is not None else visible_links(message.html)
         if url is not None and url not in links:
             problem("the objection link is missing from the HTML (no <a href> to it a reader sees)")
+        for sheet in linked_stylesheets(message.html):
+            problem(
+                f"the email loads a stylesheet from elsewhere ({sheet}): it could restyle or "
+                "hide the objection link after launch; keep the style in the template",
+                sheet,
+            )
         if rule := hiding_stylesheet(message.html):
             problem(
                 f"a <style> rule hides what it selects ({rule}): which elements, only a "
