@@ -195,6 +195,28 @@ def test_security_headers(served):
     assert css.headers["content-type"].startswith("text/css")
 
 
+def test_a_campaigns_pages_are_styled_by_the_stylesheet_it_launched_with(sent):
+    """One stylesheet edited in the service's folder after launch (to hide the form)
+    reaches no launched campaign's page: each links the copy stored with it."""
+    launched = (sent.project.root / "templates/pages/herald.css").read_bytes()
+    (sent.project.root / "templates/pages/herald.css").write_text(
+        "form, button { display: none !important; }\n"
+    )
+    with serve_campaign(sent) as served:
+        page = served.http.get(f"/object/{served.token('de-1')}")
+        assert page.status_code == 200
+        [href] = re.findall(r'<link rel="stylesheet" href="([^"]+)"', page.text)
+        assert href == f"/static/{SHIPPED}/herald.css"
+        css = served.http.get(href)
+        assert css.status_code == 200
+        assert css.headers["content-type"].startswith("text/css")
+        assert css.content == launched
+        confirmed = served.http.post(f"/object/{served.token('de-1')}", data={})
+        assert f'href="/static/{SHIPPED}/herald.css"' in confirmed.text
+        assert served.http.get("/static/no-such-campaign/herald.css").status_code == 404
+        assert served.http.get("/static/..%2Fvar/herald.css").status_code == 404
+
+
 def test_language_switcher_offers_every_locale_of_the_campaign(served):
     token = served.token("de-1")
     page = served.http.get(f"/object/{token}", params={"lang": "fr"})

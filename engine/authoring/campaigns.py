@@ -13,6 +13,7 @@ from engine.authoring.asstored import read_as_stored
 from engine.authoring.campaignspec import (
     OBJECTION_PAGE_FILES,
     PAGES,
+    STYLESHEET,
     TEMPLATE_FILES,
     Audience,
     Campaign,
@@ -30,6 +31,7 @@ from engine.models import Channel
 
 __all__ = [
     "PAGES",
+    "STYLESHEET",
     "TEMPLATE_FILES",
     "Campaign",
     "LoadedCampaign",

@@ -17,6 +17,7 @@ TEMPLATE_FILES = {
 }
 OBJECTION_PAGE_FILES = ("summary.html", "confirmed.html")  # parts of the objection pages
 PAGES = "pages"  # templates/pages/: the objection service's pages, shared by all campaigns
+STYLESHEET = "herald.css"  # under pages/: their one stylesheet, /static/herald.css
 
 
 class _Spec(BaseModel):

@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.authoring.campaigns import PAGES, Campaign, LoadedCampaign
+from engine.authoring.campaigns import PAGES, STYLESHEET, Campaign, LoadedCampaign
 from engine.authoring.htmlview import hiding_rule, hiding_stylesheet, linked_stylesheets, view
 from engine.authoring.i18n import SOURCE_LOCALE, Catalogs
 from engine.authoring.outputscan import (
@@ -37,7 +37,6 @@ _INPUT = re.compile(r"<(?:input|select)\b[^>]*>", re.IGNORECASE)
 _TEXTAREA = re.compile(r"<textarea\b[^>]*>", re.IGNORECASE)
 # a field anywhere on the page that joins a form by its form attribute
 _JOINS = re.compile(r"<(?:input|select|textarea|button)\b[^>]*\sform\s*=[^>]*>", re.IGNORECASE)
-STYLESHEET = "herald.css"  # under templates/pages/: the pages' one stylesheet
 _HIDDEN = re.compile(r"""type\s*=\s*["']?hidden\b""", re.IGNORECASE)
 _CONDITIONAL = re.compile(r"\bif (your|the) objection\b|\bmay continue\b", re.IGNORECASE)
 SAMPLE_CONTACT = "dpo@example.com"

@@ -15,6 +15,7 @@ import dataclasses
 import html
 import logging
 import math
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine
 
-from engine.authoring.campaigns import PAGES, Project, load_campaign
+from engine.authoring.campaigns import PAGES, STYLESHEET, Project, load_campaign
 from engine.authoring.i18n import SOURCE_LOCALE, Catalogs, normalize_locale, text_direction
 from engine.authoring.pages import Page, busy_page, confirmed_page, error_page, object_page
 from engine.authoring.rendering import Renderer
@@ -40,6 +41,8 @@ from engine.service.objections import Objections, Target, UnavailableError
 from engine.service.security import ApiKeys, Guard
 
 log = logging.getLogger("herald.serve")
+_SHARED_STYLESHEET = f'href="/static/{STYLESHEET}"'  # as pages/base.html links it
+_ID = re.compile(r"[a-z0-9-]{3,64}")  # a campaign id (DESIGN section 3)
 _RECORDED = ("Your objection is on record", "Thank you. We have recorded your objection.")
 _UNAVAILABLE = (
     '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -71,7 +74,7 @@ class Service:
         self.renderer = Renderer(project.templates, catalogs)
         self.locales = tuple(sorted(catalogs.available))
         self.contacts = _contacts(project)
-        self.stylesheet = (project.templates / PAGES / "herald.css").read_bytes()
+        self.stylesheet = (project.templates / PAGES / STYLESHEET).read_bytes()
         self.failures = FailureLimit(failures_per_minute)
         self.recorded_pages = {code: _recorded_page(catalogs, code) for code in self.locales}
         self._pages: dict[str, _Pages] = {}
@@ -93,9 +96,17 @@ class Service:
         self.objections.forget(target.notice.campaign_id)
 
     def render(
-        self, renderer: Renderer, page: Page, headers: dict[str, str] | None = None
+        self,
+        renderer: Renderer,
+        page: Page,
+        headers: dict[str, str] | None = None,
+        campaign: str | None = None,
     ) -> HTMLResponse:
+        """`campaign`: a launched campaign's page, styled by the stylesheet launched with it
+        (campaign_stylesheet), not by the one in the folder the service runs in."""
         html = renderer.render_page(page.context["locale"], page.template, page.context)
+        if campaign is not None:
+            html = html.replace(_SHARED_STYLESHEET, f'href="/static/{campaign}/{STYLESHEET}"')
         language = page.context["locale"].replace("_", "-")
         return HTMLResponse(
             html, page.status, headers={"Content-Language": language, **(headers or {})}
@@ -128,7 +139,8 @@ class Service:
                 on_record = self.objections.on_record(target)
                 objected = target.local_date(on_record["objected_at"]) if on_record else None
                 page = object_page(target.loaded.campaign, locale, pages.locales, objected)
-                return self.render(pages.renderer, dataclasses.replace(page, status=status))
+                page = dataclasses.replace(page, status=status)
+                return self.render(pages.renderer, page, campaign=target.notice.campaign_id)
             except (EngineError, OSError) as exc:
                 log.error("cannot show campaign %s's page: %s", target.notice.campaign_id, exc)
                 self.forget(target)
@@ -157,7 +169,7 @@ class Service:
             page = confirmed_page(
                 target.loaded.campaign, locale, pages.locales, objected, recorded.first
             )
-            return self.render(pages.renderer, page)
+            return self.render(pages.renderer, page, campaign=target.notice.campaign_id)
         except Exception:  # the objection is on record: never answer that it failed
             log.exception(
                 "objection recorded; its page failed (campaign %s)", target.notice.campaign_id
@@ -246,6 +258,23 @@ def create_app(
         return Response(
             service.stylesheet, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
         )
+
+    @app.api_route(
+        "/static/{campaign_id}/herald.css", methods=["GET", "HEAD"], include_in_schema=False
+    )
+    def campaign_stylesheet(campaign_id: str) -> Response:
+        """The stylesheet a campaign launched with: its pages are bound to it, and one
+        edited in the service's folder afterwards (to hide the form) reaches none of them."""
+        try:
+            loaded = (
+                service.objections.launched(campaign_id) if _ID.fullmatch(campaign_id) else None
+            )
+            css = (loaded.project.templates / PAGES / STYLESHEET).read_bytes() if loaded else None
+        except (UnavailableError, OSError):
+            return unavailable()
+        if css is None:
+            return Response(status_code=404)
+        return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/healthz", tags=["service"])
     def health() -> dict[str, str]:
