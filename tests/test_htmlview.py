@@ -34,6 +34,8 @@ DOCUMENTS = {
     "visibility hidden": '<div style="visibility:hidden"><a href="https://x/1">one</a></div>',
     "visibility collapse": '<p style="visibility: collapse"><a href="https://x/1">1</a></p>',
     "half transparent": '<p style="opacity:0.5"><a href="https://x/1">one</a></p>',
+    "no height, not clipped": '<div style="height:0px"><a href="https://x/1">one</a></div>',
+    "no text size": '<p style="font-size:0"><a href="https://x/1">one</a></p><a href="/2">2</a>',
     "disabled button": '<form method="post"><button disabled>Go</button></form>',
     "disabled fieldset": '<form method="post"><fieldset disabled><button>Go</button></fieldset>'
     "</form>",
@@ -88,10 +90,11 @@ def test_a_comment_that_never_ends_is_named_by_its_first_line() -> None:
     assert view("<!-- fine --><p>ok</p>").unclosed_comment() is None
 
 
-def test_what_is_fully_transparent_is_not_seen() -> None:
-    """opacity:0 shows nothing, though Playwright's is_visible() counts such an element
-    visible (it asks for a box and no visibility:hidden), so Chromium cannot be the
-    reference here."""
+def test_what_is_fully_transparent_or_clipped_away_is_not_seen() -> None:
+    """opacity:0 shows nothing, nor does a box of no height that clips its overflow,
+    though Playwright's is_visible() counts such an element visible (it asks for a box of
+    its own and no visibility:hidden), so Chromium cannot be the reference here."""
+    assert view('<div style="max-height:0;overflow:hidden"><a href="/1">1</a></div>').links == []
     seen = view('<p style="opacity:0"><a href="https://x/1">one</a></p><a href="/2">2</a>')
     assert seen.links == ["/2"]
     form = view('<form method="post"><button style="opacity: 0.0;">Go</button></form>').forms
@@ -103,4 +106,6 @@ def test_a_stylesheet_that_hides_anything_is_named() -> None:
     assert hiding_stylesheet("<style>.gone { DISPLAY: none }</style><p>x</p>") == "DISPLAY: none"
     assert hiding_stylesheet("<style>\n a {opacity:0}\n</style>") == "opacity:0"
     assert hiding_stylesheet("<style>@media (max-width:620px){.c{padding:0}}</style>") is None
+    assert hiding_stylesheet("<style>.a{height:0} .b{overflow:hidden}</style>") is None
+    assert hiding_stylesheet("<style>.a{height:0;overflow:hidden}</style>") == "height:0"
     assert hiding_stylesheet('<p style="display:none">inline, seen by view()</p>') is None

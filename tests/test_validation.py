@@ -409,8 +409,10 @@ def test_a_comment_left_open_in_an_included_page_part_is_caught_where_written(pr
             '<p style="margin:20px 0 8px;visibility:hidden;max-height:0;overflow:hidden"><a',
         ),
         ('<p style="margin:20px 0 8px"><a', '<p style="margin:20px 0 8px;opacity:0"><a'),
+        ('<p style="margin:20px 0 8px"><a', '<p style="max-height:0px;overflow:hidden"><a'),
+        ('<p style="margin:20px 0 8px"><a', '<p style="margin:20px 0 8px;font-size:0"><a'),
     ],
-    ids=["commented out", "hidden", "visibility hidden", "transparent"],
+    ids=["commented out", "hidden", "visibility hidden", "transparent", "clipped", "no size"],
 )
 def test_an_objection_link_a_reader_cannot_see_is_missing(project, old, new):
     project.edit(EMAIL_HTML, old, new)

@@ -18,10 +18,31 @@ from html import unescape
 from html.parser import HTMLParser
 
 _COMMENT_END = re.compile(r"--!?>")
+_END = r"\s*(?:[;!}]|$)"  # the end of a declaration's value
 HIDES = re.compile(
-    r"display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)|opacity\s*:\s*0*\.?0*\s*(?:[;!}]|$)",
+    r"display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)|opacity\s*:\s*0*\.?0*"
+    + _END
+    + r"|font-size\s*:\s*0(?:px|pt|em|rem|%)?"
+    + _END,
     re.IGNORECASE,
 )
+# A box of no height or width hides what it holds when it also clips its overflow.
+_NO_BOX = re.compile(r"(?:max-)?(?:height|width)\s*:\s*0(?:px|em|rem|%)?" + _END, re.IGNORECASE)
+_CLIPS = re.compile(r"overflow(?:-[xy])?\s*:\s*(?:hidden|clip)", re.IGNORECASE)
+
+
+def style_hides(declarations: str) -> str | None:
+    """The declaration in a style (or in one rule's block) that hides what it applies to:
+    display:none, visibility:hidden, opacity:0, font-size:0, or a box of no height or
+    width that clips its overflow. Read as written: Herald is not a browser, and CSS has
+    more ways to hide than these."""
+    if found := HIDES.search(declarations):
+        return found.group(0).rstrip(";!} \n")
+    if (box := _NO_BOX.search(declarations)) and _CLIPS.search(declarations):
+        return box.group(0).rstrip(";!} \n")
+    return None
+
+
 _VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
 
 
@@ -53,7 +74,9 @@ class View:
 # attribute, a hiding style. Without them every <a href> is seen, and a search finds
 # them ~20x faster than parsing (validate reads ~200 sample emails).
 _MAY_HIDE = re.compile(
-    r"<!--|\bhidden\b|display\s*:\s*none|visibility\s*:|opacity\s*:", re.IGNORECASE
+    r"<!--|\bhidden\b|display\s*:\s*none|visibility\s*:|opacity\s*:|font-size\s*:\s*0|"
+    r"overflow(?:-[xy])?\s*:\s*(?:hidden|clip)",
+    re.IGNORECASE,
 )
 _HREF = re.compile(r"""<a\b[^>]*?\shref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
 
@@ -70,8 +93,10 @@ _STYLE = re.compile(r"<style\b[^>]*>(.*?)(?:</style|$)", re.IGNORECASE | re.DOTA
 
 def hiding_rule(css: str) -> str | None:
     """The first declaration in a stylesheet that hides what its rule selects."""
-    found = HIDES.search(css)
-    return found.group(0).rstrip(";!} \n") if found else None
+    for block in css.split("}"):
+        if hides := style_hides(block.rpartition("{")[2]):
+            return hides
+    return None
 
 
 def hiding_stylesheet(html: str) -> str | None:
@@ -141,7 +166,7 @@ class _Reader(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
-        hides = "hidden" in values or bool(HIDES.search(values.get("style") or ""))
+        hides = "hidden" in values or style_hides(values.get("style") or "") is not None
         visible = not self.hidden and not hides
         if tag == "a" and visible and values.get("href"):
             self.seen.links.append(values["href"] or "")
