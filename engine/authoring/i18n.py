@@ -43,6 +43,19 @@ _PO_TOKEN = re.compile(
 )
 
 
+def _is_utf8(charset: str) -> bool:
+    return charset.lower().replace("_", "-") in ("utf-8", "utf8")
+
+
+def _declared(path: Path, charset: str, lines: list[str]) -> Problem:
+    return Problem(
+        path,
+        f"the header declares charset={charset}: catalogs are UTF-8 "
+        '("Content-Type: text/plain; charset=UTF-8")',
+        _header_line(lines),
+    )
+
+
 def _header_line(lines: list[str]) -> int | None:
     """The line of a catalog's Content-Type header, if it has one."""
     return next((n for n, line in enumerate(lines, 1) if "Content-Type:" in line), None)
@@ -140,21 +153,18 @@ class Catalogs:
             lines = path.read_text(encoding="utf-8").splitlines()
             self.catalog(locale)
         except UnicodeDecodeError as exc:
+            if not _is_utf8(exc.encoding):  # Babel decodes by the header's charset
+                return _declared(path, exc.encoding, lines)
             at = exc.object[: exc.start].count(b"\n") + 1
             byte = exc.object[exc.start]
             return Problem(path, f"cannot read catalog: byte {byte:#04x} is not UTF-8", at)
         except (PoFileError, OSError, ValueError) as exc:
             return Problem(path, f"cannot read catalog: {exc}")
         charset = self.catalog(locale).charset
-        if charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        if not _is_utf8(charset):
             # Babel (as msgfmt) decodes the file by this header: UTF-8 text read as
             # another charset garbles every non-ASCII letter of the language
-            return Problem(
-                path,
-                f"the header declares charset={charset}: catalogs are UTF-8 "
-                '("Content-Type: text/plain; charset=UTF-8")',
-                _header_line(lines),
-            )
+            return _declared(path, charset, lines)
         # Babel's parser quietly accepts some broken lines (an unterminated string, say).
         for number, line in enumerate(lines, 1):
             if line.strip() and not _PO_LINE.match(line):
