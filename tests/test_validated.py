@@ -82,15 +82,31 @@ def test_a_file_changed_while_validate_ran_is_not_recorded_as_validated(herald):
     from engine.authoring import validated
     from engine.authoring.campaigns import load_campaign
 
-    path = herald.project.campaign
+    path, var = herald.project.campaign, herald.project.root / "var"
+    var.mkdir(exist_ok=True)
     before = validated.spec_now(path)
     assert before is not None
     herald.project.edit(
         "templates/layouts/_greeting.txt", "{%", "Dear {{ user.name ~ '' }},\n{%"
     )  # what a validation that had begun would not have seen
-    var = herald.project.root / "var"
     validated.remember(var, load_campaign(path), [], before)
     assert not (herald.project.root / RECORD).exists()
+    validated.remember(var, load_campaign(path), [], validated.spec_now(path) or "")
+    assert (herald.project.root / RECORD).exists()  # the same call, with the files unchanged
+
+
+def test_validate_makes_no_var_folder_where_there_is_none(project, monkeypatch):
+    """The record is a shortcut for plan, kept in var/; validating a campaign in a
+    checkout (a CI job, a reviewer's clone) leaves nothing behind there."""
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("HERALD_VAR", raising=False)
+    result = CliRunner().invoke(app, ["validate", "ai-training-notice"])
+    assert result.exit_code == 0, result.stderr
+    assert not (project.root / "var").exists()
 
 
 def test_plan_launches_nothing_when_the_files_changed_since_they_were_validated(herald):

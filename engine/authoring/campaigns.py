@@ -13,6 +13,7 @@ from engine.authoring.asstored import read_as_stored
 from engine.authoring.campaignspec import (
     OBJECTION_PAGE_FILES,
     PAGES,
+    SLUG,
     STYLESHEET,
     TEMPLATE_FILES,
     Audience,
@@ -31,6 +32,7 @@ from engine.models import Channel
 
 __all__ = [
     "PAGES",
+    "SLUG",
     "STYLESHEET",
     "TEMPLATE_FILES",
     "Campaign",

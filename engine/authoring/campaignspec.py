@@ -9,7 +9,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 from engine.authoring.regions import region_data
 from engine.models import CampaignRecord, Channel
 
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9-]{3,64}$")]
+SLUG = r"[a-z0-9-]{3,64}"  # a campaign id, a template folder
+Slug = Annotated[str, Field(pattern=f"^{SLUG}$")]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 TEMPLATE_FILES = {
     Channel.EMAIL: ("email_subject.txt", "email.html", "email.txt"),

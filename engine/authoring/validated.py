@@ -66,9 +66,10 @@ def spec_now(path: Path) -> str | None:
 def remember(var: Path, loaded: LoadedCampaign, warnings: list[str], validated: str) -> None:
     """Record that `loaded` passed with these warnings, if its files still hash to
     `validated`, their hash from before the validation began: a file changed while it
-    ran may have been checked as it was or as it is. Best effort: a var/ that cannot be
-    written costs the next plan a validation, nothing else."""
-    if spec_hash(loaded) != validated:
+    ran may have been checked as it was or as it is. Only into a var/ that exists:
+    `herald validate` makes none in whatever folder it runs. Best effort: a var/ that
+    cannot be written costs the next plan a validation, nothing else."""
+    if not var.is_dir() or spec_hash(loaded) != validated:
         return
     record = {
         "campaign": loaded.campaign.id,
@@ -79,7 +80,7 @@ def remember(var: Path, loaded: LoadedCampaign, warnings: list[str], validated: 
     path = record_path(var, loaded.campaign.id)
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(exist_ok=True)
         temporary.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
         temporary.replace(path)  # whole or not at all: a reader never sees half a record
     except OSError:

@@ -53,17 +53,16 @@ def _launchable(campaign: str) -> "tuple[LoadedCampaign, str]":
         from engine.config import var_path
 
     path, var = resolve_campaign_path(campaign), var_path()
-    try:
+    try:  # the files' hash before validating: what the checks saw, at the latest
         loaded = load_campaign(path)
-        digest = spec_hash(loaded)  # before validating: what the checks saw, at the latest
+        digest = spec_hash(loaded)
         warnings = validated.recall(var, loaded, digest)
     except (CampaignError, OSError):  # validate says why, with every other problem
-        warnings = None
+        digest, warnings = "", None
     if warnings is None:
         with importing():
             from engine.authoring.validation import validate
 
-        digest = validated.spec_now(path) or ""
         report = validate(path)
         warnings = [str(w) for w in report.warnings]
         if report.errors:
@@ -407,7 +406,8 @@ def demo_command(
     from engine.store.reporting import targeted_users
     from engine.store.users import insert_users
 
-    loaded = _without_window(_launchable("ai-training-notice")[0])
+    launchable, digest = _launchable("ai-training-notice")
+    loaded = _without_window(launchable)
     settings, engine = open_store()
 
     def step(text: str) -> None:
@@ -420,7 +420,10 @@ def demo_command(
     )
     step(f"generating {users} synthetic users (those from an earlier run are kept as they are)")
     insert_users(engine, generate_users(users, seed=1))
-    result = plan_campaign(engine, loaded, Keys(settings.secret))
+    try:
+        result = plan_campaign(engine, loaded, Keys(settings.secret), validated=digest)
+    except CampaignError as exc:
+        fail([str(p) for p in exc.problems])
     targeted = targeted_users(engine, loaded.campaign.id)
     step(f"planned {result.new_deliveries} new deliveries; {targeted} users targeted")
     started = time.monotonic()

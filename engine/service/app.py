@@ -25,7 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine
 
-from engine.authoring.campaigns import PAGES, STYLESHEET, Project, load_campaign
+from engine.authoring.campaigns import PAGES, SLUG, STYLESHEET, Project, load_campaign
 from engine.authoring.i18n import SOURCE_LOCALE, Catalogs, normalize_locale, text_direction
 from engine.authoring.pages import Page, busy_page, confirmed_page, error_page, object_page
 from engine.authoring.rendering import Renderer
@@ -42,7 +42,7 @@ from engine.service.security import ApiKeys, Guard
 
 log = logging.getLogger("herald.serve")
 _SHARED_STYLESHEET = f'href="/static/{STYLESHEET}"'  # as pages/base.html links it
-_ID = re.compile(r"[a-z0-9-]{3,64}")  # a campaign id (DESIGN section 3)
+_ID = re.compile(SLUG)  # a campaign id
 _RECORDED = ("Your objection is on record", "Thank you. We have recorded your objection.")
 _UNAVAILABLE = (
     '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
