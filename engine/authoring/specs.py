@@ -16,10 +16,21 @@ from engine.errors import CampaignError, Problem
 from engine.models import SpecFile
 
 
+def notice_folders(campaign: Campaign) -> tuple[str, ...]:
+    """The folders of templates/ a notice renders from (with messages.po)."""
+    return (campaign.template, "layouts")
+
+
+def objection_folders(campaign: Campaign) -> tuple[str, ...]:
+    """The folders of templates/ the objection pages and confirmations render from (with
+    objection.po)."""
+    return (campaign.objection.template, PAGES, "layouts")
+
+
 def template_folders(campaign: Campaign) -> tuple[str, ...]:
-    """The folders of templates/ a campaign's spec holds: the notice's and the objection's,
-    the shared layouts and pages. Its templates may name files in these only (validate)."""
-    return (campaign.template, campaign.objection.template, "layouts", PAGES)
+    """The folders of templates/ a campaign's spec holds: both sides' (validate holds each
+    side's templates to its own)."""
+    return tuple(dict.fromkeys((*notice_folders(campaign), *objection_folders(campaign))))
 
 
 def spec_files(loaded: LoadedCampaign) -> list[SpecFile]:
@@ -27,7 +38,7 @@ def spec_files(loaded: LoadedCampaign) -> list[SpecFile]:
     Raises CampaignError on a symbolic link among them (link_problems)."""
     paths, links = _spec_paths(loaded)
     if links:
-        raise CampaignError(link_problems(loaded))
+        raise CampaignError([_linked(link) for link in links])
     return [SpecFile(_relative(path, loaded.project), path.read_bytes()) for path in paths]
 
 
@@ -36,14 +47,15 @@ def link_problems(loaded: LoadedCampaign) -> list[Problem]:
     the catalogs read through it, but the spec walk does not follow one into a folder,
     so what it holds was rendered and sent without being bound to the campaign or stored
     with it (and a linked template folder stored its files under the wrong names)."""
-    return [
-        Problem(
-            link,
-            "a symbolic link: a campaign's files must be the files themselves, "
-            "in its own folders (copy what it points to)",
-        )  # fmt: skip
-        for link in _spec_paths(loaded)[1]
-    ]
+    return [_linked(link) for link in _spec_paths(loaded)[1]]
+
+
+def _linked(link: Path) -> Problem:
+    return Problem(
+        link,
+        "a symbolic link: a campaign's files must be the files themselves, in its own "
+        "folders (copy what it points to)",
+    )
 
 
 def _spec_paths(loaded: LoadedCampaign) -> tuple[list[Path], list[Path]]:
@@ -56,12 +68,12 @@ def _spec_paths(loaded: LoadedCampaign) -> tuple[list[Path], list[Path]]:
         if folder.is_symlink():
             links.append(folder)
             continue
-        found = []
+        found: list[Path] = []
         for root, dirs, names in os.walk(folder):  # does not follow links into folders
-            for name in [*dirs, *names]:
-                if (Path(root) / name).is_symlink():
-                    links.append(Path(root) / name)
-            found += [Path(root) / n for n in names if not (Path(root) / n).is_symlink()]
+            links += [Path(root) / d for d in dirs if (Path(root) / d).is_symlink()]
+            for name in names:
+                path = Path(root) / name
+                (links if path.is_symlink() else found).append(path)
         if folder == project.locales:
             found = [p for p in found if p.suffix != ".mo"]
         files += sorted(found)

@@ -27,7 +27,7 @@ from engine.authoring.outputscan import (
     scan_output,
 )
 from engine.authoring.rendering import Renderer
-from engine.authoring.specs import link_problems
+from engine.authoring.specs import link_problems, notice_folders, objection_folders
 from engine.authoring.templatecheck import (
     TemplateSource,
     check_references,
@@ -99,19 +99,17 @@ def validate(path: Path) -> ValidationReport:
     # What the templates may name: the spec's folders on their own side (a notice
     # renders with messages.po only, so a partial of the objection's would go out in
     # English), and the one variable the pages use for a folder name.
-    notice_side = (c.template, "layouts")
-    objection_side = (c.objection.template, PAGES, "layouts")
     known = {"objection_template": c.objection.template}
     sources = parse_templates([project.templates / c.template, project.templates / "layouts"])
     report.problems += _check_translations(loaded, notices, sources, "babel.cfg", glossary)
     report.problems += check_templates(sources)
-    report.problems += check_references(sources, notice_side, known)
+    report.problems += check_references(sources, notice_folders(c), known)
     sources = parse_templates([project.templates / c.objection.template, project.templates / PAGES])
     report.problems += _check_translations(
         loaded, objections, sources, "babel-objection.cfg", glossary
     )
     report.problems += check_templates(sources)
-    report.problems += check_references(sources, objection_side, known)
+    report.problems += check_references(sources, objection_folders(c), known)
     for locale in sorted(objections.available - notices.available):
         report.problems.append(
             Problem(
@@ -210,9 +208,10 @@ def _check_renders(
     loaded: LoadedCampaign, catalogs: Catalogs, skip: Collection[str]
 ) -> tuple[int, list[Problem]]:
     c = loaded.campaign
-    renderer = Renderer(loaded.project.templates, catalogs)
+    templates = loaded.project.templates
+    renderer = Renderer(templates, catalogs)
     url = c.objection.url.format(token=SAMPLE_TOKEN)
-    locate = locator(catalogs, loaded.project.templates / c.template)
+    locate = locator(catalogs, *(templates / name for name in notice_folders(c)))
     channels = (*c.channels, *([c.fallback] if c.fallback else []))
     seen: dict[str, Problem] = {}
     count = 0
