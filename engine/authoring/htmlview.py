@@ -13,6 +13,7 @@ its fieldset) sends nothing.
 """
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from html import unescape
 from html.parser import HTMLParser
@@ -20,7 +21,7 @@ from html.parser import HTMLParser
 _COMMENT_END = re.compile(r"--!?>")
 _END = r"\s*(?:[;!}]|$)"  # the end of a declaration's value
 HIDES = re.compile(
-    r"display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)|opacity\s*:\s*0*\.?0*"
+    r"display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)|opacity\s*:\s*0*\.?0*%?"
     + _END
     + r"|font-size\s*:\s*0(?:px|pt|em|rem|%)?"
     + _END,
@@ -78,14 +79,20 @@ _MAY_HIDE = re.compile(
     r"overflow(?:-[xy])?\s*:\s*(?:hidden|clip)",
     re.IGNORECASE,
 )
-_HREF = re.compile(r"""<a\b[^>]*?\shref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
+_HREF_VALUE = r"""\shref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"""
+_HREF = re.compile(r"<a\b[^>]*?" + _HREF_VALUE, re.IGNORECASE)
 
 
 def visible_links(html: str) -> list[str]:
     """The hrefs of the links a reader sees, in order (view(html).links)."""
     if _MAY_HIDE.search(html):
         return view(html).links
-    return [unescape(next(v for v in m.groups() if v is not None)) for m in _HREF.finditer(html)]
+    return [_value(m) for m in _HREF.finditer(html)]
+
+
+def _value(match: re.Match[str]) -> str:
+    """The attribute value a _HREF_VALUE match found, however it was quoted."""
+    return unescape(next(v for v in match.groups() if v is not None))
 
 
 _STYLE = re.compile(r"<style\b[^>]*>(.*?)(?:</style|$)", re.IGNORECASE | re.DOTALL)
@@ -110,19 +117,41 @@ def hiding_stylesheet(html: str) -> str | None:
 _LINKED_CSS = re.compile(
     r"<link\b[^>]*\brel\s*=\s*[\"']?stylesheet\b[^>]*>|@import\b[^;]*", re.IGNORECASE
 )
-_HREF_OF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
+_HREF_OF = re.compile(_HREF_VALUE, re.IGNORECASE)
 
 
 def linked_stylesheets(html: str) -> list[str]:
     """What the document loads as style from elsewhere: each stylesheet <link>'s href,
     and each @import as written."""
     out = []
-    for found in _LINKED_CSS.finditer(html) if "stylesheet" in html or "@import" in html else ():
+    for found in _LINKED_CSS.finditer(html):
         href = _HREF_OF.search(found.group(0)) if found.group(0).startswith("<") else None
-        out.append(
-            unescape(next(v for v in href.groups() if v is not None)) if href else found.group(0)
-        )
+        out.append(_value(href) if href else found.group(0))
     return out
+
+
+def style_risks(
+    text: str, guarded: str, allowed: Collection[str] = (), *, css: bool = False
+) -> list[tuple[str, str]]:
+    """(what, why) for each way the style of a document (or, `css`, of a stylesheet) could
+    hide `guarded` from a reader: a rule that hides what it selects, which only a browser
+    could match to elements, and style loaded from elsewhere but `allowed` (checked on its
+    own), which is not bound to the campaign and may change after launch."""
+    risks = []
+    if rule := hiding_rule(text) if css else hiding_stylesheet(text):
+        why = (
+            f"a stylesheet rule hides what it selects ({rule}): which elements, only a "
+            f"browser can say, so the {guarded} could be among them"
+        )
+        risks.append((rule, why))
+    for sheet in linked_stylesheets(text):
+        if sheet not in allowed:
+            why = (
+                f"style loaded from elsewhere ({sheet}) is not bound to the campaign and "
+                f"could hide the {guarded} after launch; keep the style in the templates"
+            )
+            risks.append((sheet, why))
+    return risks
 
 
 def view(html: str) -> View:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.authoring.campaigns import PAGES, STYLESHEET, Campaign, LoadedCampaign
-from engine.authoring.htmlview import hiding_rule, hiding_stylesheet, linked_stylesheets, view
+from engine.authoring.htmlview import style_risks, view
 from engine.authoring.i18n import SOURCE_LOCALE, Catalogs
 from engine.authoring.outputscan import (
     HTML_TAGS,
@@ -114,24 +114,8 @@ def check_objection(
 def _stylesheet_problems(stylesheet: Path) -> Iterator[Problem]:
     """The pages' stylesheet may not hide anything, nor load style from elsewhere."""
     text = stylesheet.read_text(encoding="utf-8") if stylesheet.is_file() else ""
-
-    def line_of(found: str) -> int:
-        return text.count("\n", 0, text.find(found)) + 1
-
-    if rule := hiding_rule(text):
-        yield Problem(
-            stylesheet,
-            f"a rule hides what it selects ({rule}): which elements, only a browser can "
-            "say, so the objection form could be among them",
-            line_of(rule),
-        )
-    for imported in linked_stylesheets(text):
-        yield Problem(
-            stylesheet,
-            f"it loads style from elsewhere ({imported}), which could hide the objection "
-            "form after launch",
-            line_of(imported),
-        )
+    for token, why in style_risks(text, "objection form", css=True):
+        yield Problem(stylesheet, why, text.count("\n", 0, text.find(token)) + 1)
 
 
 def _sample_pages(c: Campaign, locale: str, locales: list[str], at: dt.date) -> Iterator[Page]:
@@ -173,21 +157,9 @@ def scan_page(
                 "objection page itself (no action), where the objection is recorded",
                 key,
             )
-    for sheet in linked_stylesheets(html):
-        if sheet != f"/static/{STYLESHEET}":  # pages/herald.css, validated with the pages
-            yield where.problem(
-                sheet,
-                f"the page loads a stylesheet from elsewhere ({sheet}): it could hide the "
-                f"objection form after launch; keep the style in pages/{STYLESHEET}",
-                key,
-            )
-    if rule := hiding_stylesheet(html):
-        yield where.problem(
-            rule,
-            f"a <style> rule hides what it selects ({rule}): which elements, only a browser "
-            "can say, so the objection form could be among them",
-            key,
-        )
+    # pages/herald.css, checked on its own (_stylesheet_problems)
+    for token, why in style_risks(html, "objection form", (f"/static/{STYLESHEET}",)):
+        yield where.problem(token, why, key)
     for field in _JOINS.findall(html):
         yield where.problem(
             field, f"a field joins the objection form from outside it: {field}", key
@@ -207,7 +179,7 @@ def scan_page(
             f"an objection needs no reason and no answer: {tag}",
             key,
         )
-    for field in _INPUT.findall(form) + _TEXTAREA.findall(form)[1:]:
+    for field in _INPUT.findall(form) + _TEXTAREA.findall(form)[1:]:  # the first: the reason
         if not _HIDDEN.search(field):
             yield where.problem(
                 field, f"the objection form asks for more than an optional reason: {field}", key

@@ -16,7 +16,7 @@ from markupsafe import escape
 
 from engine.authoring.campaigns import Campaign
 from engine.authoring.catalogcheck import msgstrs
-from engine.authoring.htmlview import hiding_stylesheet, linked_stylesheets, view, visible_links
+from engine.authoring.htmlview import style_risks, view, visible_links
 from engine.authoring.i18n import SOURCE_LOCALE, Catalogs, Formatter, format_locale
 from engine.authoring.rendering import FSI, PDI, isolate_names, personal_values
 from engine.errors import Problem
@@ -129,18 +129,8 @@ def scan_output(
         links = seen.links if seen is not None else visible_links(message.html)
         if url is not None and url not in links:
             problem("the objection link is missing from the HTML (no <a href> to it a reader sees)")
-        for sheet in linked_stylesheets(message.html):
-            problem(
-                f"the email loads a stylesheet from elsewhere ({sheet}): it could restyle or "
-                "hide the objection link after launch; keep the style in the template",
-                sheet,
-            )
-        if rule := hiding_stylesheet(message.html):
-            problem(
-                f"a <style> rule hides what it selects ({rule}): which elements, only a "
-                "browser can say, so the objection link could be among them",
-                rule,
-            )
+        for token, why in style_risks(message.html, "objection link"):
+            problem(why, token)
     what = date or Date("the effective date", c.policy.effective_date)
     long = _formatter(format_locale(locale, user.country)).date(what.value, "long")
     english = _formatter(SOURCE_LOCALE).date(what.value, "long")
