@@ -97,6 +97,11 @@ def var_path(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(environ.get("HERALD_VAR") or "var")
 
 
+def var_chosen(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether HERALD_VAR names where runtime state lives (else ./var, by default)."""
+    return bool(environ.get("HERALD_VAR"))
+
+
 def database_url(environ: Mapping[str, str] = os.environ) -> str:
     """HERALD_DB, else the SQLite file under HERALD_VAR; read alone by commands that must
     find an existing database before anything (such as the key file) is created."""

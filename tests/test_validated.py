@@ -83,19 +83,18 @@ def test_a_file_changed_while_validate_ran_is_not_recorded_as_validated(herald):
     from engine.authoring.campaigns import load_campaign
 
     path, var = herald.project.campaign, herald.project.root / "var"
-    var.mkdir(exist_ok=True)
     before = validated.spec_now(path)
     assert before is not None
     herald.project.edit(
         "templates/layouts/_greeting.txt", "{%", "Dear {{ user.name ~ '' }},\n{%"
     )  # what a validation that had begun would not have seen
-    validated.remember(var, load_campaign(path), [], before)
+    validated.remember(var, load_campaign(path), [], before, create=True)
     assert not (herald.project.root / RECORD).exists()
-    validated.remember(var, load_campaign(path), [], validated.spec_now(path) or "")
+    validated.remember(var, load_campaign(path), [], validated.spec_now(path) or "", create=True)
     assert (herald.project.root / RECORD).exists()  # the same call, with the files unchanged
 
 
-def test_validate_makes_no_var_folder_where_there_is_none(project, monkeypatch):
+def test_validate_makes_var_only_where_herald_var_names_it(project, monkeypatch):
     """The record is a shortcut for plan, kept in var/; validating a campaign in a
     checkout (a CI job, a reviewer's clone) leaves nothing behind there."""
     from typer.testing import CliRunner
@@ -107,6 +106,10 @@ def test_validate_makes_no_var_folder_where_there_is_none(project, monkeypatch):
     result = CliRunner().invoke(app, ["validate", "ai-training-notice"])
     assert result.exit_code == 0, result.stderr
     assert not (project.root / "var").exists()
+    state = project.root / "state"  # named by HERALD_VAR: that is where state lives
+    result = CliRunner().invoke(app, ["validate"], env={"HERALD_VAR": str(state)})
+    assert result.exit_code == 0, result.stderr
+    assert (state / "validated" / "ai-training-notice.json").is_file()
 
 
 def test_plan_launches_nothing_when_the_files_changed_since_they_were_validated(herald):

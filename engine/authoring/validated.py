@@ -63,13 +63,16 @@ def spec_now(path: Path) -> str | None:
         return None
 
 
-def remember(var: Path, loaded: LoadedCampaign, warnings: list[str], validated: str) -> None:
+def remember(
+    var: Path, loaded: LoadedCampaign, warnings: list[str], validated: str, *, create: bool
+) -> None:
     """Record that `loaded` passed with these warnings, if its files still hash to
     `validated`, their hash from before the validation began: a file changed while it
-    ran may have been checked as it was or as it is. Only into a var/ that exists:
-    `herald validate` makes none in whatever folder it runs. Best effort: a var/ that
-    cannot be written costs the next plan a validation, nothing else."""
-    if not var.is_dir() or spec_hash(loaded) != validated:
+    ran may have been checked as it was or as it is. Into an existing var/, or one made
+    when `create` (HERALD_VAR names it, or the command makes it anyway): validating a
+    checkout leaves nothing behind. Best effort: a var/ that cannot be written costs the
+    next plan a validation, nothing else."""
+    if (not create and not var.is_dir()) or spec_hash(loaded) != validated:
         return
     record = {
         "campaign": loaded.campaign.id,
@@ -80,7 +83,7 @@ def remember(var: Path, loaded: LoadedCampaign, warnings: list[str], validated: 
     path = record_path(var, loaded.campaign.id)
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
     try:
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         temporary.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
         temporary.replace(path)  # whole or not at all: a reader never sees half a record
     except OSError:

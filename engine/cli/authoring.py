@@ -25,7 +25,7 @@ def validate_command(
         from engine.authoring import validated
         from engine.authoring.campaigns import resolve_campaign_path
         from engine.authoring.validation import validate
-        from engine.config import var_path
+        from engine.config import var_chosen, var_path
 
     paths = [resolve_campaign_path(c) for c in campaigns] or sorted(
         Path("campaigns").glob("*.yaml")
@@ -49,7 +49,8 @@ def validate_command(
             assert report.loaded is not None  # no errors: the campaign loaded
             if before is not None:
                 warnings = [str(w) for w in report.warnings]
-                validated.remember(var_path(), report.loaded, warnings, before)
+                var = var_path()
+                validated.remember(var, report.loaded, warnings, before, create=var_chosen())
             out.print(
                 f"OK {path}: {len(report.locales)} locales, {report.renders} renders "
                 f"checked, {len(report.warnings)} warning(s)",

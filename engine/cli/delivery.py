@@ -69,7 +69,7 @@ def _launchable(campaign: str) -> "tuple[LoadedCampaign, str]":
             fail([*warnings, *map(str, report.errors), f"{path}: refused: fix the errors above"])
         assert report.loaded is not None  # no errors: the campaign loaded
         loaded = report.loaded
-        validated.remember(var, loaded, warnings, digest)
+        validated.remember(var, loaded, warnings, digest, create=True)  # plan makes var/
     else:
         err.print(
             f"{path}: validated before, on these very files: not rendered again", markup=False
