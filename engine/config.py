@@ -52,6 +52,10 @@ class Settings:
         """The settings; `create=False` (commands that only read the record) never makes a
         key file: without HERALD_SECRET or an existing key file, `secret` is then empty."""
         var = var_path(environ)
+        if var.exists() and not var.is_dir():
+            raise ConfigError(
+                f"{var} is not a folder: HERALD_VAR names the folder of Herald's state"
+            )
         db_url = database_url(environ)
         smtp_url = environ.get("HERALD_SMTP_URL") or None
         if env_secret := environ.get("HERALD_SECRET"):

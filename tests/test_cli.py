@@ -133,3 +133,18 @@ def test_a_database_that_cannot_be_opened_is_named_without_its_password(
         result.stderr
     )
     assert "s3cret" not in result.stderr
+
+
+def test_herald_var_naming_a_file_is_one_line_naming_it(in_project):
+    """Not a traceback from deep in the key file's creation; validate, which needs no
+    state, still validates (and records nothing)."""
+    state = in_project.root / "state"
+    state.write_text("not a folder")
+    env = {"HERALD_VAR": str(state), "HERALD_SECRET": ""}
+    generated = runner.invoke(app, ["users", "generate", "--count", "3"], env=env)
+    assert generated.exit_code == 1
+    assert generated.stderr.strip() == (
+        f"{state} is not a folder: HERALD_VAR names the folder of Herald's state"
+    )
+    assert runner.invoke(app, ["validate", "ai-training-notice"], env=env).exit_code == 0
+    assert state.read_text() == "not a folder"

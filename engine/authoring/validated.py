@@ -16,6 +16,7 @@ record is a shortcut, not a proof: whoever can write var/ could forge one, as th
 run any code; the evidence binds what was actually sent (DESIGN section 8).
 """
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
@@ -87,7 +88,8 @@ def remember(
         temporary.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
         temporary.replace(path)  # whole or not at all: a reader never sees half a record
     except OSError:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # var/ may be no folder at all
+            temporary.unlink(missing_ok=True)
 
 
 def recall(var: Path, loaded: LoadedCampaign, digest: str) -> list[str] | None:
